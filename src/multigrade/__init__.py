@@ -1,0 +1,48 @@
+"""multigrade: multi-grade deep learning (MGDL) and its comparison with end-to-end training.
+
+    >>> import jax, optax, multigrade as mg
+    >>> problem = mg.image_regression(mg.load_image("camera", size=32))
+    >>> result = mg.fit(mg.mgdl([[16, 16]] * 2), problem, optimizer=optax.adam(1e-3),
+    ...                 epochs=20, key=jax.random.key(0), progress=False)
+    >>> len(result.grades)
+    2
+
+Reference: R. Fang and Y. Xu, "Computational Advantages of Multi-Grade Deep Learning:
+Convergence Analysis and Performance Insights", arXiv:2507.20351 (2025).
+"""
+
+from multigrade.images import ImageNotFoundError, coordinate_grid, load_image
+from multigrade.metrics import psnr, ssim
+from multigrade.model import (GradeParams, MultiGrade, grade_features, grade_output, mgdl,
+                              predict, sgdl)
+from multigrade.nn import Layer, apply_mlp, count_params, init_mlp
+from multigrade.problems import Regression, image_regression
+from multigrade.train import FitResult, GradeSummary, fit, should_stop, stop_index
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FitResult",
+    "GradeParams",
+    "GradeSummary",
+    "ImageNotFoundError",
+    "Layer",
+    "MultiGrade",
+    "Regression",
+    "apply_mlp",
+    "coordinate_grid",
+    "count_params",
+    "fit",
+    "grade_features",
+    "grade_output",
+    "image_regression",
+    "init_mlp",
+    "load_image",
+    "mgdl",
+    "predict",
+    "psnr",
+    "sgdl",
+    "should_stop",
+    "ssim",
+    "stop_index",
+]

@@ -1,0 +1,127 @@
+"""Multi-grade (stair-shaped) networks; SGDL is the one-grade case.
+
+Grade k is a shallow network g_k = A_k H_k(φ_{k-1}) + c_k whose input is the last hidden
+activation φ_{k-1} of grade k-1 (φ_0 = x). The model predicts Σ_k s_k g_k(φ_{k-1}), with
+s_k = 1 for regression and the paper's residual scale for restoration (SPEC §2.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import jax.random as jr
+
+from multigrade._types import Array, Float, PRNGKeyArray
+from multigrade.nn import INITS, Init, Layer, affine, hidden_features, init_mlp
+
+
+class GradeParams(NamedTuple):
+    """The trainable parameters of one grade: hidden block H_k and linear head (A_k, c_k)."""
+
+    hidden: list[Layer]
+    head: Layer
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiGrade:
+    """Architecture of a multi-grade network.
+
+    Attributes:
+        grades: hidden widths of each grade, e.g. `((128, 128),) * 4` for the paper's
+            regression MGDL; one grade `((128,) * 8,)` is SGDL.
+        out_dim: width of every grade's output (1 for gray images).
+        init: `"glorot"` (paper Section 4) or `"he"` (Sections 5-6).
+        name: a label for tables and run directories.
+    """
+
+    grades: tuple[tuple[int, ...], ...]
+    out_dim: int = 1
+    init: Init = "glorot"
+    name: str = "mgdl"
+
+    def __post_init__(self):
+        grades = tuple(tuple(int(w) for w in g) for g in self.grades)
+        object.__setattr__(self, "grades", grades)
+        if not grades:
+            raise ValueError("a model needs at least one grade")
+        for k, widths in enumerate(grades):
+            if not widths:
+                raise ValueError(f"grade {k + 1} has no hidden layer")
+            if min(widths) < 1:
+                raise ValueError(f"grade {k + 1} has a hidden width below 1: {widths}")
+        if self.out_dim < 1:
+            raise ValueError(f"out_dim must be at least 1, got {self.out_dim}")
+        if self.init not in INITS:
+            raise ValueError(f"unknown initialiser {self.init!r}; choose one of {INITS}")
+
+    @property
+    def num_grades(self) -> int:
+        return len(self.grades)
+
+    @property
+    def depth(self) -> int:
+        """Total number of hidden layers."""
+        return sum(len(g) for g in self.grades)
+
+    def layer_sizes(self, grade: int, in_dim: int) -> list[int]:
+        """Widths of grade `grade` (0-based) from its input to its output."""
+        first = in_dim if grade == 0 else self.grades[grade - 1][-1]
+        return [first, *self.grades[grade], self.out_dim]
+
+    def init_grade(self, key: PRNGKeyArray, grade: int, in_dim: int) -> GradeParams:
+        layers = init_mlp(key, self.layer_sizes(grade, in_dim), self.init)
+        return GradeParams(layers[:-1], layers[-1])
+
+    def grade_key(self, key: PRNGKeyArray, grade: int) -> PRNGKeyArray:
+        """The initialisation key of a grade: stable whatever the number of grades."""
+        return jr.fold_in(key, grade)
+
+    def init(self, key: PRNGKeyArray, in_dim: int) -> list[GradeParams]:
+        """Initial parameters of every grade (what `fit` uses, grade by grade)."""
+        return [
+            self.init_grade(self.grade_key(key, k), k, in_dim) for k in range(self.num_grades)
+        ]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "grades": [list(g) for g in self.grades],
+                "out_dim": self.out_dim, "init": self.init}
+
+
+def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: Init = "glorot",
+         name: str = "mgdl") -> MultiGrade:
+    """A multi-grade model, e.g. `mgdl([[128, 128]] * 4)`."""
+    return MultiGrade(tuple(tuple(g) for g in grades), out_dim, init, name)
+
+
+def sgdl(widths: Sequence[int], *, out_dim: int = 1, init: Init = "glorot",
+         name: str = "sgdl") -> MultiGrade:
+    """A single-grade (end-to-end) model, e.g. `sgdl([128] * 8)`."""
+    return MultiGrade((tuple(widths),), out_dim, init, name)
+
+
+def grade_features(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n h"]:
+    """φ_k = H_k(φ_{k-1}): what grade k passes to grade k+1."""
+    return hidden_features(params.hidden, x)
+
+
+def grade_output(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n m"]:
+    """g_k(φ_{k-1}) = A_k H_k(φ_{k-1}) + c_k."""
+    return affine(params.head, grade_features(params, x))
+
+
+def predict(params: Sequence[GradeParams], x: Float[Array, "n d"],
+            scales: Sequence[float] | None = None) -> Float[Array, "n m"]:
+    """The stair network's prediction Σ_k s_k g_k(φ_{k-1}) (s_k = 1 when `scales` is None)."""
+    scales = [1.0] * len(params) if scales is None else scales
+    out = None
+    for p, s in zip(params, scales, strict=True):
+        phi = grade_features(p, x)
+        g = s * affine(p.head, phi)
+        out = g if out is None else out + g
+        x = phi
+    return out
+
+

@@ -1,0 +1,147 @@
+"""Regression: fit targets y from inputs x with loss ½·mean((f(x) − y)²) (SPEC §2.1, §2.3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from multigrade._types import Array, Float, Scalar
+from multigrade.images import coordinate_grid, split_even_odd
+from multigrade.metrics import psnr_from_mse
+
+
+def _as_float(a) -> Array:
+    # float32, or float64 when jax_enable_x64 is on: one dtype for data and parameters.
+    return jnp.asarray(a, dtype=jnp.zeros(()).dtype)
+
+
+def _as_2d(a) -> Array:
+    a = _as_float(a)
+    return a[:, None] if a.ndim == 1 else a
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["x", "y"],
+    meta_fields=["image_shape", "peak", "name"],
+)
+@dataclasses.dataclass(frozen=True)
+class Regression:
+    """Supervised regression on named splits.
+
+    Attributes:
+        x: inputs per split, each `(n, d)`; `"train"` is required, `"val"` (if present) drives
+            the stopping rule, `"test"` is evaluated after each grade only.
+        y: targets per split, each `(n, m)`.
+        image_shape: `(H, W)` when the `"test"` split holds every pixel of an image in
+            row-major order, so predictions can be shown as images.
+        peak: signal peak for PSNR (1 for images in [0, 1]); None reports no PSNR.
+        name: a label.
+    """
+
+    x: dict[str, Float[Array, "n d"]]
+    y: dict[str, Float[Array, "n m"]]
+    image_shape: tuple[int, int] | None = None
+    peak: float | None = None
+    name: str = "regression"
+
+    @classmethod
+    def from_arrays(cls, splits: dict[str, tuple], *, image_shape=None, peak=None,
+                    name: str = "regression") -> Regression:
+        """Builds a problem from `{split: (x, y)}`; 1-D arrays become columns."""
+        if "train" not in splits:
+            raise ValueError(f"a regression problem needs a 'train' split, got {list(splits)}")
+        x = {s: _as_2d(xy[0]) for s, xy in splits.items()}
+        y = {s: _as_2d(xy[1]) for s, xy in splits.items()}
+        for s in splits:
+            if x[s].shape[0] != y[s].shape[0]:
+                raise ValueError(
+                    f"split {s!r}: {x[s].shape[0]} inputs but {y[s].shape[0]} targets")
+        return cls(x, y, image_shape, peak, name)
+
+    @property
+    def inputs(self) -> dict[str, Array]:
+        return self.x
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.x["train"].shape[1])
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.y["train"].shape[1])
+
+    @property
+    def record_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in self.x if s != "test")
+
+    @property
+    def render_split(self) -> str:
+        return "test" if "test" in self.x else "train"
+
+    @property
+    def monitor(self) -> str:
+        return "val_loss" if "val" in self.x else "train_loss"
+
+    def init_aux(self, pred_train):
+        return ()
+
+    def update_aux(self, aux, pred_train):
+        return aux
+
+    def loss(self, pred_train: Float[Array, "n m"], aux=()) -> Scalar:
+        return 0.5 * jnp.mean((pred_train - self.y["train"]) ** 2)
+
+    def metrics(self, preds: dict[str, Array], aux=()) -> dict[str, Scalar]:
+        out = {}
+        for split, pred in preds.items():
+            mse = jnp.mean((pred - self.y[split]) ** 2)
+            out[f"{split}_loss"] = 0.5 * mse
+            if self.peak is not None:
+                out[f"{split}_psnr"] = psnr_from_mse(mse, self.peak)
+        return out
+
+    def next_scale(self, pred_train) -> float:
+        return 1.0
+
+    def render(self, pred) -> np.ndarray | None:
+        if self.image_shape is None or self.render_split != "test":
+            return None
+        return np.asarray(pred).reshape(*self.image_shape, -1).squeeze(-1)
+
+    def references(self) -> dict[str, np.ndarray]:
+        ref = self.render(self.y.get("test", self.y["train"]))
+        return {} if ref is None else {"target": ref}
+
+    def describe(self) -> dict:
+        return {
+            "kind": "regression",
+            "name": self.name,
+            "splits": {s: list(v.shape) for s, v in self.x.items()},
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+        }
+
+
+def image_regression(image, *, name: str = "image") -> Regression:
+    """Coordinate regression of a gray image (SPEC §2.1).
+
+    The network maps a pixel's coordinates in [0, 1)² to its value. Train on the even rows
+    and columns, validate on the odd ones, test on every pixel.
+
+    Args:
+        image: `(H, W)` array with values in [0, 1].
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image regression needs a gray (H, W) image, got shape {image.shape}")
+    if min(image.shape) < 2:
+        raise ValueError(f"image of shape {image.shape} is too small to split")
+    grid = coordinate_grid(*image.shape)
+    train, val = split_even_odd(grid, image)
+    splits = {"train": train, "val": val,
+              "test": (grid.reshape(-1, 2), image.reshape(-1))}
+    return Regression.from_arrays(splits, image_shape=image.shape, peak=1.0, name=name)

@@ -1,0 +1,333 @@
+"""`fit`: the one training loop, for MGDL, SGDL and every problem.
+
+Grades train one after another. For grade k the earlier grades are frozen: their features
+φ_{k-1} and their summed prediction P_{k-1} on every split are computed once, when grade
+k-1 finishes, and passed to grade k's compiled program as constants. Grade k therefore
+costs what a shallow network costs, and never back-propagates into earlier grades.
+
+Epochs run inside `jit` in chunks: a chunk is `window` records of `record_every` epochs
+(`lax.scan` in `lax.scan`), so Python is touched once per `window · record_every` epochs,
+when the stopping rule of SPEC §3 is checked and the progress bar moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from multigrade._types import Array, PRNGKeyArray, PyTree
+from multigrade.model import GradeParams, MultiGrade, grade_features, grade_output, predict
+
+
+# ---------------------------------------------------------------------------------------
+# Stopping rule (SPEC §3)
+
+
+def should_stop(records: Sequence[float], window: int, tol: float | None) -> bool:
+    """The paper's stopping rule, checked after the latest record.
+
+    Every `window` records, compare the mean of the last `window` records with the mean of
+    the `window` before; stop when `|new − old| / |old| < tol`. Checked only when the
+    number of records is a multiple of `window` and at least `2 · window`.
+    """
+    n = len(records)
+    if tol is None or n < 2 * window or n % window:
+        return False
+    old = float(np.mean(records[n - 2 * window : n - window]))
+    new = float(np.mean(records[n - window :]))
+    if old == 0.0:
+        return new == 0.0
+    return abs(new - old) / abs(old) < tol
+
+
+def stop_index(records: Sequence[float], window: int, tol: float | None) -> int | None:
+    """How many records the rule lets through before stopping (None: it never stops)."""
+    for n in range(1, len(records) + 1):
+        if should_stop(records[:n], window, tol):
+            return n
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+
+
+@dataclasses.dataclass
+class GradeSummary:
+    """How one grade's training went."""
+
+    grade: int  # 1-based
+    epochs: int
+    status: str  # "stopped" (stopping rule), "max_epochs" or "diverged"
+    seconds: float  # training, compilation excluded
+    compile_seconds: float
+    scale: float  # s_k, the factor of this grade's output
+    metrics: dict[str, float]  # every split, after this grade
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.seconds / max(self.epochs, 1)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` returns.
+
+    Attributes:
+        model: the architecture.
+        params: trained parameters, one `GradeParams` per trained grade.
+        scales: s_k per grade.
+        grades: a `GradeSummary` per trained grade.
+        history: columns `grade`, `epoch` (within the grade), `step` (all grades) and every
+            recorded metric, one row per record.
+        predictions: the cumulative prediction on the problem's `render_split` after each
+            grade, `(n, m)` NumPy arrays.
+        aux: the problem's auxiliary state at the end (u for restoration).
+        problem: what was fitted.
+    """
+
+    model: MultiGrade
+    params: list[GradeParams]
+    scales: list[float]
+    grades: list[GradeSummary]
+    history: dict[str, np.ndarray]
+    predictions: list[np.ndarray]
+    aux: Any
+    problem: Any
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Metrics of the whole model (after its last trained grade), every split."""
+        return self.grades[-1].metrics
+
+    @property
+    def diverged(self) -> bool:
+        return any(g.status == "diverged" for g in self.grades)
+
+    @property
+    def epochs(self) -> int:
+        return sum(g.epochs for g in self.grades)
+
+    @property
+    def seconds(self) -> float:
+        return sum(g.seconds for g in self.grades)
+
+    def predict(self, x, grades: int | None = None) -> Array:
+        """Prediction of the first `grades` grades (all by default) at inputs `x` `(n, d)`."""
+        k = len(self.params) if grades is None else grades
+        return predict(self.params[:k], jnp.asarray(x, jnp.zeros(()).dtype), self.scales[:k])
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled pieces
+
+
+class GradeState(NamedTuple):
+    params: GradeParams
+    opt_state: optax.OptState
+    aux: PyTree
+
+
+def make_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Array,
+               scale) -> Callable[[GradeState], tuple[GradeState, Array]]:
+    """One epoch of the current grade: aux update, then one optimiser step.
+
+    One forward pass serves both: `jax.vjp` evaluates the grade once, the auxiliary state
+    (u) is updated from that prediction, and the loss gradient with respect to the
+    prediction is pulled back through the same linearisation.
+    """
+
+    def epoch(state: GradeState) -> tuple[GradeState, Array]:
+        g, pullback = jax.vjp(lambda p: grade_output(p, feats), state.params)
+        pred = base + scale * g
+        aux = problem.update_aux(state.aux, pred)
+        loss, dpred = jax.value_and_grad(problem.loss)(pred, aux)
+        (grads,) = pullback(scale * dpred)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return GradeState(optax.apply_updates(state.params, updates), opt_state, aux), loss
+
+    return epoch
+
+
+def _split_predictions(params, feats: dict, base: dict, scale) -> dict[str, Array]:
+    return {s: base[s] + scale * grade_output(params, feats[s]) for s in feats}
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "num_records", "record_every"))
+def _train_chunk(state: GradeState, problem, feats: dict, base: dict, scale, *,
+                 tx, num_records: int, record_every: int):
+    """`num_records` records of `record_every` epochs; returns the state and the metrics."""
+    epoch = make_epoch(problem, tx, feats["train"], base["train"], scale)
+
+    def record(state, _):
+        state, _ = jax.lax.scan(lambda s, _: epoch(s), state, None, length=record_every)
+        preds = _split_predictions(state.params, feats, base, scale)
+        return state, problem.metrics(preds, state.aux)
+
+    return jax.lax.scan(record, state, None, length=num_records)
+
+
+@jax.jit
+def _freeze(params: GradeParams, problem, aux, feats: dict, base: dict, scale):
+    """After a grade: next features φ_k, cumulative predictions P_k and metrics, every split."""
+    preds = _split_predictions(params, feats, base, scale)
+    next_feats = {s: grade_features(params, feats[s]) for s in feats}
+    return next_feats, preds, problem.metrics(preds, aux), problem.next_scale(preds["train"])
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+
+
+def _per_grade(value, num_grades: int, what: str) -> list:
+    # An Optax transformation is itself a tuple: it is one value, not one per grade.
+    if isinstance(value, (list, tuple)) and not isinstance(value, optax.GradientTransformation):
+        if len(value) != num_grades:
+            raise ValueError(f"{what}: {len(value)} values given for {num_grades} grades")
+        return list(value)
+    return [value] * num_grades
+
+
+def _progress(enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                    disable=not enabled)
+
+
+def _info(metrics: dict[str, float]) -> str:
+    keys = [k for k in ("train_loss", "val_loss", "train_psnr", "val_psnr", "psnr")
+            if k in metrics]
+    return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+
+
+def fit(
+    model: MultiGrade,
+    problem,
+    *,
+    optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
+    epochs: int | Sequence[int],
+    key: PRNGKeyArray,
+    record_every: int = 10,
+    window: int = 20,
+    tol: float | None = None,
+    progress: bool = True,
+    label: str | None = None,
+) -> FitResult:
+    """Trains `model` on `problem`, grade by grade.
+
+    Args:
+        model: a `MultiGrade` (SGDL is a one-grade model).
+        problem: a problem object (`multigrade.problems`).
+        optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
+        epochs: the maximum number of epochs (full-batch steps), or one per grade; each must
+            be a multiple of `record_every`.
+        key: initialises grade k with `fold_in(key, k)`.
+        record_every: epochs between records of the metrics (SPEC's r).
+        window: records per comparison of the stopping rule (20 in the paper).
+        tol: the stopping rule's tolerance; None trains every grade for its full budget.
+        progress: show a Rich progress bar per grade.
+        label: the progress bar's name (default: the model's name).
+
+    Returns:
+        A `FitResult`. A grade whose loss becomes NaN or inf is recorded as `"diverged"` and
+        no later grade is trained.
+    """
+    k_grades = model.num_grades
+    txs = _per_grade(optimizer, k_grades, "optimizer")
+    budgets = [int(e) for e in _per_grade(epochs, k_grades, "epochs")]
+    if record_every < 1 or window < 1:
+        raise ValueError("record_every and window must be at least 1")
+    for k, e in enumerate(budgets):
+        if e < 1:
+            raise ValueError(f"grade {k + 1}: epochs must be at least 1, got {e}")
+        if e % record_every:
+            raise ValueError(f"grade {k + 1}: epochs ({e}) must be a multiple of "
+                             f"record_every ({record_every})")
+    if tol is not None and tol < 0:
+        raise ValueError(f"tol must be non-negative, got {tol}")
+    if problem.out_dim != model.out_dim:
+        raise ValueError(f"the problem has {problem.out_dim} outputs, the model {model.out_dim}")
+
+    splits = dict(problem.inputs)
+    dtype = jnp.zeros(()).dtype
+    feats = {s: jnp.asarray(v, dtype) for s, v in splits.items()}
+    base = {s: jnp.zeros((v.shape[0], model.out_dim), dtype) for s, v in splits.items()}
+    aux = problem.init_aux(base["train"])
+    scale = jnp.asarray(1.0, dtype)
+    rec = tuple(problem.record_splits)
+    if "train" not in rec:
+        rec = ("train", *rec)
+
+    params_out, scales, summaries, rows, renders = [], [], [], [], []
+    compiled: dict = {}
+    step0 = 0
+    with _progress(progress) as bar:
+        for k in range(k_grades):
+            tx, budget = txs[k], budgets[k]
+            params = model.init_grade(model.grade_key(key, k), k, problem.in_dim)
+            state = GradeState(params, tx.init(params), aux)
+            rfeats = {s: feats[s] for s in rec}
+            rbase = {s: base[s] for s in rec}
+            task = bar.add_task(f"{label or model.name} grade {k + 1}/{k_grades}",
+                                total=budget, info="")
+            total_records = budget // record_every
+            done, status, records, seconds, compile_s = 0, "max_epochs", [], 0.0, 0.0
+            while done < total_records:
+                n = min(window, total_records - done)
+                sig = (n, id(tx), str(jax.tree_util.tree_structure(state)),
+                       tuple(a.shape for a in jax.tree_util.tree_leaves((state, rfeats))))
+                if sig not in compiled:
+                    t0 = time.perf_counter()
+                    compiled[sig] = _train_chunk.lower(
+                        state, problem, rfeats, rbase, scale,
+                        tx=tx, num_records=n, record_every=record_every).compile()
+                    compile_s += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                state, metrics = compiled[sig](state, problem, rfeats, rbase, scale)
+                metrics = jax.device_get(metrics)
+                seconds += time.perf_counter() - t0
+                for i in range(n):
+                    row = {name: float(v[i]) for name, v in metrics.items()}
+                    epoch = (done + i + 1) * record_every
+                    rows.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **row})
+                    records.append(row[problem.monitor])
+                done += n
+                last = rows[-1]
+                bar.update(task, completed=done * record_every, info=_info(last))
+                if not all(np.all(np.isfinite(v)) for v in metrics.values()):
+                    status = "diverged"
+                    break
+                if should_stop(records, window, tol):
+                    status = "stopped"
+                    break
+            epochs_run = done * record_every
+            bar.update(task, total=epochs_run)
+            step0 += epochs_run
+
+            feats, preds, final, next_scale = _freeze(state.params, problem, state.aux,
+                                                      feats, base, scale)
+            summaries.append(GradeSummary(
+                grade=k + 1, epochs=epochs_run, status=status, seconds=seconds,
+                compile_seconds=compile_s, scale=float(scale),
+                metrics={n: float(v) for n, v in jax.device_get(final).items()}))
+            params_out.append(state.params)
+            scales.append(float(scale))
+            renders.append(np.asarray(preds[problem.render_split]))
+            base, aux, scale = preds, state.aux, jnp.asarray(next_scale, dtype)
+            if status == "diverged":
+                break
+
+    history = {name: np.asarray([r.get(name, np.nan) for r in rows])
+               for name in (rows[0] if rows else {})}
+    return FitResult(model, params_out, scales, summaries, history, renders, aux, problem)
