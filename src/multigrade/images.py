@@ -94,8 +94,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file (PNG, TIFF, GIF, JPEG, ...) as stored."""
     import imageio.v3 as iio
 
+    path = Path(path)
     try:
-        image = iio.imread(path)
+        # Read the bytes ourselves: imageio leaves files open when no plugin can read them.
+        image = iio.imread(path.read_bytes(), extension=path.suffix.lower() or None)
     except Exception as e:  # imageio raises many types for unreadable files
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
     if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):

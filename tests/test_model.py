@@ -1,0 +1,79 @@
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import multigrade as mg
+from multigrade.model import grade_output
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return mg.image_regression(mg.load_image("camera", size=16))
+
+
+def _numpy_grade(p, x):
+    """Independent NumPy forward pass of one grade: (features, output)."""
+    for W, b in p.hidden:
+        x = np.maximum(x @ np.asarray(W) + np.asarray(b), 0.0)
+    return x, x @ np.asarray(p.head.W) + np.asarray(p.head.b)
+
+
+def test_architecture_bookkeeping():
+    m = mg.mgdl([[8, 8], [6], [5, 4]])
+    assert m.num_grades == 3 and m.depth == 5
+    assert m.layer_sizes(0, 2) == [2, 8, 8, 1]
+    assert m.layer_sizes(1, 2) == [8, 6, 1]
+    assert m.layer_sizes(2, 2) == [6, 5, 4, 1]
+    s = mg.sgdl([8] * 4)
+    assert s.num_grades == 1 and s.depth == 4
+
+
+@pytest.mark.parametrize("grades", [[], [[]], [[4, 0]]])
+def test_bad_architectures_are_refused(grades):
+    with pytest.raises(ValueError):
+        mg.mgdl(grades)
+
+
+def test_one_grade_mgdl_equals_sgdl(problem, key):
+    kwargs = dict(optimizer=optax.adam(1e-2), epochs=40, key=key, progress=False)
+    a = mg.fit(mg.mgdl([[12, 12, 12]]), problem, **kwargs)
+    b = mg.fit(mg.sgdl([12, 12, 12]), problem, **kwargs)
+    np.testing.assert_array_equal(_flat(a.params), _flat(b.params))
+    x = problem.x["test"]
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    np.testing.assert_array_equal(a.history["val_loss"], b.history["val_loss"])
+
+
+def _flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def test_later_grades_leave_earlier_grades_unchanged(problem, key):
+    kwargs = dict(optimizer=optax.adam(1e-2), epochs=30, key=key, progress=False)
+    one = mg.fit(mg.mgdl([[10, 10]]), problem, **kwargs)
+    three = mg.fit(mg.mgdl([[10, 10], [10, 10], [10, 10]]), problem, **kwargs)
+    # Grade 1 trained alone and grade 1 of the three-grade run are bit-for-bit equal.
+    np.testing.assert_array_equal(_flat(one.params[0]), _flat(three.params[0]))
+    # Later grades did train (they differ from their initialisation).
+    init = three.model.init_grade(three.model.grade_key(key, 1), 1, 2)
+    assert not np.allclose(_flat(init), _flat(three.params[1]))
+    # The prediction is the sum of grade outputs, each grade fed the previous features.
+    x = np.asarray(problem.x["test"])
+    total, feats = 0.0, x
+    for p in three.params:
+        feats, out = _numpy_grade(p, feats)
+        total = total + out
+    np.testing.assert_allclose(three.predict(x), total, rtol=1e-10, atol=1e-12)
+    # And the stored per-grade predictions are the partial sums.
+    np.testing.assert_allclose(three.predictions[0], one.predict(x), rtol=1e-12)
+
+
+def test_grade_output_matches_numpy(key):
+    m = mg.mgdl([[7, 5]])
+    p = m.init_params(key, 3)[0]
+    x = np.asarray(jr.normal(jr.key(2), (11, 3)))
+    np.testing.assert_allclose(grade_output(p, jnp.asarray(x)), _numpy_grade(p, x)[1],
+                               rtol=1e-12)
