@@ -25,8 +25,12 @@ class ImageNotFoundError(FileNotFoundError):
     """No built-in image and no file of that name; the message names every place searched."""
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Converts an image of any common dtype and channel count to float64 gray in [0, 1]."""
+def to_float(image: np.ndarray, gray: bool = True) -> np.ndarray:
+    """Converts an image of any common dtype to float64 in [0, 1].
+
+    With `gray`, colour becomes gray `(H, W)` (scikit-image's `rgb2gray` weights);
+    otherwise colour stays `(H, W, 3)` (alpha dropped) and gray stays `(H, W)`.
+    """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.float64)
@@ -37,7 +41,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3:
         if image.shape[-1] == 4:  # drop alpha
             image = image[..., :3]
-        if image.shape[-1] == 3:
+        if image.shape[-1] == 3 and not gray:
+            pass
+        elif image.shape[-1] == 3:
             from skimage.color import rgb2gray
 
             image = rgb2gray(image)
@@ -45,9 +51,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
             image = image[..., 0]
         else:
             raise ValueError(f"cannot read an image with {image.shape[-1]} channels")
-    if image.ndim != 2:
+    if image.ndim not in (2, 3):
         raise ValueError(f"expected a 2-D or colour image, got shape {image.shape}")
     return np.clip(image, 0.0, 1.0)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any image as float64 gray `(H, W)` in [0, 1]."""
+    return to_float(image, gray=True)
 
 
 def resize(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
@@ -57,7 +68,7 @@ def resize(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
     shape = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(shape) != 2 or min(shape) < 2:
         raise ValueError(f"image size must be at least 2 pixels per side, got {size}")
-    if shape == image.shape:
+    if shape == image.shape[:2]:
         return image
     return sk_resize(image, shape, order=1, anti_aliasing=True, mode="reflect")
 
@@ -106,8 +117,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_image(name: str, *, size: int | Sequence[int] | None = None,
-               data_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """Loads a gray image in [0, 1] as a float64 `(H, W)` array.
+               data_dir: str | os.PathLike | None = None, gray: bool = True) -> np.ndarray:
+    """Loads an image in [0, 1] as a float64 `(H, W)` array (or `(H, W, 3)` for colour
+    with `gray=False`).
 
     Args:
         name: a built-in name (scikit-image's bundled images: `camera`, `astronaut`, `moon`,
@@ -115,6 +127,7 @@ def load_image(name: str, *, size: int | Sequence[int] | None = None,
             `data_dir` and `$MULTIGRADE_DATA`.
         size: resize to `size × size` or to `(H, W)`; None keeps the original size.
         data_dir: a folder to search for `name`.
+        gray: convert colour to gray (the paper's experiments are gray).
 
     Raises:
         ImageNotFoundError: nothing matches; the message names every place searched.
@@ -126,7 +139,7 @@ def load_image(name: str, *, size: int | Sequence[int] | None = None,
         image = getattr(skimage.data, BUILTIN_IMAGES[key])()
     else:
         image = read_image(find_image(name, image_search_dirs(data_dir)))
-    image = to_gray(image)
+    image = to_float(image, gray)
     return image if size is None else resize(image, size)
 
 
@@ -142,7 +155,9 @@ def coordinate_grid(height: int, width: int) -> np.ndarray:
 
 
 def split_even_odd(grid: np.ndarray, image: np.ndarray):
-    """Train on even rows and columns, validate on odd ones: `((x, y), (x, y))`."""
-    train = (grid[::2, ::2].reshape(-1, 2), image[::2, ::2].reshape(-1))
-    val = (grid[1::2, 1::2].reshape(-1, 2), image[1::2, 1::2].reshape(-1))
+    """Train on even rows and columns, validate on odd ones: `((x, y), (x, y))`, with
+    `y` of shape `(n,)` for gray and `(n, C)` for colour images."""
+    c = image.shape[2:]
+    train = (grid[::2, ::2].reshape(-1, 2), image[::2, ::2].reshape(-1, *c))
+    val = (grid[1::2, 1::2].reshape(-1, 2), image[1::2, 1::2].reshape(-1, *c))
     return train, val

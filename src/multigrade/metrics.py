@@ -19,9 +19,10 @@ def psnr(pred: Array, target: Array, peak: float = 1.0) -> Scalar:
 
 
 def ssim(pred, target, data_range: float = 1.0) -> float:
-    """Structural similarity of two gray images (scikit-image's implementation)."""
+    """Structural similarity of two `(H, W)` or `(H, W, C)` images (scikit-image's)."""
     from skimage.metrics import structural_similarity
 
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    return float(structural_similarity(pred, target, data_range=data_range))
+    axis = -1 if pred.ndim == 3 else None
+    return float(structural_similarity(pred, target, data_range=data_range, channel_axis=axis))

@@ -31,7 +31,6 @@ def plot_grades(result, path: str | os.PathLike) -> bool:
     images = [result.problem.render(p) for p in result.predictions]
     if not images or images[0] is None:
         return False
-    plt = _pyplot()
     refs = result.problem.references()
     panels = [(name, im) for name, im in refs.items()]
     key = _psnr_key(result.metrics)
@@ -40,6 +39,13 @@ def plot_grades(result, path: str | os.PathLike) -> bool:
         if key:
             title += f"\n{g.metrics[key]:.2f} dB"
         panels.append((title, im))
+    plot_images(panels, path)
+    return True
+
+
+def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -> None:
+    """A row of images in [0, 1] (gray `(H, W)` or colour `(H, W, 3)`) with titles."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
     for ax, (title, im) in zip(axes[0], panels):
         ax.imshow(np.clip(im, 0, 1), cmap="gray", vmin=0, vmax=1)
@@ -48,7 +54,6 @@ def plot_grades(result, path: str | os.PathLike) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return True
 
 
 def plot_history(results: dict, path: str | os.PathLike) -> None:

@@ -111,7 +111,8 @@ class Regression:
     def render(self, pred) -> np.ndarray | None:
         if self.image_shape is None or self.render_split != "test":
             return None
-        return np.asarray(pred).reshape(*self.image_shape, -1).squeeze(-1)
+        image = np.asarray(pred).reshape(*self.image_shape, -1)
+        return image[..., 0] if image.shape[-1] == 1 else image
 
     def references(self) -> dict[str, np.ndarray]:
         ref = self.render(self.y.get("test", self.y["train"]))
@@ -127,21 +128,23 @@ class Regression:
 
 
 def image_regression(image, *, name: str = "image") -> Regression:
-    """Coordinate regression of a gray image (SPEC §2.1).
+    """Coordinate regression of an image (SPEC §2.1).
 
-    The network maps a pixel's coordinates in [0, 1)² to its value. Train on the even rows
-    and columns, validate on the odd ones, test on every pixel.
+    The network maps a pixel's coordinates in [0, 1)² to its value (one output per
+    channel). Train on the even rows and columns, validate on the odd ones, test on every
+    pixel.
 
     Args:
-        image: `(H, W)` array with values in [0, 1].
+        image: `(H, W)` gray or `(H, W, C)` colour array with values in [0, 1].
     """
     image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"image regression needs a gray (H, W) image, got shape {image.shape}")
-    if min(image.shape) < 2:
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image regression needs an (H, W) or (H, W, C) image, "
+                         f"got shape {image.shape}")
+    if min(image.shape[:2]) < 2:
         raise ValueError(f"image of shape {image.shape} is too small to split")
-    grid = coordinate_grid(*image.shape)
+    grid = coordinate_grid(*image.shape[:2])
     train, val = split_even_odd(grid, image)
     splits = {"train": train, "val": val,
-              "test": (grid.reshape(-1, 2), image.reshape(-1))}
-    return Regression.from_arrays(splits, image_shape=image.shape, peak=1.0, name=name)
+              "test": (grid.reshape(-1, 2), image.reshape(-1, *image.shape[2:]))}
+    return Regression.from_arrays(splits, image_shape=image.shape[:2], peak=1.0, name=name)
