@@ -48,3 +48,32 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], res.stderr
     assert "Traceback" not in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_fit_denoise_and_compare_deblur(tmp_path):
+    res = runner.invoke(app, ["fit", "denoise", *TINY, "--sigma", "20", "--out",
+                              str(tmp_path / "dn")])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "dn" / "config.json").read_text())
+    assert config["problem"]["kind"] == "denoise"
+    assert abs(config["problem"]["noise_sigma"] - 20 / 255) < 1e-12
+    res = runner.invoke(app, ["compare", "deblur", *TINY, "--blur-sigma", "1", "--noise", "3",
+                              "--out", str(tmp_path / "db")])
+    assert res.exit_code == 0, res.output
+    names = [b["name"] for b in json.loads((tmp_path / "db" / "baselines.json").read_text())]
+    assert names == ["TV (Chambolle), oracle", "Wiener, oracle"]
+    assert (tmp_path / "db" / "comparison.png").is_file()
+    assert "observation" in res.output and "Wiener" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sigma", "-5"], "noise level must be non-negative"),
+    (["--beta", "0"], "beta must be positive"),
+    (["--alpha", "1.5"], "alpha must be in (0, 1]"),
+])
+def test_bad_restoration_input_is_one_line(tmp_path, args, message):
+    res = runner.invoke(app, ["fit", "denoise", "--image", "camera", "--size", "8", *args,
+                              "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [f"error: {res.stderr.strip()[7:]}"]
+    assert message in res.stderr
