@@ -2,9 +2,10 @@ import multigrade as mg
 
 PUBLIC = {
     "FitResult", "GradeParams", "GradeSummary", "ImageNotFoundError", "Layer", "MultiGrade",
-    "Regression", "apply_mlp", "coordinate_grid", "count_params", "fit", "grade_features",
-    "grade_output", "image_regression", "init_mlp", "load_image", "mgdl", "predict", "psnr",
-    "sgdl", "should_stop", "ssim", "stop_index",
+    "MultiScale", "Regression", "Restoration", "apply_mlp", "coordinate_grid", "count_params",
+    "deblurring", "denoising", "fit", "fit_sweep", "grade_features", "grade_output",
+    "image_regression", "init_mlp", "load_image", "mgdl", "msdl", "predict", "psnr", "sgdl",
+    "should_stop", "ssim", "stop_index", "synthetic",
 }
 
 

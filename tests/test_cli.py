@@ -77,3 +77,42 @@ def test_bad_restoration_input_is_one_line(tmp_path, args, message):
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines() == [f"error: {res.stderr.strip()[7:]}"]
     assert message in res.stderr
+
+
+def test_lr_sweep_and_spectrum_commands(tmp_path):
+    res = runner.invoke(app, ["lr-sweep", "synthetic", "--methods", "mgdl,sgdl,msdl",
+                              "--lrs", "0.01,100", "--steps", "20", "--width", "8",
+                              "--grades", "2", "--quiet", "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    runs = {(r["method"], r["lr"]): r["label"] for r in summary["runs"]}
+    assert len(runs) == 6 and runs[("sgdl", 100.0)] == "diverged"
+    assert (tmp_path / "sw" / "sweep.png").is_file()
+    assert "largest stable learning rate, mgdl" in res.output
+    res = runner.invoke(app, ["spectrum", "regression", "--image", "camera", "--size", "12",
+                              "--lr", "0.1,0.02", "--steps", "20", "--interval", "10",
+                              "--width", "6", "--grades", "2", "--quiet",
+                              "--out", str(tmp_path / "sp")])
+    assert res.exit_code == 0, res.output
+    import csv
+
+    import numpy as np
+
+    rows = list(csv.DictReader((tmp_path / "sp" / "spectrum.csv").read_text().splitlines()))
+    assert [r["method"] for r in rows] == ["mgdl"] * 6 + ["sgdl"] * 3
+    with np.load(tmp_path / "sp" / "eigenvalues.npz", allow_pickle=False) as eig:
+        assert eig["mgdl/0"].size == 6 * 2 + 6 + 7  # grade 1 [2, 6, 1]
+        assert eig["sgdl/2"].size == 2 * 6 + 6 + 6 * 6 + 6 + 7
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["lr-sweep", "synthetic", "--lrs", "0.1,abc"], "comma-separated numbers"),
+    (["lr-sweep", "synthetic", "--methods", "mgdl,foo"], "unknown method"),
+    (["lr-sweep", "nosuch"], "unknown task"),
+    (["spectrum", "regression"], "needs an image"),
+    (["spectrum", "synthetic", "--lr", "0.1,0.2,0.3"], "one per method"),
+])
+def test_bad_study_input_is_one_line(tmp_path, args, message):
+    res = runner.invoke(app, [*args, "--steps", "20", "--quiet", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr, res.stderr

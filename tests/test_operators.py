@@ -6,8 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from multigrade.operators import (apply_blur, blur_matrix, forward_differences,
-                                  gaussian_kernel, soft_threshold)
+from multigrade.operators import (
+    apply_blur,
+    blur_matrix,
+    forward_differences,
+    gaussian_kernel,
+    soft_threshold,
+)
 
 
 def direct_blur(image: np.ndarray, sigma: int) -> np.ndarray:

@@ -23,8 +23,15 @@ from multigrade.model import (
                               sgdl,
 )
 from multigrade.nn import Layer, apply_mlp, count_params, init_mlp
-from multigrade.problems import Regression, image_regression
-from multigrade.train import FitResult, GradeSummary, fit, should_stop, stop_index
+from multigrade.problems import (
+                              Regression,
+                              Restoration,
+                              deblurring,
+                              denoising,
+                              image_regression,
+                              synthetic,
+)
+from multigrade.train import FitResult, GradeSummary, fit, fit_sweep, should_stop, stop_index
 
 __version__ = "0.1.0"
 
@@ -35,21 +42,28 @@ __all__ = [
     "ImageNotFoundError",
     "Layer",
     "MultiGrade",
+    "MultiScale",
     "Regression",
+    "Restoration",
     "apply_mlp",
     "coordinate_grid",
     "count_params",
+    "deblurring",
+    "denoising",
     "fit",
+    "fit_sweep",
     "grade_features",
     "grade_output",
     "image_regression",
     "init_mlp",
     "load_image",
     "mgdl",
+    "msdl",
     "predict",
     "psnr",
     "sgdl",
     "should_stop",
     "ssim",
     "stop_index",
+    "synthetic",
 ]

@@ -90,6 +90,80 @@ class MultiGrade:
         return {"name": self.name, "grades": [list(g) for g in self.grades],
                 "out_dim": self.out_dim, "init": self.init}
 
+    # The model interface `fit` uses (shared with `MultiScale`).
+    @staticmethod
+    def grade_output(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n m"]:
+        return grade_output(params, x)
+
+    @staticmethod
+    def grade_features(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n h"]:
+        return grade_features(params, x)
+
+    def predict(self, params, x, scales=None):
+        return predict(params, x, scales)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiScale:
+    """Multi-scale deep learning (MSDL): Σ_i N_i(c_i·x), sub-networks on scaled inputs,
+    trained end-to-end as one grade (the comparison model of the paper code's later
+    version: 4 sub-networks [1, 8, 8, 8, 8, 1] on inputs scaled by 1, 2, 4, 8)."""
+
+    input_scales: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    widths: tuple[int, ...] = (8, 8, 8, 8)
+    out_dim: int = 1
+    init: Init = "he"
+    name: str = "msdl"
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_scales", tuple(float(c) for c in self.input_scales))
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if not self.input_scales or not self.widths or min(self.widths) < 1:
+            raise ValueError("MSDL needs at least one input scale and positive widths")
+        if self.init not in INITS:
+            raise ValueError(f"unknown initialiser {self.init!r}; choose one of {INITS}")
+
+    num_grades = 1
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    @property
+    def grades(self) -> tuple[tuple[int, ...], ...]:
+        return (self.widths,)
+
+    def grade_key(self, key: PRNGKeyArray, grade: int) -> PRNGKeyArray:
+        return jr.fold_in(key, grade)
+
+    def init_grade(self, key: PRNGKeyArray, grade: int, in_dim: int) -> list[list[Layer]]:
+        keys = jr.split(key, len(self.input_scales))
+        return [init_mlp(k, [in_dim, *self.widths, self.out_dim], self.init) for k in keys]
+
+    def grade_output(self, params, x):
+        out = None
+        for c, net in zip(self.input_scales, params, strict=True):
+            y = affine(net[-1], hidden_features(net[:-1], c * x))
+            out = y if out is None else out + y
+        return out
+
+    def grade_features(self, params, x):
+        return x  # one grade: nothing is passed on
+
+    def predict(self, params, x, scales=None):
+        scale = 1.0 if scales is None else scales[0]
+        return scale * self.grade_output(params[0], x)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": "msdl", "input_scales": list(self.input_scales),
+                "widths": list(self.widths), "out_dim": self.out_dim, "init": self.init}
+
+
+def msdl(input_scales=(1, 2, 4, 8), widths=(8, 8, 8, 8), *, out_dim: int = 1,
+         init: Init = "he", name: str = "msdl") -> MultiScale:
+    """A multi-scale model, e.g. the paper's `msdl((1, 2, 4, 8), (8, 8, 8, 8))`."""
+    return MultiScale(tuple(input_scales), tuple(widths), out_dim, init, name)
+
 
 def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: Init = "glorot",
          name: str = "mgdl") -> MultiGrade:

@@ -91,3 +91,66 @@ def plot_history(results: dict, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_sweep(sweeps: dict, path: str | os.PathLike) -> None:
+    """Training-loss curves per learning rate, one panel per method, labels in the legend."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, (method, s) in zip(axes[0], sweeps.items()):
+        cmap = plt.get_cmap("viridis")
+        for i, (lr, r, lab) in enumerate(zip(s.learning_rates, s.results, s.labels)):
+            h = r.history
+            if len(h.get("step", [])):
+                loss = np.where(np.isfinite(h["train_loss"]), h["train_loss"], np.nan)
+                ax.semilogy(h["step"], loss, color=cmap(i / max(len(s.results) - 1, 1)),
+                            label=f"η={lr:g} ({lab})")
+        ends = np.cumsum([g.epochs for g in s.results[0].grades])[:-1]
+        for e in ends:
+            ax.axvline(e, color="gray", ls=":", lw=0.8)
+        ax.set_title(f"{method} (largest stable η: {s.largest_stable_lr})", fontsize=10)
+        ax.set_xlabel("GD step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("train loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_spectrum(results: dict, path: str | os.PathLike) -> None:
+    """Left: largest and smallest eigenvalue of the GD Jacobian I − ηH along training, per
+    method (grades of MGDL in turn), with the stability band [−1, 1]. Right: the sharpness
+    λ_max(H) against 2/η (Cohen et al.'s edge of stability)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    ax_j, ax_s = axes[0]
+    for i, (m, r) in enumerate(results.items()):
+        if not r.probes:
+            continue
+        step = np.array([p["step"] for p in r.probes])
+        jmax = np.array([p["jacobian_max"] for p in r.probes])
+        jmin = np.array([p["jacobian_min"] for p in r.probes])
+        lmax = np.array([p["lambda_max"] for p in r.probes])
+        grade = np.array([p["grade"] for p in r.probes])
+        for g in np.unique(grade):
+            sel = grade == g
+            lab = m if g == grade[0] else None
+            ax_j.plot(step[sel], jmax[sel], "-", color=f"C{i}", label=lab)
+            ax_j.plot(step[sel], jmin[sel], "--", color=f"C{i}")
+            ax_s.semilogy(step[sel], lmax[sel], "-", color=f"C{i}", label=lab)
+        eta = r.probes[0]["lr"]
+        ax_s.axhline(2.0 / eta, color=f"C{i}", ls=":", lw=1, label=f"2/η, η={eta:g}")
+    for y in (-1.0, 1.0):
+        ax_j.axhline(y, color="k", lw=0.8)
+    ax_j.set_title("eigenvalues of I − ηH: max (solid), min (dashed)", fontsize=10)
+    ax_j.set_xlabel("GD step")
+    ax_s.set_title("sharpness λ_max(H)", fontsize=10)
+    ax_s.set_xlabel("GD step")
+    for ax in (ax_j, ax_s):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

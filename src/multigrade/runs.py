@@ -152,3 +152,61 @@ def save_run(out: str | os.PathLike, result, config: dict, *, figures: bool = Tr
         report.plot_grades(result, out / "grades.png")
         report.plot_history({result.model.name: result}, out / "history.png")
     return out
+
+
+def _rows_csv(path: Path, rows: list[dict]) -> None:
+    names = list(dict.fromkeys(n for row in rows for n in row))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(names)
+        for row in rows:
+            w.writerow([row.get(n, "") for n in names])
+
+
+def save_sweep(out: str | os.PathLike, sweeps: dict, config: dict) -> Path:
+    """A learning-rate sweep: `sweep.json` / `sweep.csv` (one row per method × rate),
+    `histories.csv` (every record of every run), `config.json`, `sweep.png`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row for s in sweeps.values() for row in s.rows()]
+    write_json(out / "config.json", {**config, "environment": environment()})
+    write_json(out / "sweep.json", {
+        "runs": rows,
+        "largest_stable_lr": {m: s.largest_stable_lr for m, s in sweeps.items()},
+        "seconds": {m: s.seconds for m, s in sweeps.items()}})
+    _rows_csv(out / "sweep.csv", [{k: v for k, v in r.items() if k != "grade_labels"}
+                                  for r in rows])
+    hist = []
+    for m, s in sweeps.items():
+        for lr, r in zip(s.learning_rates, s.results):
+            n = len(r.history.get("step", []))
+            hist += [{"method": m, "lr": float(lr), **{k: r.history[k][i].item()
+                                                       for k in r.history}} for i in range(n)]
+    _rows_csv(out / "histories.csv", hist)
+    from multigrade import report
+
+    report.plot_sweep(sweeps, out / "sweep.png")
+    return out
+
+
+def save_spectrum(out: str | os.PathLike, results: dict, config: dict) -> Path:
+    """Spectra along training: `spectrum.csv` (one row per method × probe),
+    `eigenvalues.npz` (`<method>/<probe index>`: Hessian eigenvalues, ascending),
+    `config.json`, and per method `<method>/history.csv` and `spectrum.png`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {**config, "environment": environment()})
+    rows, arrays = [], {}
+    for m, r in results.items():
+        for i, p in enumerate(r.probes):
+            rows.append({"method": m, **{k: v for k, v in p.items() if k != "eigenvalues"}})
+            arrays[f"{m}/{i}"] = np.asarray(p["eigenvalues"])
+        (out / m).mkdir(exist_ok=True)
+        write_history(out / m / "history.csv", r.history)
+        write_json(out / m / "metrics.json", result_summary(r))
+    _rows_csv(out / "spectrum.csv", rows)
+    np.savez(out / "eigenvalues.npz", **arrays)
+    from multigrade import report
+
+    report.plot_spectrum(results, out / "spectrum.png")
+    return out

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from multigrade._types import Array, PRNGKeyArray, PyTree
-from multigrade.model import GradeParams, MultiGrade, blocked, grade_features, grade_output, predict
+from multigrade.model import GradeParams, MultiGrade, blocked, grade_output
 
 # ---------------------------------------------------------------------------------------
 # Stopping rule (SPEC §3)
@@ -91,6 +91,7 @@ class FitResult:
             grade, `(n, m)` NumPy arrays.
         aux: the problem's auxiliary state at the end (u for restoration).
         problem: what was fitted.
+        probes: what `fit`'s `probe` returned along training, with grade, epoch and step.
     """
 
     model: MultiGrade
@@ -101,6 +102,7 @@ class FitResult:
     predictions: list[np.ndarray]
     aux: Any
     problem: Any
+    probes: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -122,7 +124,8 @@ class FitResult:
     def predict(self, x, grades: int | None = None) -> Array:
         """Prediction of the first `grades` grades (all by default) at inputs `x` `(n, d)`."""
         k = len(self.params) if grades is None else grades
-        return predict(self.params[:k], jnp.asarray(x, jnp.zeros(()).dtype), self.scales[:k])
+        x = jnp.asarray(x, jnp.zeros(()).dtype)
+        return self.model.predict(self.params[:k], x, self.scales[:k])
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,24 +133,26 @@ class FitResult:
 
 
 class GradeState(NamedTuple):
-    params: GradeParams
+    params: PyTree
     opt_state: optax.OptState
     aux: PyTree
 
 
 def make_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Array,
-               scale, block: int | None = None) -> Callable[[GradeState], tuple[GradeState, Array]]:
+               scale, block: int | None = None, apply: Callable = grade_output
+               ) -> Callable[[GradeState], tuple[GradeState, Array]]:
     """One epoch of the current grade: aux update, then one optimiser step.
 
     One forward pass serves both: `jax.vjp` evaluates the grade once, the auxiliary state
     (u) is updated from that prediction, and the loss gradient with respect to the
-    prediction is pulled back through the same linearisation. The grade is evaluated in
-    row blocks of `block` samples (see `model.blocked`).
+    prediction is pulled back through the same linearisation. The grade (`apply(params,
+    x)`, a model's `grade_output`) is evaluated in row blocks of `block` samples (see
+    `model.blocked`).
     """
 
     def epoch(state: GradeState) -> tuple[GradeState, Array]:
         g, pullback = jax.vjp(
-            lambda p: blocked(functools.partial(grade_output, p), feats, block), state.params)
+            lambda p: blocked(functools.partial(apply, p), feats, block), state.params)
         pred = base + scale * g
         aux = problem.update_aux(state.aux, pred)
         loss, dpred = jax.value_and_grad(problem.loss)(pred, aux)
@@ -158,32 +163,58 @@ def make_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Ar
     return epoch
 
 
-def _split_predictions(params, feats: dict, base: dict, scale, block) -> dict[str, Array]:
-    out = functools.partial(grade_output, params)
+def make_grade_loss(model, problem, feats: Array, base: Array, scale, aux,
+                    block: int | None = None) -> Callable[[PyTree], Array]:
+    """The current grade's loss as a function of its parameters alone (earlier grades and
+    the auxiliary state u held fixed): what the Hessian analysis differentiates."""
+    def loss(params):
+        g = blocked(functools.partial(model.grade_output, params), feats, block)
+        return problem.loss(base + scale * g, aux)
+    return loss
+
+
+def _split_predictions(model, params, feats: dict, base: dict, scale, block) -> dict:
+    out = functools.partial(model.grade_output, params)
     return {s: base[s] + scale * blocked(out, feats[s], block) for s in feats}
 
 
-@functools.partial(jax.jit, static_argnames=("tx", "num_records", "record_every", "block"))
-def _train_chunk(state: GradeState, problem, feats: dict, base: dict, scale, *,
-                 tx, num_records: int, record_every: int, block: int | None):
+def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, *, model, tx,
+           num_records: int, record_every: int, block: int | None):
     """`num_records` records of `record_every` epochs; returns the state and the metrics."""
-    epoch = make_epoch(problem, tx, feats["train"], base["train"], scale, block)
+    epoch = make_epoch(problem, tx, feats["train"], base["train"], scale, block,
+                       model.grade_output)
 
     def record(state, _):
         state, _ = jax.lax.scan(lambda s, _: epoch(s), state, None, length=record_every)
-        preds = _split_predictions(state.params, feats, base, scale, block)
+        preds = _split_predictions(model, state.params, feats, base, scale, block)
         return state, problem.metrics(preds, state.aux)
 
     return jax.lax.scan(record, state, None, length=num_records)
 
 
-@functools.partial(jax.jit, static_argnames=("block",))
-def _freeze(params: GradeParams, problem, aux, feats: dict, base: dict, scale, block):
+def _freeze(params, problem, aux, feats: dict, base: dict, scale, *, model, block):
     """After a grade: next features φ_k, cumulative predictions P_k and metrics, every split."""
-    preds = _split_predictions(params, feats, base, scale, block)
-    phi = functools.partial(grade_features, params)
+    preds = _split_predictions(model, params, feats, base, scale, block)
+    phi = functools.partial(model.grade_features, params)
     next_feats = {s: blocked(phi, feats[s], block) for s in feats}
     return next_feats, preds, problem.metrics(preds, aux), problem.next_scale(preds["train"])
+
+
+# A sweep trains B members at once: the same functions, vmapped over a leading axis of the
+# state, features, predictions and scale (the problem is shared).
+_STATIC = ("model", "tx", "num_records", "record_every", "block")
+_train_chunk = jax.jit(_chunk, static_argnames=_STATIC)
+_train_chunk_batched = jax.jit(
+    lambda state, problem, feats, base, scale, **kw: jax.vmap(
+        functools.partial(_chunk, **kw), in_axes=(0, None, 0, 0, 0))(
+            state, problem, feats, base, scale),
+    static_argnames=_STATIC)
+_freeze_single = jax.jit(_freeze, static_argnames=("model", "block"))
+_freeze_batched = jax.jit(
+    lambda params, problem, aux, feats, base, scale, **kw: jax.vmap(
+        functools.partial(_freeze, **kw), in_axes=(0, None, 0, 0, 0, 0))(
+            params, problem, aux, feats, base, scale),
+    static_argnames=("model", "block"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,8 +228,6 @@ def _per_grade(value, num_grades: int, what: str) -> list:
             raise ValueError(f"{what}: {len(value)} values given for {num_grades} grades")
         return list(value)
     return [value] * num_grades
-
-
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -211,6 +240,26 @@ def _info(metrics: dict[str, float]) -> str:
     keys = [k for k in ("train_loss", "val_loss", "train_psnr", "val_psnr", "psnr")
             if k in metrics]
     return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+
+
+def _validate(model, problem, budgets, record_every, window, tol, block):
+    if block == "auto":
+        block = 4096 if jax.default_backend() == "cpu" else None
+    elif block is not None and (not isinstance(block, int) or block < 1):
+        raise ValueError(f"block must be a positive integer, None or 'auto', got {block!r}")
+    if record_every < 1 or window < 1:
+        raise ValueError("record_every and window must be at least 1")
+    for k, e in enumerate(budgets):
+        if e < 1:
+            raise ValueError(f"grade {k + 1}: epochs must be at least 1, got {e}")
+        if e % record_every:
+            raise ValueError(f"grade {k + 1}: epochs ({e}) must be a multiple of "
+                             f"record_every ({record_every})")
+    if tol is not None and tol < 0:
+        raise ValueError(f"tol must be non-negative, got {tol}")
+    if problem.out_dim != model.out_dim:
+        raise ValueError(f"the problem has {problem.out_dim} outputs, the model {model.out_dim}")
+    return block
 
 
 def fit(
@@ -226,11 +275,13 @@ def fit(
     progress: bool = True,
     label: str | None = None,
     block: int | None | str = "auto",
+    probe: Callable | None = None,
+    probe_every: int | None = None,
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
     Args:
-        model: a `MultiGrade` (SGDL is a one-grade model).
+        model: a `MultiGrade` (SGDL is a one-grade model) or a `MultiScale`.
         problem: a problem object (`multigrade.problems`).
         optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
         epochs: the maximum number of epochs (full-batch steps), or one per grade; each must
@@ -244,100 +295,196 @@ def fit(
         block: evaluate grades on row blocks of this many samples (faster on CPUs, same
             numbers up to summation order); None evaluates all samples at once; `"auto"`
             is 4096 on a CPU and None on an accelerator.
+        probe: called as `probe(grade, epoch, params, grade_loss)` at epoch 0 and every
+            `probe_every` epochs of each grade, where `grade_loss(params)` is the current
+            grade's loss with everything else fixed; what it returns (a dict) is collected
+            in `FitResult.probes` with `grade`, `epoch` and `step` added.
+        probe_every: epochs between probes, a multiple of `record_every`.
 
     Returns:
         A `FitResult`. A grade whose loss becomes NaN or inf is recorded as `"diverged"` and
         no later grade is trained.
     """
-    if block == "auto":
-        block = 4096 if jax.default_backend() == "cpu" else None
-    elif block is not None and (not isinstance(block, int) or block < 1):
-        raise ValueError(f"block must be a positive integer, None or 'auto', got {block!r}")
     k_grades = model.num_grades
     txs = _per_grade(optimizer, k_grades, "optimizer")
     budgets = [int(e) for e in _per_grade(epochs, k_grades, "epochs")]
-    if record_every < 1 or window < 1:
-        raise ValueError("record_every and window must be at least 1")
-    for k, e in enumerate(budgets):
-        if e < 1:
-            raise ValueError(f"grade {k + 1}: epochs must be at least 1, got {e}")
-        if e % record_every:
-            raise ValueError(f"grade {k + 1}: epochs ({e}) must be a multiple of "
-                             f"record_every ({record_every})")
-    if tol is not None and tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    if problem.out_dim != model.out_dim:
-        raise ValueError(f"the problem has {problem.out_dim} outputs, the model {model.out_dim}")
+    block = _validate(model, problem, budgets, record_every, window, tol, block)
+    if probe is not None and (probe_every is None or probe_every < 1
+                              or probe_every % record_every):
+        raise ValueError(f"probe_every must be a positive multiple of record_every "
+                         f"({record_every}), got {probe_every}")
+    return _run(model, problem, txs, budgets, key, record_every=record_every, window=window,
+                tol=tol, progress=progress, label=label, block=block, probe=probe,
+                probe_every=probe_every)[0]
 
-    splits = dict(problem.inputs)
+
+def fit_sweep(
+    model: MultiGrade,
+    problem,
+    learning_rates: Sequence[float],
+    *,
+    epochs: int | Sequence[int],
+    key: PRNGKeyArray,
+    optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
+    record_every: int = 10,
+    progress: bool = True,
+    label: str | None = None,
+    block: int | None | str = "auto",
+) -> list[FitResult]:
+    """Trains one model per learning rate, all in one compiled, vmapped program.
+
+    Every member starts from the same initialisation (`key`) and differs only in its
+    learning rate; the results equal separate `fit` runs with `optimizer(lr)`. Members
+    whose loss becomes NaN keep their history; the others train on.
+
+    Args:
+        optimizer: an Optax optimiser factory taking `learning_rate` (default `optax.sgd`,
+            plain gradient descent).
+
+    Returns:
+        One `FitResult` per learning rate, in order; each reports the sweep's seconds
+        divided by the number of members.
+    """
+    lrs = np.asarray(learning_rates, dtype=float)
+    if lrs.ndim != 1 or lrs.size == 0 or not np.all(lrs > 0):
+        raise ValueError(f"learning rates must be a non-empty list of positive numbers, "
+                         f"got {learning_rates}")
+    budgets = [int(e) for e in _per_grade(epochs, model.num_grades, "epochs")]
+    block = _validate(model, problem, budgets, record_every, 1, None, block)
+    tx = optax.inject_hyperparams(optimizer)(learning_rate=float(lrs[0]))
+    return _run(model, problem, [tx] * model.num_grades, budgets, key,
+                record_every=record_every, window=20, tol=None, progress=progress,
+                label=label, block=block, probe=None, probe_every=None, lrs=lrs)
+
+
+def _broadcast(tree, b: int):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (b, *jnp.shape(a))), tree)
+
+
+def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progress, label,
+         block, probe, probe_every, lrs=None) -> list[FitResult]:
+    """The grade loop; with `lrs`, every quantity carries a leading axis of members."""
+    members = None if lrs is None else len(lrs)
+    chunk_fn = _train_chunk if members is None else _train_chunk_batched
+    freeze_fn = _freeze_single if members is None else _freeze_batched
     dtype = jnp.zeros(()).dtype
-    feats = {s: jnp.asarray(v, dtype) for s, v in splits.items()}
-    base = {s: jnp.zeros((v.shape[0], model.out_dim), dtype) for s, v in splits.items()}
+    feats = {s: jnp.asarray(v, dtype) for s, v in problem.inputs.items()}
+    base = {s: jnp.zeros((v.shape[0], model.out_dim), dtype) for s, v in feats.items()}
     aux = problem.init_aux(base["train"])
     scale = jnp.asarray(1.0, dtype)
+    if members is not None:
+        feats, base, aux, scale = _broadcast((feats, base, aux, scale), members)
     rec = tuple(problem.record_splits)
-    if "train" not in rec:
-        rec = ("train", *rec)
+    rec = rec if "train" in rec else ("train", *rec)
+    m = 1 if members is None else members
 
-    params_out, scales, summaries, rows, renders = [], [], [], [], []
+    params_out, scales, summaries, probes = [], [], [], []
+    rows = [[] for _ in range(m)]
+    renders = [[] for _ in range(m)]
+    alive = np.ones(m, bool)
     compiled: dict = {}
     step0 = 0
     with _progress(progress) as bar:
-        for k in range(k_grades):
+        for k in range(model.num_grades):
             tx, budget = txs[k], budgets[k]
             params = model.init_grade(model.grade_key(key, k), k, problem.in_dim)
-            state = GradeState(params, tx.init(params), aux)
+            if members is None:
+                opt_state = tx.init(params)
+            else:
+                params = _broadcast(params, members)
+                opt_state = jax.vmap(tx.init)(params)
+                opt_state.hyperparams["learning_rate"] = jnp.asarray(lrs, dtype)
+            state = GradeState(params, opt_state, aux)
             rfeats = {s: feats[s] for s in rec}
             rbase = {s: base[s] for s in rec}
-            task = bar.add_task(f"{label or model.name} grade {k + 1}/{k_grades}",
+            task = bar.add_task(f"{label or model.name} grade {k + 1}/{model.num_grades}",
                                 total=budget, info="")
             total_records = budget // record_every
             done, status, records, seconds, compile_s = 0, "max_epochs", [], 0.0, 0.0
+            status_m = np.full(m, "max_epochs", dtype=object)
+
+            def run_probe(state, epoch, k=k, feats=feats, base=base, scale=scale, step0=step0):
+                loss = make_grade_loss(model, problem, feats["train"], base["train"], scale,
+                                       state.aux, block)
+                found = probe(k + 1, epoch, state.params, loss)
+                probes.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **found})
+
+            if probe is not None:
+                run_probe(state, 0)
             while done < total_records:
                 n = min(window, total_records - done)
+                if probe is not None:
+                    n = min(n, probe_every // record_every - done % (probe_every // record_every))
                 sig = (n, id(tx), str(jax.tree_util.tree_structure(state)),
                        tuple(a.shape for a in jax.tree_util.tree_leaves((state, rfeats))))
                 if sig not in compiled:
                     t0 = time.perf_counter()
-                    compiled[sig] = _train_chunk.lower(
-                        state, problem, rfeats, rbase, scale,
-                        tx=tx, num_records=n, record_every=record_every, block=block).compile()
+                    compiled[sig] = chunk_fn.lower(
+                        state, problem, rfeats, rbase, scale, model=model, tx=tx,
+                        num_records=n, record_every=record_every, block=block).compile()
                     compile_s += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 state, metrics = compiled[sig](state, problem, rfeats, rbase, scale)
                 metrics = jax.device_get(metrics)
                 seconds += time.perf_counter() - t0
-                for i in range(n):
-                    row = {name: float(v[i]) for name, v in metrics.items()}
-                    epoch = (done + i + 1) * record_every
-                    rows.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **row})
-                    records.append(row[problem.monitor])
+                for j in range(m):
+                    for i in range(n):
+                        row = {name: float(v[i] if members is None else v[j, i])
+                               for name, v in metrics.items()}
+                        epoch = (done + i + 1) * record_every
+                        rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
+                                        **row})
                 done += n
-                last = rows[-1]
-                bar.update(task, completed=done * record_every, info=_info(last))
-                if not all(np.all(np.isfinite(v)) for v in metrics.values()):
+                finite = np.ones(m, bool)
+                for v in metrics.values():
+                    v = np.asarray(v).reshape(m, -1) if members is not None else \
+                        np.asarray(v).reshape(1, -1)
+                    finite &= np.all(np.isfinite(v), axis=1)
+                newly = alive & ~finite
+                status_m[newly] = "diverged"
+                alive &= finite
+                if members is None:
+                    records.extend(r[problem.monitor] for r in rows[0][-n:])
+                bar.update(task, completed=done * record_every, info=_info(rows[0][-1]))
+                if not alive.any():
                     status = "diverged"
                     break
-                if should_stop(records, window, tol):
+                if members is None and should_stop(records, window, tol):
                     status = "stopped"
                     break
+                if probe is not None and done % (probe_every // record_every) == 0:
+                    run_probe(state, done * record_every)
             epochs_run = done * record_every
             bar.update(task, total=epochs_run)
-            step0 += epochs_run
 
-            feats, preds, final, next_scale = _freeze(state.params, problem, state.aux,
-                                                      feats, base, scale, block)
-            summaries.append(GradeSummary(
-                grade=k + 1, epochs=epochs_run, status=status, seconds=seconds,
-                compile_seconds=compile_s, scale=float(scale),
-                metrics={n: float(v) for n, v in jax.device_get(final).items()}))
+            feats, preds, final, next_scale = freeze_fn(
+                state.params, problem, state.aux, feats, base, scale, model=model, block=block)
+            final = jax.device_get(final)
+            summaries.append([GradeSummary(
+                grade=k + 1, epochs=epochs_run,
+                status=status if members is None else str(status_m[j]),
+                seconds=seconds / m, compile_seconds=compile_s / m,
+                scale=float(np.asarray(scale).reshape(-1)[j]),
+                metrics={name: float(np.asarray(v).reshape(-1)[j]) for name, v in final.items()})
+                for j in range(m)])
             params_out.append(state.params)
-            scales.append(float(scale))
-            renders.append(np.asarray(preds[problem.render_split]))
+            scales.append(np.asarray(scale).reshape(-1))
+            render = np.asarray(preds[problem.render_split])
+            for j in range(m):
+                renders[j].append(render if members is None else render[j])
+            step0 += epochs_run
             base, aux, scale = preds, state.aux, jnp.asarray(next_scale, dtype)
             if status == "diverged":
                 break
 
-    history = {name: np.asarray([r.get(name, np.nan) for r in rows])
-               for name in (rows[0] if rows else {})}
-    return FitResult(model, params_out, scales, summaries, history, renders, aux, problem)
+    results = []
+    for j in range(m):
+        history = {name: np.asarray([r.get(name, np.nan) for r in rows[j]])
+                   for name in (rows[j][0] if rows[j] else {})}
+        params_j = params_out if members is None else [
+            jax.tree_util.tree_map(lambda a, j=j: a[j], p) for p in params_out]
+        aux_j = aux if members is None else jax.tree_util.tree_map(lambda a, j=j: a[j], aux)
+        results.append(FitResult(
+            model, params_j, [float(s[j]) for s in scales], [g[j] for g in summaries],
+            history, renders[j], aux_j, problem, probes if members is None else []))
+    return results

@@ -24,5 +24,7 @@ ever calls the methods below; a task differs from another by its problem, never 
 
 from multigrade.problems.regression import Regression, image_regression
 from multigrade.problems.restoration import Restoration, deblurring, denoising
+from multigrade.problems.synthetic import synthetic
 
-__all__ = ["Regression", "Restoration", "deblurring", "denoising", "image_regression"]
+__all__ = ["Regression", "Restoration", "deblurring", "denoising", "image_regression",
+           "synthetic"]

@@ -1,0 +1,143 @@
+"""Local stability of gradient descent: spectra of the GD Jacobian I − η∇²L (SPEC §4).
+
+GD is the iteration θ ← θ − η∇L(θ); its Jacobian is J = I − η H with H = ∇²L(θ). Locally
+GD is stable when every eigenvalue of J lies in [−1, 1], that is 0 ≤ η λ(H) ≤ 2; the
+critical learning rate is 2 / λ_max(H).
+
+Eigenvalues are computed in float64 without slowing training: the Hessian is formed under
+`jax.enable_x64` (a context that only affects this computation; training keeps its dtype)
+and the eigen-solver is LAPACK's, in float64, on the host.
+
+ReLU kinks: JAX differentiates relu with σ'(0) = 0 (and σ''= 0 everywhere), so at a
+pre-activation of exactly 0 a unit counts as inactive. This matters at x = 0 with zero
+biases (the He-initialised synthetic studies): such units contribute nothing there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from multigrade._types import PRNGKeyArray, PyTree
+from multigrade.analysis.hessian import extreme_eigenvalues, flat_loss, hessian
+
+DENSE_MAX = 4000  # parameters; above this the Hessian is not formed (Lanczos instead)
+
+
+@dataclasses.dataclass
+class StabilityReport:
+    """Hessian spectrum and GD-Jacobian summary at one point of training.
+
+    Attributes:
+        lr: the learning rate η.
+        eigenvalues: Hessian eigenvalues, ascending: all of them (`method == "dense"`) or
+            the k smallest followed by the k largest (`"lanczos"`).
+        method: `"dense"` or `"lanczos"`.
+        num_params: the Hessian's size.
+    """
+
+    lr: float
+    eigenvalues: np.ndarray
+    method: str
+    num_params: int
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.eigenvalues[-1])
+
+    @property
+    def lambda_min(self) -> float:
+        return float(self.eigenvalues[0])
+
+    @property
+    def jacobian_eigenvalues(self) -> np.ndarray:
+        """1 − η λ, ascending."""
+        return (1.0 - self.lr * self.eigenvalues)[::-1]
+
+    @property
+    def jacobian_max(self) -> float:
+        return 1.0 - self.lr * self.lambda_min
+
+    @property
+    def jacobian_min(self) -> float:
+        return 1.0 - self.lr * self.lambda_max
+
+    @property
+    def spectral_radius(self) -> float:
+        """max |1 − η λ|: the local stability margin (≤ 1 is stable)."""
+        return float(np.max(np.abs(1.0 - self.lr * self.eigenvalues)))
+
+    @property
+    def num_outside(self) -> int:
+        """Eigenvalues of J outside [−1, 1] (among those computed, for Lanczos)."""
+        return int(np.sum(np.abs(1.0 - self.lr * self.eigenvalues) > 1.0))
+
+    @property
+    def num_unstable(self) -> int:
+        """Eigenvalues of J below −1 (η λ > 2): the directions in which GD oscillates with
+        growing amplitude. Eigenvalues above 1 come from negative curvature instead."""
+        return int(np.sum(1.0 - self.lr * self.eigenvalues < -1.0))
+
+    @property
+    def critical_lr(self) -> float:
+        """2 / λ_max(H): GD with a larger rate is locally unstable here."""
+        return 2.0 / self.lambda_max if self.lambda_max > 0 else float("inf")
+
+    @property
+    def condition_number(self) -> float:
+        """λ_max / (smallest eigenvalue above 1e-10 · λ_max): H over its positive part."""
+        lam = self.eigenvalues
+        pos = lam[lam > 1e-10 * max(self.lambda_max, 0.0)]
+        return float(self.lambda_max / pos[0]) if self.lambda_max > 0 and pos.size else np.nan
+
+    def summary(self) -> dict[str, float]:
+        return {"lambda_max": self.lambda_max, "lambda_min": self.lambda_min,
+                "jacobian_max": self.jacobian_max, "jacobian_min": self.jacobian_min,
+                "spectral_radius": self.spectral_radius, "num_outside": self.num_outside,
+                "num_unstable": self.num_unstable,
+                "critical_lr": self.critical_lr, "condition_number": self.condition_number,
+                "num_params": self.num_params}
+
+
+def hessian_eigenvalues(loss: Callable[[PyTree], jax.Array], params: PyTree, *,
+                        dense_max: int = DENSE_MAX, k: int = 5,
+                        key: PRNGKeyArray | None = None, x64: bool = True
+                        ) -> tuple[np.ndarray, str]:
+    """All Hessian eigenvalues (dense, up to `dense_max` parameters) or the k extremes at
+    each end (Lanczos), ascending float64, and which method was used."""
+    _, flat = flat_loss(loss, params)
+    dim = int(flat.shape[0])
+    with jax.enable_x64(x64):
+        if x64:
+            params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+        if dim <= dense_max:
+            H = np.asarray(hessian(loss, params), np.float64)
+            return np.linalg.eigvalsh(H), "dense"
+        if key is None:
+            raise ValueError(f"{dim} parameters > dense_max={dense_max}: Lanczos needs a key")
+        lo, hi = extreme_eigenvalues(loss, params, k, key=key)
+        return np.concatenate([lo, hi]), "lanczos"
+
+
+def stability_report(loss: Callable[[PyTree], jax.Array], params: PyTree, lr: float, *,
+                     dense_max: int = DENSE_MAX, k: int = 5, key: PRNGKeyArray | None = None,
+                     x64: bool = True) -> StabilityReport:
+    """The GD-Jacobian spectrum of `loss` at `params` for learning rate `lr`."""
+    eig, method = hessian_eigenvalues(loss, params, dense_max=dense_max, k=k, key=key, x64=x64)
+    dim = int(flat_loss(loss, params)[1].shape[0])
+    return StabilityReport(float(lr), eig, method, dim)
+
+
+def make_stability_probe(lr: float, *, dense_max: int = DENSE_MAX, k: int = 5,
+                         key: PRNGKeyArray | None = None, x64: bool = True) -> Callable:
+    """A `fit` probe: the stability summary plus the eigenvalues, at every probe point."""
+    def probe(grade, epoch, params, loss):
+        probe_key = None if key is None else jax.random.fold_in(key, grade * 1_000_003 + epoch)
+        r = stability_report(loss, params, lr, dense_max=dense_max, k=k, key=probe_key,
+                             x64=x64)
+        return {"lr": float(lr), **r.summary(), "hessian": r.method,
+                "eigenvalues": r.eigenvalues}
+    return probe

@@ -1,0 +1,129 @@
+"""The paper's GD studies (Sections 5-6): learning-rate sweeps and spectra along training.
+
+A study is a task (synthetic, image regression or denoising), a set of methods (MGDL,
+SGDL, MSDL) of matched depth, and plain gradient descent. `run_*` return in-memory
+results; `runs` writes them and `report` draws them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import optax
+
+from multigrade.analysis.lr_sweep import SweepResult, lr_sweep
+from multigrade.analysis.stability import DENSE_MAX, make_stability_probe
+from multigrade.model import mgdl, msdl, sgdl
+from multigrade.train import FitResult, fit
+
+TASKS = ("synthetic", "regression", "denoise")
+STUDY_METHODS = ("mgdl", "sgdl", "msdl")
+
+# (width, grades, hidden layers per grade) of the paper's studies, SPEC §4.
+SWEEP_ARCHITECTURES = {"synthetic": (32, 4, 1), "regression": (128, 4, 2), "denoise": (48, 4, 1)}
+SPECTRUM_ARCHITECTURES = {"synthetic": (32, 4, 1), "regression": (48, 4, 1),
+                          "denoise": (48, 4, 1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """What a study trains. Unset architecture fields take the paper's for the task."""
+
+    task: str = "synthetic"
+    methods: tuple[str, ...] = ("mgdl", "sgdl")
+    setting: int = 1
+    image: str | None = None
+    size: int | None = 64
+    data_dir: str | None = None
+    sigma: float = 10 / 255
+    beta: float = 1e-3
+    lam: float = 1e-4
+    alpha: float = 0.99
+    width: int | None = None
+    grades: int | None = None
+    layers_per_grade: int | None = None
+    init: str = "he"
+    seed: int = 0
+    noise_seed: int = 0
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
+        bad = [m for m in self.methods if m not in STUDY_METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"unknown method(s) {bad or self.methods}; "
+                             f"choose from {STUDY_METHODS}")
+        for name in ("width", "grades", "layers_per_grade"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {v}")
+
+    def architecture(self, table: dict) -> tuple[int, int, int]:
+        width, grades, layers = table[self.task]
+        return (self.width or width, self.grades or grades, self.layers_per_grade or layers)
+
+
+def study_problem(cfg: StudyConfig):
+    """The study's problem: synthetic setting, image regression or denoising."""
+    from multigrade.images import load_image
+    from multigrade.problems import denoising, image_regression, synthetic
+
+    if cfg.task == "synthetic":
+        return synthetic(cfg.setting)
+    if cfg.image is None:
+        raise ValueError(f"the {cfg.task} task needs an image (--image NAME_OR_PATH)")
+    image = load_image(cfg.image, size=cfg.size, data_dir=cfg.data_dir)
+    if cfg.task == "regression":
+        return image_regression(image, name=cfg.image)
+    return denoising(image, cfg.sigma, key=jax.random.key(cfg.noise_seed), beta=cfg.beta,
+                     lam=cfg.lam, alpha=cfg.alpha, name=cfg.image)
+
+
+def study_model(method: str, cfg: StudyConfig, table: dict, out_dim: int = 1):
+    """MGDL of K grades × L layers, SGDL of K·L layers, or the paper's MSDL."""
+    width, grades, layers = cfg.architecture(table)
+    if method == "mgdl":
+        return mgdl([[width] * layers] * grades, out_dim=out_dim, init=cfg.init)
+    if method == "sgdl":
+        return sgdl([width] * (grades * layers), out_dim=out_dim, init=cfg.init)
+    return msdl(out_dim=out_dim, init=cfg.init)
+
+
+def _per_method(values: Sequence[float], methods: Sequence[str], what: str) -> dict:
+    if len(values) == 1:
+        return {m: float(values[0]) for m in methods}
+    if len(values) != len(methods):
+        raise ValueError(f"give one {what} or one per method ({len(methods)}), "
+                         f"got {len(values)}")
+    return {m: float(v) for m, v in zip(methods, values)}
+
+
+def run_lr_sweep(cfg: StudyConfig, learning_rates: Sequence[float], steps: int, *,
+                 record_every: int = 10, progress: bool = True) -> dict[str, SweepResult]:
+    """Every learning rate × method with full-batch GD; `steps` per grade (SGDL and MSDL,
+    one grade, train `steps` too)."""
+    problem = study_problem(cfg)
+    return {m: lr_sweep(study_model(m, cfg, SWEEP_ARCHITECTURES, problem.out_dim), problem,
+                        learning_rates, epochs=steps, key=jax.random.key(cfg.seed),
+                        record_every=record_every, progress=progress)
+            for m in cfg.methods}
+
+
+def run_spectrum(cfg: StudyConfig, learning_rates: Sequence[float], steps: int,
+                 interval: int, *, record_every: int = 10, dense_max: int = DENSE_MAX,
+                 k: int = 5, progress: bool = True) -> dict[str, FitResult]:
+    """Trains each method with GD at its learning rate and, every `interval` steps of each
+    grade, the stability summary of the current grade's Hessian (`FitResult.probes`)."""
+    lrs = _per_method(learning_rates, cfg.methods, "learning rate")
+    problem = study_problem(cfg)
+    out = {}
+    for m in cfg.methods:
+        model = study_model(m, cfg, SPECTRUM_ARCHITECTURES, problem.out_dim)
+        probe = make_stability_probe(lrs[m], dense_max=dense_max, k=k,
+                                     key=jax.random.key(cfg.seed + 1))
+        out[m] = fit(model, problem, optimizer=optax.sgd(lrs[m]), epochs=steps,
+                     key=jax.random.key(cfg.seed), record_every=record_every,
+                     progress=progress, probe=probe, probe_every=interval, label=m)
+    return out
