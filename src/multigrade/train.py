@@ -401,7 +401,7 @@ def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progre
                                 total=budget, info="")
             total_records = budget // record_every
             done, status, records, seconds, compile_s = 0, "max_epochs", [], 0.0, 0.0
-            status_m = np.full(m, "max_epochs", dtype=object)
+            status_m = np.where(alive, "max_epochs", "diverged").astype(object)
 
             def run_probe(state, epoch, k=k, feats=feats, base=base, scale=scale, step0=step0):
                 loss = make_grade_loss(model, problem, feats["train"], base["train"], scale,
