@@ -14,22 +14,24 @@ Convergence Analysis and Performance Insights", arXiv:2507.20351 (2025).
 from multigrade.images import ImageNotFoundError, coordinate_grid, load_image
 from multigrade.metrics import psnr, ssim
 from multigrade.model import (
-                              GradeParams,
-                              MultiGrade,
-                              grade_features,
-                              grade_output,
-                              mgdl,
-                              predict,
-                              sgdl,
+    GradeParams,
+    MultiGrade,
+    MultiScale,
+    grade_features,
+    grade_output,
+    mgdl,
+    msdl,
+    predict,
+    sgdl,
 )
 from multigrade.nn import Layer, apply_mlp, count_params, init_mlp
 from multigrade.problems import (
-                              Regression,
-                              Restoration,
-                              deblurring,
-                              denoising,
-                              image_regression,
-                              synthetic,
+    Regression,
+    Restoration,
+    deblurring,
+    denoising,
+    image_regression,
+    synthetic,
 )
 from multigrade.train import FitResult, GradeSummary, fit, fit_sweep, should_stop, stop_index
 

@@ -28,9 +28,14 @@ def flat_loss(loss: Callable[[PyTree], Array], params: PyTree):
     return (lambda v: loss(unravel(v))), flat
 
 
-def hessian(loss: Callable[[PyTree], Array], params: PyTree) -> Float[Array, "p p"]:
+def hessian(loss: Callable[[PyTree], Array], params: PyTree, *,
+            batch_size: int = 32) -> Float[Array, "p p"]:
     """The dense Hessian of `loss` at `params`, on the flattened parameters (`ravel_pytree`
     order), symmetrised.
+
+    Columns are Hessian-vector products of the unit vectors, `batch_size` at a time
+    (`lax.map`): memory stays bounded, and it runs 2-3× faster on a CPU than
+    `jax.hessian`, which pushes every column through at once (benchmarks/hessian.py).
 
     >>> import jax.numpy as jnp
     >>> A = jnp.array([[2.0, 1.0], [1.0, 3.0]])
@@ -38,7 +43,13 @@ def hessian(loss: Callable[[PyTree], Array], params: PyTree) -> Float[Array, "p 
     [[2.0, 1.0], [1.0, 3.0]]
     """
     f, x = flat_loss(loss, params)
-    H = jax.jit(jax.hessian(f))(x)
+
+    def column(x, i):
+        return jax.jvp(jax.grad(f), (x,), (jnp.zeros_like(x).at[i].set(1.0),))[1]
+
+    # x is an argument, not a constant: XLA would otherwise constant-fold the first layer
+    H = jax.jit(lambda x: jax.lax.map(functools.partial(column, x), jnp.arange(x.size),
+                                      batch_size=batch_size))(x)
     return 0.5 * (H + H.T)
 
 
