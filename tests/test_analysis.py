@@ -113,7 +113,9 @@ def test_classify_labels():
     assert classify([1.0, 0.5, np.nan]) == "diverged"
     assert classify([1.0, 2.0, 3.0]) == "diverged"
     assert classify([1.0, 0.9, 0.9, 0.9, 0.9]) == "stalled"
-    assert classify([1.0, 0.5, 0.7, 0.4, 0.6, 0.35, 0.55]) == "oscillated"
+    assert classify([1.0, 0.3, 0.9, 0.3, 0.9, 0.3, 0.9, 0.3, 0.9]) == "oscillated"
+    # bumps on a descent, smaller than the loss level: still converged
+    assert classify([1.0, 0.5, 0.3, 0.2, 0.25, 0.15, 0.18, 0.1]) == "converged"
     assert classify([1.0, 0.5, 0.25, 0.125, 0.0625]) == "converged"
 
 

@@ -6,8 +6,10 @@ Each run is then labelled from its recorded training loss:
 - `diverged`: the loss became NaN/inf, or ended above where it started;
 - `stalled`: the loss froze (range over the second half < 1e-6 of its start) while still
   above half its starting value — e.g. every ReLU dead;
-- `oscillated`: over the second half, the loss moved up and down more than twice its net
-  descent (total variation > 2 · net decrease);
+- `oscillated`: over the second half, the loss's total upward movement (the sum of its
+  increases between records) exceeds both its net descent there and its mean level — it
+  climbs back more than it keeps; the small bumps of an edge-of-stability descent do not
+  count;
 - `converged`: otherwise.
 
 A multi-grade run takes the worst label of its grades (diverged > oscillated > stalled >
@@ -41,8 +43,9 @@ def classify(losses: Sequence[float]) -> str:
     scale = max(abs(first), np.finfo(float).tiny)
     if np.ptp(tail) < 1e-6 * scale and last > 0.5 * first:
         return "stalled"
-    variation = np.sum(np.abs(np.diff(tail)))
-    if variation > 2 * max(tail[0] - tail[-1], 0.0) + 1e-12 * scale:
+    steps = np.diff(tail)
+    climb = np.sum(steps[steps > 0])
+    if climb > max(tail[0] - tail[-1], 0.0) and climb > np.mean(tail):
         return "oscillated"
     return "converged"
 
