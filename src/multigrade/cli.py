@@ -253,18 +253,15 @@ def fit_regression(
 ):
     """Coordinate image regression (paper §2.1): fit pixel values from pixel coordinates."""
     from multigrade import runs
-    from multigrade.experiments import run_fit
 
     model_cfg, train_cfg = _configs(grades, layers_per_grade, width, init, optimizer, lr,
                                     epochs, record_every, tol, seed, method)
     problem = _image_problem(image, size, data_dir, color)
-    out = out or runs.default_out(f"fit-regression-{method}")
-    result = run_fit(problem, model_cfg, train_cfg, progress=not quiet)
-    runs.save_run(out, result, {"command": "fit regression", "image": image, "size": size,
-                                "model_config": dataclasses.asdict(model_cfg),
-                                "train_config": dataclasses.asdict(train_cfg)})
-    _print_table({method: result}, f"{method.upper()} image regression, {image}")
-    console.print(f"run directory: {out}")
+    title = f"{method.upper()} image regression, {image}"
+    _fit_and_save(problem, model_cfg, train_cfg,
+                  out or runs.default_out(f"fit-regression-{method}"), quiet,
+                  {"command": "fit regression", "image": image, "size": size},
+                  lambda r: _print_table({method: r}, title))
 
 
 @compare_app.command("regression")
@@ -299,24 +296,32 @@ def compare_regression(
                       f"MGDL vs SGDL image regression, {image}")
 
 
+def _fit_and_save(problem, model_cfg, train_cfg, out, quiet, config, print_table):
+    """Trains one model, writes its run directory, prints its table."""
+    from multigrade import runs
+    from multigrade.experiments import run_fit
+
+    result = run_fit(problem, model_cfg, train_cfg, progress=not quiet)
+    runs.save_run(out, result, {**config, "model_config": dataclasses.asdict(model_cfg),
+                                "train_config": dataclasses.asdict(train_cfg)})
+    print_table(result)
+    console.print(f"run directory: {out}")
+
+
 def _fit_restoration(task, image, size, data_dir, color, sigma, blur_sigma, noise, beta, lam,
                      alpha, noise_seed, method, grades, layers_per_grade, width, init, optimizer,
                      lr, epochs, record_every, tol, seed, out, quiet):
     from multigrade import runs
-    from multigrade.experiments import run_fit
 
     model_cfg, train_cfg = _configs(grades, layers_per_grade, width, init, optimizer, lr,
                                     epochs, record_every, tol, seed, method)
     problem = _restoration_problem(task, image, size, data_dir, color, sigma, blur_sigma,
                                    noise, beta, lam, alpha, noise_seed)
-    out = out or runs.default_out(f"fit-{task}-{method}")
-    result = run_fit(problem, model_cfg, train_cfg, progress=not quiet)
-    runs.save_run(out, result, {"command": f"fit {task}", "image": image, "size": size,
-                                "noise_seed": noise_seed,
-                                "model_config": dataclasses.asdict(model_cfg),
-                                "train_config": dataclasses.asdict(train_cfg)})
-    _print_restoration_table(problem, {method: result}, [], f"{method.upper()} {task}, {image}")
-    console.print(f"run directory: {out}")
+    _fit_and_save(problem, model_cfg, train_cfg, out or runs.default_out(f"fit-{task}-{method}"),
+                  quiet, {"command": f"fit {task}", "image": image, "size": size,
+                          "noise_seed": noise_seed},
+                  lambda r: _print_restoration_table(problem, {method: r}, [],
+                                                     f"{method.upper()} {task}, {image}"))
 
 
 def _compare_restoration(task, image, size, data_dir, color, sigma, blur_sigma, noise, beta,
