@@ -132,8 +132,12 @@ def _restoration_problem(task, image, size, data_dir, color, sigma, blur_sigma, 
     return deblurring(clean, blur_sigma, noise / 255, **kw)
 
 
+def _num(metrics: dict, key: str, fmt: str) -> str:
+    return format(metrics[key], fmt) if key in metrics else "-"
+
+
 def _db(metrics: dict, key: str) -> str:
-    return f"{metrics[key]:.2f}" if key in metrics else "-"
+    return _num(metrics, key, ".2f")
 
 
 def _status(result) -> str:
@@ -512,10 +516,9 @@ def lr_sweep_cmd(
     for m, s in sweeps.items():
         for lr, r, lab, per in zip(s.learning_rates, s.results, s.labels, s.grade_labels):
             mt = r.metrics
-            row = [m, f"{lr:g}", lab, f"{mt.get('train_loss', float('nan')):.4g}",
-                   f"{mt.get('val_loss', float('nan')):.4g}"]
+            row = [m, f"{lr:g}", lab, _num(mt, "train_loss", ".4g"), _num(mt, "val_loss", ".4g")]
             if has_psnr:
-                row.append(f"{mt.get('test_psnr', mt.get('psnr', float('nan'))):.2f}")
+                row.append(_num(mt, "test_psnr" if "test_psnr" in mt else "psnr", ".2f"))
             row.append(",".join(p[:4] for p in per) if len(per) > 1 else "")
             table.add_row(*row)
     console.print(table)
@@ -592,6 +595,11 @@ def spectrum_cmd(
     for m, r in results.items():
         status = "diverged" if r.diverged else f"final train loss {r.metrics['train_loss']:.4g}"
         console.print(f"{m}: {status}")
+        big = sorted({p["num_params"] for p in r.probes if p["hessian"] == "lanczos"})
+        if big:
+            console.print(f"{m}: Hessians of {', '.join(map(str, big))} parameters exceed "
+                          f"--dense-max {dense_max}: their extreme eigenvalues come from "
+                          "Lanczos (5 at each end); counts outside [-1, 1] are among those")
     console.print(f"run directory: {out}")
 
 
