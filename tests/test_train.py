@@ -121,3 +121,12 @@ def test_blocked_evaluation_equals_whole_batch(problem, key):
     b = mg.fit(mg.mgdl([[8, 8]] * 2), problem, block=50, **kw)  # 144 train samples
     np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-10)
     np.testing.assert_allclose(a.predictions[-1], b.predictions[-1], rtol=1e-10, atol=1e-13)
+
+
+def test_stopping_rule_is_checked_at_windows_when_probes_interleave(problem, key):
+    seen = []
+    r = mg.fit(mg.mgdl([[8]]), problem, optimizer=optax.adam(1e-3), epochs=500, key=key,
+               record_every=5, window=4, tol=10.0, progress=False,
+               probe=lambda g, e, p, loss: seen.append(e) or {}, probe_every=15)
+    assert r.grades[0].epochs == 40 and r.grades[0].status == "stopped"
+    assert seen == [0, 15, 30]

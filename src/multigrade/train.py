@@ -412,7 +412,8 @@ def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progre
             if probe is not None:
                 run_probe(state, 0)
             while done < total_records:
-                n = min(window, total_records - done)
+                # chunks end at every window boundary (stopping rule) and probe point
+                n = min(window - done % window, total_records - done)
                 if probe is not None:
                     n = min(n, probe_every // record_every - done % (probe_every // record_every))
                 sig = (n, id(tx), str(jax.tree_util.tree_structure(state)),
@@ -437,9 +438,7 @@ def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progre
                 done += n
                 finite = np.ones(m, bool)
                 for v in metrics.values():
-                    v = np.asarray(v).reshape(m, -1) if members is not None else \
-                        np.asarray(v).reshape(1, -1)
-                    finite &= np.all(np.isfinite(v), axis=1)
+                    finite &= np.all(np.isfinite(np.asarray(v).reshape(m, -1)), axis=1)
                 newly = alive & ~finite
                 status_m[newly] = "diverged"
                 alive &= finite
