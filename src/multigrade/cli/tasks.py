@@ -1,99 +1,41 @@
-"""The `mgdl` command. Thin: it parses options, calls the library and prints tables.
-
-Errors a user can cause end with one line on stderr and exit code 2.
-"""
+"""Commands that fit images: `demo`, `fit` and `compare` for regression, denoise, deblur."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(
-    help="Multi-grade deep learning (MGDL): train grade by grade, compare with SGDL.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-fit_app = typer.Typer(help="Train one model and write a run directory.", no_args_is_help=True)
-compare_app = typer.Typer(help="Train MGDL and SGDL of the same total depth side by side.",
-                          no_args_is_help=True)
-app.add_typer(fit_app, name="fit")
-app.add_typer(compare_app, name="compare")
-
-# Tables are wider than the 80 columns Rich assumes when writing to a pipe or a file.
-console = Console() if sys.stdout.isatty() else Console(width=130)
-err_console = Console(stderr=True)
-
-# Options shared by several commands.
-ImageOpt = Annotated[str, typer.Option(
-    "--image", help="Built-in image name (camera, astronaut, moon, coins, ...) or a file path.")]
-SizeOpt = Annotated[int | None, typer.Option(
-    "--size", help="Resize the image to SIZE × SIZE pixels (default: keep its size).")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Folder to search for image names (also $MULTIGRADE_DATA).")]
-GradesOpt = Annotated[int, typer.Option(
-    "--grades", help="Number of grades K (SGDL: total depth is K × layers-per-grade).")]
-LayersOpt = Annotated[int, typer.Option(
-    "--layers-per-grade", help="Hidden layers per grade.")]
-WidthOpt = Annotated[int, typer.Option("--width", help="Units in every hidden layer.")]
-InitOpt = Annotated[str, typer.Option(
-    "--init", help="Weight initialiser: glorot (paper §4) or he (paper §5-6).")]
-OptimOpt = Annotated[str, typer.Option(
-    "--optimizer", help="gd (full-batch gradient descent) or any Optax optimiser name.")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
-EpochsOpt = Annotated[int, typer.Option(
-    "--epochs", help="Epochs per grade (SGDL trains the same number).")]
-RecordOpt = Annotated[int, typer.Option(
-    "--record-every", help="Epochs between recorded metrics.")]
-TolOpt = Annotated[float | None, typer.Option(
-    "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-OutOpt = Annotated[Path | None, typer.Option(
-    "--out", help="Run directory (default runs/<kind>-<timestamp>).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-ColorOpt = Annotated[bool, typer.Option(
-    "--color", help="Keep colour: one network output per channel (default: convert to gray).")]
-MethodOpt = Annotated[str, typer.Option("--method", help="mgdl or sgdl.")]
-SigmaOpt = Annotated[float, typer.Option(
-    "--sigma", help="Noise standard deviation in units of 1/255 (paper: 10, 20, ..., 60).")]
-BlurSigmaOpt = Annotated[float, typer.Option(
-    "--blur-sigma", help="Gaussian blur σ_b in pixels (kernel 6σ_b + 1; paper: 3, 5, 7).")]
-NoiseOpt = Annotated[float, typer.Option(
-    "--noise", help="Noise standard deviation in units of 1/255 (paper: 3).")]
-BetaOpt = Annotated[float, typer.Option("--beta", help="TV splitting coupling weight β.")]
-LamOpt = Annotated[float, typer.Option("--lam", help="TV weight λ.")]
-AlphaOpt = Annotated[float, typer.Option("--alpha", help="Relaxation α of the u update.")]
-NoiseSeedOpt = Annotated[int, typer.Option(
-    "--noise-seed", help="Seed of the observation's noise (kept apart from --seed).")]
-
-
-def _guard(fn):
-    """Turns a user error into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, OSError) as e:  # FileNotFoundError and ImageNotFoundError too
-            err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted: finished runs are in their run directories")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-@app.callback()
-def _main(x64: Annotated[bool, typer.Option("--x64", help="Compute in float64.")] = False):
-    if x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+from multigrade.cli._app import _guard, app, compare_app, console, fit_app
+from multigrade.cli.options import (
+    AlphaOpt,
+    BetaOpt,
+    BlurSigmaOpt,
+    ColorOpt,
+    DataDirOpt,
+    EpochsOpt,
+    GradesOpt,
+    ImageOpt,
+    InitOpt,
+    LamOpt,
+    LayersOpt,
+    LrOpt,
+    MethodOpt,
+    NoiseOpt,
+    NoiseSeedOpt,
+    OptimOpt,
+    OutOpt,
+    QuietOpt,
+    RecordOpt,
+    SeedOpt,
+    SigmaOpt,
+    SizeOpt,
+    TolOpt,
+    WidthOpt,
+)
 
 
 def _configs(grades, layers_per_grade, width, init, optimizer, lr, epochs, record_every, tol,
@@ -428,184 +370,3 @@ def compare_deblur(
                          optimizer, lr, epochs, record_every, tol, seed, out, quiet)
 
 
-TaskArg = Annotated[str, typer.Argument(help="synthetic, regression or denoise.")]
-MethodsOpt = Annotated[str, typer.Option(
-    "--methods", help="Comma-separated methods: mgdl, sgdl, msdl.")]
-SettingOpt = Annotated[int, typer.Option("--setting", help="Synthetic setting 1 or 2.")]
-StudyImageOpt = Annotated[str | None, typer.Option(
-    "--image", help="Image for the regression and denoise tasks (name or path).")]
-StudySizeOpt = Annotated[int | None, typer.Option(
-    "--size", help="Resize the image to SIZE × SIZE (default 64).")]
-StepsOpt = Annotated[int, typer.Option("--steps", help="GD steps per grade.")]
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values or not all(v > 0 for v in values):
-        raise ValueError(f"{what} must be positive numbers, got {text!r}")
-    return values
-
-
-def _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam, width,
-                  grades, layers_per_grade, seed):
-    from multigrade.experiments.studies import StudyConfig
-
-    if size is not None and size < 2:
-        raise ValueError(f"--size must be at least 2, got {size}")
-    return StudyConfig(task=task, methods=tuple(m.strip() for m in methods.split(",") if m),
-                       setting=setting, image=image, size=size, data_dir=data_dir,
-                       sigma=sigma / 255, beta=beta, lam=lam, width=width, grades=grades,
-                       layers_per_grade=layers_per_grade, seed=seed)
-
-
-@app.command("lr-sweep")
-@_guard
-def lr_sweep_cmd(
-    task: TaskArg,
-    methods: MethodsOpt = "mgdl,sgdl",
-    lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")] =
-        "1e-3,1e-2,5e-2,1e-1,2e-1,5e-1",
-    steps: StepsOpt = 2000,
-    setting: SettingOpt = 1,
-    image: StudyImageOpt = None,
-    size: StudySizeOpt = 64,
-    data_dir: DataDirOpt = None,
-    sigma: SigmaOpt = 10.0,
-    beta: BetaOpt = 1e-3,
-    lam: LamOpt = 1e-4,
-    width: Annotated[int | None, typer.Option("--width", help="Hidden width.")] = None,
-    grades: Annotated[int | None, typer.Option("--grades", help="MGDL grades.")] = None,
-    layers_per_grade: Annotated[int | None, typer.Option(
-        "--layers-per-grade", help="Hidden layers per grade.")] = None,
-    record_every: RecordOpt = 10,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    quiet: QuietOpt = False,
-):
-    """Full-batch GD at every learning rate × method (paper §5), vmapped over the rates.
-
-    Labels each run converged / oscillated / stalled / diverged and reports the largest
-    stable rate per method. Architectures default to the paper's: synthetic MGDL
-    4 × [32] vs SGDL [32]×4; regression MGDL 4 × [128, 128] vs SGDL [128]×8; denoise
-    4 × [48] vs [48]×4; He initialisation.
-    """
-    from multigrade import runs
-    from multigrade.experiments.studies import run_lr_sweep
-
-    cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
-                        width, grades, layers_per_grade, seed)
-    rates = _floats(lrs, "--lrs")
-    if steps < 1 or steps % record_every:
-        raise ValueError(f"--steps must be a positive multiple of --record-every "
-                         f"({record_every}), got {steps}")
-    sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=not quiet)
-    out = out or runs.default_out(f"lr-sweep-{task}")
-    runs.save_sweep(out, sweeps, {"command": "lr-sweep", **dataclasses.asdict(cfg),
-                                  "lrs": rates, "steps": steps})
-    table = Table(title=f"GD learning-rate sweep, {task}, {steps} steps per grade")
-    cols = ["method", "η", "label", "train loss", "val loss"]
-    has_psnr = any("test_psnr" in r.metrics or "psnr" in r.metrics
-                   for s in sweeps.values() for r in s.results)
-    cols += ["PSNR dB"] if has_psnr else []
-    cols += ["per grade"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("method", "label", "per grade") else "right")
-    for m, s in sweeps.items():
-        for lr, r, lab, per in zip(s.learning_rates, s.results, s.labels, s.grade_labels):
-            mt = r.metrics
-            row = [m, f"{lr:g}", lab, _num(mt, "train_loss", ".4g"), _num(mt, "val_loss", ".4g")]
-            if has_psnr:
-                row.append(_num(mt, "test_psnr" if "test_psnr" in mt else "psnr", ".2f"))
-            row.append(",".join(p[:4] for p in per) if len(per) > 1 else "")
-            table.add_row(*row)
-    console.print(table)
-    for m, s in sweeps.items():
-        console.print(f"largest stable learning rate, {m}: {s.largest_stable_lr}")
-    console.print(f"run directory: {out}")
-
-
-@app.command("spectrum")
-@_guard
-def spectrum_cmd(
-    task: TaskArg,
-    methods: MethodsOpt = "mgdl,sgdl",
-    lr: Annotated[str, typer.Option(
-        "--lr", help="GD learning rate, one for all methods or one per method (comma-separated)."
-    )] = "0.05",
-    steps: StepsOpt = 2000,
-    interval: Annotated[int, typer.Option(
-        "--interval", help="GD steps between Hessian spectra.")] = 500,
-    setting: SettingOpt = 1,
-    image: StudyImageOpt = None,
-    size: StudySizeOpt = 64,
-    data_dir: DataDirOpt = None,
-    sigma: SigmaOpt = 10.0,
-    beta: BetaOpt = 1e-3,
-    lam: LamOpt = 1e-4,
-    width: Annotated[int | None, typer.Option("--width", help="Hidden width.")] = None,
-    grades: Annotated[int | None, typer.Option("--grades", help="MGDL grades.")] = None,
-    layers_per_grade: Annotated[int | None, typer.Option(
-        "--layers-per-grade", help="Hidden layers per grade.")] = None,
-    dense_max: Annotated[int, typer.Option(
-        "--dense-max", help="Largest Hessian formed densely; above it, Lanczos extremes.")] = 4000,
-    record_every: RecordOpt = 10,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    quiet: QuietOpt = False,
-):
-    """Hessian and GD-Jacobian (I − ηH) spectra along GD training (paper §6).
-
-    Every --interval steps of each grade: the eigenvalues of the current grade's Hessian
-    (all parameters for SGDL; u held fixed for denoising), the extreme eigenvalues of
-    I − ηH, the spectral radius, how many lie outside [−1, 1], λ_max, the critical rate
-    2/λ_max and the condition number. Architectures default to the paper's: synthetic
-    4 × [32] vs [32]×4; regression and denoise 4 × [48] vs [48]×4.
-    """
-    from multigrade import runs
-    from multigrade.experiments.studies import run_spectrum
-
-    cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
-                        width, grades, layers_per_grade, seed)
-    rates = _floats(lr, "--lr")
-    if interval < 1 or interval % record_every:
-        raise ValueError(f"--interval must be a positive multiple of --record-every "
-                         f"({record_every}), got {interval}")
-    if steps < 1 or steps % record_every:
-        raise ValueError(f"--steps must be a positive multiple of --record-every "
-                         f"({record_every}), got {steps}")
-    results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
-                           dense_max=dense_max, progress=not quiet)
-    out = out or runs.default_out(f"spectrum-{task}")
-    runs.save_spectrum(out, results, {"command": "spectrum", **dataclasses.asdict(cfg),
-                                      "lr": rates, "steps": steps, "interval": interval})
-    table = Table(title=f"GD-Jacobian spectra along training, {task}")
-    for c in ("method", "η", "grade", "step", "λ_max(H)", "λ_min(H)", "max eig J",
-              "min eig J", "outside [-1,1]", "2/λ_max", "how"):
-        table.add_column(c, justify="left" if c in ("method", "how") else "right")
-    for m, r in results.items():
-        for p in r.probes:
-            table.add_row(m, f"{p['lr']:g}", str(p["grade"]), str(p["step"]),
-                          f"{p['lambda_max']:.4g}", f"{p['lambda_min']:.3g}",
-                          f"{p['jacobian_max']:.4f}", f"{p['jacobian_min']:.4f}",
-                          str(p["num_outside"]), f"{p['critical_lr']:.4g}", p["hessian"])
-    console.print(table)
-    for m, r in results.items():
-        status = "diverged" if r.diverged else f"final train loss {r.metrics['train_loss']:.4g}"
-        console.print(f"{m}: {status}")
-        big = sorted({p["num_params"] for p in r.probes if p["hessian"] == "lanczos"})
-        if big:
-            console.print(f"{m}: Hessians of {', '.join(map(str, big))} parameters exceed "
-                          f"--dense-max {dense_max}: their extreme eigenvalues come from "
-                          "Lanczos (5 at each end); counts outside [-1, 1] are among those")
-    console.print(f"run directory: {out}")
-
-
-def main() -> None:
-    app(prog_name="mgdl")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

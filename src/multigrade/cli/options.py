@@ -1,0 +1,51 @@
+"""Options shared by several commands (Typer `Annotated` aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ImageOpt = Annotated[str, typer.Option(
+    "--image", help="Built-in image name (camera, astronaut, moon, coins, ...) or a file path.")]
+SizeOpt = Annotated[int | None, typer.Option(
+    "--size", help="Resize the image to SIZE × SIZE pixels (default: keep its size).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Folder to search for image names (also $MULTIGRADE_DATA).")]
+GradesOpt = Annotated[int, typer.Option(
+    "--grades", help="Number of grades K (SGDL: total depth is K × layers-per-grade).")]
+LayersOpt = Annotated[int, typer.Option(
+    "--layers-per-grade", help="Hidden layers per grade.")]
+WidthOpt = Annotated[int, typer.Option("--width", help="Units in every hidden layer.")]
+InitOpt = Annotated[str, typer.Option(
+    "--init", help="Weight initialiser: glorot (paper §4) or he (paper §5-6).")]
+OptimOpt = Annotated[str, typer.Option(
+    "--optimizer", help="gd (full-batch gradient descent) or any Optax optimiser name.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+EpochsOpt = Annotated[int, typer.Option(
+    "--epochs", help="Epochs per grade (SGDL trains the same number).")]
+RecordOpt = Annotated[int, typer.Option(
+    "--record-every", help="Epochs between recorded metrics.")]
+TolOpt = Annotated[float | None, typer.Option(
+    "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Run directory (default runs/<kind>-<timestamp>).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+ColorOpt = Annotated[bool, typer.Option(
+    "--color", help="Keep colour: one network output per channel (default: convert to gray).")]
+MethodOpt = Annotated[str, typer.Option("--method", help="mgdl or sgdl.")]
+SigmaOpt = Annotated[float, typer.Option(
+    "--sigma", help="Noise standard deviation in units of 1/255 (paper: 10, 20, ..., 60).")]
+BlurSigmaOpt = Annotated[float, typer.Option(
+    "--blur-sigma", help="Gaussian blur σ_b in pixels (kernel 6σ_b + 1; paper: 3, 5, 7).")]
+NoiseOpt = Annotated[float, typer.Option(
+    "--noise", help="Noise standard deviation in units of 1/255 (paper: 3).")]
+BetaOpt = Annotated[float, typer.Option("--beta", help="TV splitting coupling weight β.")]
+LamOpt = Annotated[float, typer.Option("--lam", help="TV weight λ.")]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Relaxation α of the u update.")]
+NoiseSeedOpt = Annotated[int, typer.Option(
+    "--noise-seed", help="Seed of the observation's noise (kept apart from --seed).")]
+
+
