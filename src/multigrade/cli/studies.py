@@ -30,6 +30,12 @@ StudyImageOpt = Annotated[str | None, typer.Option(
 StudySizeOpt = Annotated[int | None, typer.Option(
     "--size", help="Resize the image to SIZE × SIZE (default 64).")]
 StepsOpt = Annotated[int, typer.Option("--steps", help="GD steps per grade.")]
+StudyWidthOpt = Annotated[int | None, typer.Option(
+    "--width", help="Hidden width (default: the paper's for the task).")]
+StudyGradesOpt = Annotated[int | None, typer.Option(
+    "--grades", help="MGDL grades; SGDL has grades × layers-per-grade layers.")]
+StudyLayersOpt = Annotated[int | None, typer.Option(
+    "--layers-per-grade", help="Hidden layers per grade.")]
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -69,10 +75,9 @@ def lr_sweep_cmd(
     sigma: SigmaOpt = 10.0,
     beta: BetaOpt = 1e-3,
     lam: LamOpt = 1e-4,
-    width: Annotated[int | None, typer.Option("--width", help="Hidden width.")] = None,
-    grades: Annotated[int | None, typer.Option("--grades", help="MGDL grades.")] = None,
-    layers_per_grade: Annotated[int | None, typer.Option(
-        "--layers-per-grade", help="Hidden layers per grade.")] = None,
+    width: StudyWidthOpt = None,
+    grades: StudyGradesOpt = None,
+    layers_per_grade: StudyLayersOpt = None,
     record_every: RecordOpt = 10,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -138,10 +143,9 @@ def spectrum_cmd(
     sigma: SigmaOpt = 10.0,
     beta: BetaOpt = 1e-3,
     lam: LamOpt = 1e-4,
-    width: Annotated[int | None, typer.Option("--width", help="Hidden width.")] = None,
-    grades: Annotated[int | None, typer.Option("--grades", help="MGDL grades.")] = None,
-    layers_per_grade: Annotated[int | None, typer.Option(
-        "--layers-per-grade", help="Hidden layers per grade.")] = None,
+    width: StudyWidthOpt = None,
+    grades: StudyGradesOpt = None,
+    layers_per_grade: StudyLayersOpt = None,
     dense_max: Annotated[int, typer.Option(
         "--dense-max", help="Largest Hessian formed densely; above it, Lanczos extremes.")] = 4000,
     record_every: RecordOpt = 10,
