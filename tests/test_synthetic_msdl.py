@@ -31,10 +31,10 @@ def test_synthetic_data_follow_the_formula():
 def test_msdl_is_a_sum_of_scaled_subnetworks(key):
     model = mg.MultiScale((1.0, 2.0, 4.0), (5, 4))
     params = model.init_grade(key, 0, 1)
-    x = np.linspace(0, 1, 7)[:, None]
+    x = jax.numpy.linspace(0, 1, 7)[:, None]
     expected = 0.0
     for c, net in zip((1.0, 2.0, 4.0), params):
-        h = c * x
+        h = c * np.asarray(x)
         for W, b in net[:-1]:
             h = np.maximum(h @ np.asarray(W) + np.asarray(b), 0)
         expected = expected + h @ np.asarray(net[-1].W) + np.asarray(net[-1].b)

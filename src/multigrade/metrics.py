@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from multigrade._types import Array, Scalar
+from multigrade._types import Scalar
 
 
 def psnr_from_mse(mse, peak: float = 1.0) -> Scalar:
@@ -13,7 +14,7 @@ def psnr_from_mse(mse, peak: float = 1.0) -> Scalar:
     return 10.0 * jnp.log10(peak**2 / mse)
 
 
-def psnr(pred: Array, target: Array, peak: float = 1.0) -> Scalar:
+def psnr(pred: ArrayLike, target: ArrayLike, peak: float = 1.0) -> Scalar:
     """Peak signal-to-noise ratio in dB, −10·log10(mean((pred − target)²)) for peak 1."""
     return psnr_from_mse(jnp.mean((jnp.asarray(pred) - jnp.asarray(target)) ** 2), peak)
 

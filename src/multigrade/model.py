@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from multigrade._types import Array, Float, PRNGKeyArray
-from multigrade.nn import INITS, Init, Layer, affine, hidden_features, init_mlp
+from multigrade.nn import INITS, Layer, affine, hidden_features, init_mlp
 
 
 class GradeParams(NamedTuple):
@@ -40,7 +40,7 @@ class MultiGrade:
 
     grades: tuple[tuple[int, ...], ...]
     out_dim: int = 1
-    init: Init = "glorot"
+    init: str = "glorot"
     name: str = "mgdl"
 
     def __post_init__(self):
@@ -112,7 +112,7 @@ class MultiScale:
     input_scales: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     widths: tuple[int, ...] = (8, 8, 8, 8)
     out_dim: int = 1
-    init: Init = "he"
+    init: str = "he"
     name: str = "msdl"
 
     def __post_init__(self):
@@ -159,19 +159,22 @@ class MultiScale:
                 "widths": list(self.widths), "out_dim": self.out_dim, "init": self.init}
 
 
+Model = MultiGrade | MultiScale  # what fit trains
+
+
 def msdl(input_scales=(1, 2, 4, 8), widths=(8, 8, 8, 8), *, out_dim: int = 1,
-         init: Init = "he", name: str = "msdl") -> MultiScale:
+         init: str = "he", name: str = "msdl") -> MultiScale:
     """A multi-scale model, e.g. the paper's `msdl((1, 2, 4, 8), (8, 8, 8, 8))`."""
     return MultiScale(tuple(input_scales), tuple(widths), out_dim, init, name)
 
 
-def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: Init = "glorot",
+def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: str = "glorot",
          name: str = "mgdl") -> MultiGrade:
     """A multi-grade model, e.g. `mgdl([[128, 128]] * 4)`."""
     return MultiGrade(tuple(tuple(g) for g in grades), out_dim, init, name)
 
 
-def sgdl(widths: Sequence[int], *, out_dim: int = 1, init: Init = "glorot",
+def sgdl(widths: Sequence[int], *, out_dim: int = 1, init: str = "glorot",
          name: str = "sgdl") -> MultiGrade:
     """A single-grade (end-to-end) model, e.g. `sgdl([128] * 8)`."""
     return MultiGrade((tuple(widths),), out_dim, init, name)

@@ -27,7 +27,7 @@ class Layer(NamedTuple):
     b: Float[Array, " fan_out"]
 
 
-def init_layer(key: PRNGKeyArray, fan_in: int, fan_out: int, init: Init = "glorot") -> Layer:
+def init_layer(key: PRNGKeyArray, fan_in: int, fan_out: int, init: str = "glorot") -> Layer:
     """Initialises one layer.
 
     - `"glorot"`: W ~ N(0, 2 / (fan_in + fan_out)), b ~ N(0, 0.01²), the defaults of the
@@ -47,7 +47,7 @@ def init_layer(key: PRNGKeyArray, fan_in: int, fan_out: int, init: Init = "gloro
     return Layer(std * jr.normal(w_key, (fan_in, fan_out), dtype), b)
 
 
-def init_mlp(key: PRNGKeyArray, sizes: Sequence[int], init: Init = "glorot") -> list[Layer]:
+def init_mlp(key: PRNGKeyArray, sizes: Sequence[int], init: str = "glorot") -> list[Layer]:
     """Initialises an MLP with layer widths `sizes` (input first, output last)."""
     keys = jr.split(key, len(sizes) - 1)
     return [init_layer(k, m, n, init) for k, m, n in zip(keys, sizes[:-1], sizes[1:])]

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from multigrade._types import Array, PRNGKeyArray, PyTree
-from multigrade.model import GradeParams, MultiGrade, blocked, grade_output
+from multigrade.model import Model, blocked, grade_output
 
 # ---------------------------------------------------------------------------------------
 # Stopping rule (SPEC §3)
@@ -94,8 +94,8 @@ class FitResult:
         probes: what `fit`'s `probe` returned along training, with grade, epoch and step.
     """
 
-    model: MultiGrade
-    params: list[GradeParams]
+    model: Model
+    params: list[PyTree]  # GradeParams per grade (MultiGrade), sub-networks (MultiScale)
     scales: list[float]
     grades: list[GradeSummary]
     history: dict[str, np.ndarray]
@@ -263,7 +263,7 @@ def _validate(model, problem, budgets, record_every, window, tol, block):
 
 
 def fit(
-    model: MultiGrade,
+    model: Model,
     problem,
     *,
     optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
@@ -319,7 +319,7 @@ def fit(
 
 
 def fit_sweep(
-    model: MultiGrade,
+    model: Model,
     problem,
     learning_rates: Sequence[float],
     *,

@@ -31,7 +31,7 @@ from multigrade.train import FitResult, fit_sweep
 LABELS = ("converged", "stalled", "oscillated", "diverged")  # from best to worst
 
 
-def classify(losses: Sequence[float]) -> str:
+def classify(losses: Sequence[float] | np.ndarray) -> str:
     """The label of one loss curve (see the module docstring)."""
     losses = np.asarray(losses, dtype=np.float64)
     if losses.size == 0 or not np.all(np.isfinite(losses)):

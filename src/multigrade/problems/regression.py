@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +25,14 @@ def _as_2d(a) -> Array:
     return a[:, None] if a.ndim == 1 else a
 
 
+# no_type_check: JAX rebuilds the pytree with placeholders while lowering; the constructor
+# functions (from_arrays, image_regression) are where inputs are checked.
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["x", "y"],
     meta_fields=["image_shape", "peak", "name"],
 )
+@typing.no_type_check
 @dataclasses.dataclass(frozen=True)
 class Regression:
     """Supervised regression on named splits.
@@ -43,8 +47,8 @@ class Regression:
         name: a label.
     """
 
-    x: dict[str, Float[Array, "n d"]]
-    y: dict[str, Float[Array, "n m"]]
+    x: dict[str, Float[Array, "_n d"]]  # "_n": splits differ in size
+    y: dict[str, Float[Array, "_n m"]]
     image_shape: tuple[int, int] | None = None
     peak: float | None = None
     name: str = "regression"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ def _as_float(a) -> Array:
     data_fields=["coords", "observed", "clean", "blur", "beta", "lam", "alpha"],
     meta_fields=["task", "settings", "name"],
 )
+@typing.no_type_check  # JAX rebuilds it with placeholders while lowering; see denoising()
 @dataclasses.dataclass(frozen=True)
 class Restoration:
     """Denoising (`blur` None) or deblurring of an image by a coordinate network.
