@@ -82,38 +82,74 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {n: values[:, i] for i, n in enumerate(names)}
 
 
-def params_to_arrays(params: list[GradeParams], scales: list[float]) -> dict[str, np.ndarray]:
+def _path_name(path) -> str:
+    """`(GetAttrKey('hidden'), SequenceKey(0), GetAttrKey('W'))` → `hidden/0/W`."""
+    from jax.tree_util import DictKey, GetAttrKey, SequenceKey
+
+    parts = []
+    for entry in path:
+        if isinstance(entry, GetAttrKey):
+            parts.append(entry.name)
+        elif isinstance(entry, SequenceKey):
+            parts.append(str(entry.idx))
+        elif isinstance(entry, DictKey):
+            parts.append(str(entry.key))
+        else:
+            raise TypeError(f"cannot name parameter path entry {entry!r}")
+    return "/".join(parts)
+
+
+def params_to_arrays(params: list, scales: list[float]) -> dict[str, np.ndarray]:
+    """Named arrays: `scales`, then `grade<k>/<path>` for every leaf (`grade1/hidden/0/W`,
+    `grade1/head/b`; for MSDL `grade1/<sub-network>/<layer>/W`)."""
+    import jax
+
     arrays = {"scales": np.asarray(scales)}
     for k, p in enumerate(params, start=1):
-        for i, layer in enumerate(p.hidden):
-            arrays[f"grade{k}/hidden{i}/W"] = np.asarray(layer.W)
-            arrays[f"grade{k}/hidden{i}/b"] = np.asarray(layer.b)
-        arrays[f"grade{k}/head/W"] = np.asarray(p.head.W)
-        arrays[f"grade{k}/head/b"] = np.asarray(p.head.b)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(p)[0]:
+            arrays[f"grade{k}/{_path_name(path)}"] = np.asarray(leaf)
     return arrays
 
 
-def save_params(path: str | os.PathLike, params: list[GradeParams], scales: list[float]) -> None:
+def save_params(path: str | os.PathLike, params: list, scales: list[float]) -> None:
     np.savez(path, **params_to_arrays(params, scales))
 
 
-def load_params(path: str | os.PathLike) -> tuple[list[GradeParams], list[float]]:
-    """Reads `params.npz` back into `GradeParams` and scales."""
+def load_params(path: str | os.PathLike, like: list | None = None) -> tuple[list, list[float]]:
+    """Reads `params.npz` back: `(params, scales)`.
+
+    Without `like`, the file must hold a multi-grade model (`GradeParams` per grade). For any
+    other model pass `like`, parameters of the same structure (e.g. `[model.init_grade(key,
+    0, in_dim)]`): each leaf is read from the name of its path.
+    """
+    import jax
     import jax.numpy as jnp
 
     with np.load(path, allow_pickle=False) as data:
         arrays = dict(data)
     scales = [float(s) for s in arrays.pop("scales")]
+    if like is not None:
+        if len(like) != len(scales):
+            raise ValueError(f"{path}: {len(scales)} grades stored, {len(like)} given in like")
+        try:
+            return [jax.tree_util.tree_map_with_path(
+                lambda path, _, k=k: jnp.asarray(arrays[f"grade{k}/{_path_name(path)}"]), p)
+                for k, p in enumerate(like, start=1)], scales
+        except KeyError as e:
+            raise ValueError(f"{path} has no parameter {e.args[0]}: "
+                             "it holds another model") from None
     params = []
     for k in range(1, len(scales) + 1):
+        if f"grade{k}/head/W" not in arrays:
+            raise ValueError(f"{path} does not hold a multi-grade model; pass like=... "
+                             "(parameters of the same structure) to read it")
+        layer = lambda name: Layer(jnp.asarray(arrays[f"{name}/W"]),
+                                   jnp.asarray(arrays[f"{name}/b"]))
         hidden, i = [], 0
-        while f"grade{k}/hidden{i}/W" in arrays:
-            hidden.append(Layer(jnp.asarray(arrays[f"grade{k}/hidden{i}/W"]),
-                                jnp.asarray(arrays[f"grade{k}/hidden{i}/b"])))
+        while f"grade{k}/hidden/{i}/W" in arrays:
+            hidden.append(layer(f"grade{k}/hidden/{i}"))
             i += 1
-        head = Layer(jnp.asarray(arrays[f"grade{k}/head/W"]),
-                     jnp.asarray(arrays[f"grade{k}/head/b"]))
-        params.append(GradeParams(hidden, head))
+        params.append(GradeParams(hidden, layer(f"grade{k}/head")))
     return params, scales
 
 
