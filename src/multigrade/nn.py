@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from multigrade._types import Array, Float, PRNGKeyArray
+from multigrade._types import Array, Float, PRNGKeyArray, float_dtype
 
 Init = Literal["glorot", "he"]
 INITS: tuple[str, ...] = ("glorot", "he")
@@ -35,7 +35,7 @@ def init_layer(key: PRNGKeyArray, fan_in: int, fan_out: int, init: str = "glorot
     - `"he"`: W ~ N(0, 2 / fan_in), b = 0, used in the paper's GD studies (Sections 5-6).
     """
     w_key, b_key = jr.split(key)
-    dtype = jnp.zeros(()).dtype  # float32, or float64 under jax_enable_x64
+    dtype = float_dtype()
     if init == "glorot":
         std = (2.0 / (fan_in + fan_out)) ** 0.5
         b = 0.01 * jr.normal(b_key, (fan_out,), dtype)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from multigrade._types import Array, PRNGKeyArray, PyTree
+from multigrade._types import Array, PRNGKeyArray, PyTree, as_float, float_dtype
 from multigrade.model import Model, blocked, grade_output
 
 # ---------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class FitResult:
     def predict(self, x, grades: int | None = None) -> Array:
         """Prediction of the first `grades` grades (all by default) at inputs `x` `(n, d)`."""
         k = len(self.params) if grades is None else grades
-        x = jnp.asarray(x, jnp.zeros(()).dtype)
+        x = as_float(x)
         return self.model.predict(self.params[:k], x, self.scales[:k])
 
 
@@ -367,7 +367,7 @@ def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progre
     members = None if lrs is None else len(lrs)
     chunk_fn = _train_chunk if members is None else _train_chunk_batched
     freeze_fn = _freeze_single if members is None else _freeze_batched
-    dtype = jnp.zeros(()).dtype
+    dtype = float_dtype()
     feats = {s: jnp.asarray(v, dtype) for s, v in problem.inputs.items()}
     base = {s: jnp.zeros((v.shape[0], model.out_dim), dtype) for s, v in feats.items()}
     aux = problem.init_aux(base["train"])

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from multigrade._types import Array, Float, PRNGKeyArray, PyTree
+from multigrade._types import Array, Float, PRNGKeyArray, PyTree, float_dtype
 
 
 def flat_loss(loss: Callable[[PyTree], Array], params: PyTree):
@@ -102,7 +102,7 @@ def lanczos(matvec: Callable[[Array], Array], dim: int, order: int, *,
     if v0 is None:
         if key is None:
             raise ValueError("lanczos needs a key or a start vector v0")
-        v0 = jax.random.normal(key, (dim,), dtype or jnp.zeros(()).dtype)
+        v0 = jax.random.normal(key, (dim,), dtype or float_dtype())
     alpha, beta = _lanczos(matvec, jnp.asarray(v0), order)
     alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
     # a breakdown leaves a zero off-diagonal: the tridiagonal splits, keep the first block

@@ -10,18 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multigrade._types import Array, Float, Scalar
+from multigrade._types import Array, Float, Scalar, as_float
 from multigrade.images import coordinate_grid, split_even_odd
 from multigrade.metrics import psnr_from_mse
 
 
-def _as_float(a) -> Array:
-    # float32, or float64 when jax_enable_x64 is on: one dtype for data and parameters.
-    return jnp.asarray(a, dtype=jnp.zeros(()).dtype)
-
-
 def _as_2d(a) -> Array:
-    a = _as_float(a)
+    a = as_float(a)
     return a[:, None] if a.ndim == 1 else a
 
 

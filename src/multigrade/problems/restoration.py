@@ -24,14 +24,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from multigrade._types import Array, Float, PRNGKeyArray, Scalar
+from multigrade._types import Array, Float, PRNGKeyArray, Scalar, as_float
 from multigrade.images import coordinate_grid
 from multigrade.metrics import psnr_from_mse
 from multigrade.operators import apply_blur, blur_matrix, forward_differences, soft_threshold
-
-
-def _as_float(a) -> Array:
-    return jnp.asarray(a, dtype=jnp.zeros(()).dtype)
 
 
 @functools.partial(
@@ -157,10 +153,10 @@ def _make(task, clean, observed_clean, noise, key, blur, beta, lam, alpha, setti
     # same observation whatever the compute dtype.
     n = noise * np.asarray(jr.normal(key, clean.shape, jnp.float32), dtype=np.float64)
     return Restoration(
-        coords=_as_float(coordinate_grid(h, w).reshape(-1, 2)),
-        observed=_as_float(observed_clean + n), clean=_as_float(clean),
-        blur=None if blur is None else tuple(_as_float(b) for b in blur),
-        beta=_as_float(beta), lam=_as_float(lam), alpha=_as_float(alpha), task=task,
+        coords=as_float(coordinate_grid(h, w).reshape(-1, 2)),
+        observed=as_float(observed_clean + n), clean=as_float(clean),
+        blur=None if blur is None else tuple(as_float(b) for b in blur),
+        beta=as_float(beta), lam=as_float(lam), alpha=as_float(alpha), task=task,
         settings=tuple(settings.items()), name=name)
 
 
