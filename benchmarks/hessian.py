@@ -81,10 +81,9 @@ def main() -> None:
     lrs = [1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 2e-1]
     model = mg.mgdl([[32]] * 4, init="he")
     # wall time includes each program's compilation, as a user sees it; "training" excludes it
-    swept, t_vmap = timed(lambda: mg.fit_sweep(model, data, lrs, epochs=args.steps, key=key,
-                                               progress=False))
+    swept, t_vmap = timed(lambda: mg.fit_sweep(model, data, lrs, epochs=args.steps, key=key))
     runs, t_seq = timed(lambda: [mg.fit(model, data, optimizer=optax.sgd(lr),
-                                        epochs=args.steps, key=key, progress=False)
+                                        epochs=args.steps, key=key)
                                  for lr in lrs])
     train_vmap = sum(r.seconds for r in swept)
     train_seq = sum(r.seconds for r in runs)

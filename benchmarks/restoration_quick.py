@@ -76,7 +76,7 @@ def main() -> None:
              "deblur σ_b=3, σ_n=3/255": deblurring(clean, 3, 3 / 255, key=key,
                                                    name="butterfly")}
     for name, problem in tasks.items():
-        results = run_compare(problem, model_cfg, train_cfg, progress=False)
+        results = run_compare(problem, model_cfg, train_cfg)
         obs = np.asarray(problem.observed)[..., 0]
         found = [baselines.tv_denoise_oracle(obs, clean)]
         if problem.task == "deblur":
@@ -91,7 +91,7 @@ def main() -> None:
         print("  s/epoch: MGDL grades " + ", ".join(f"{g.seconds_per_epoch:.4f}"
                                                    for g in m.grades)
               + f"; SGDL {s.grades[0].seconds_per_epoch:.4f}")
-        ok = m.metrics["psnr"] > max(s.metrics["psnr"], problem.observed_psnr())
+        ok = m.metrics["test_psnr"] > max(s.metrics["test_psnr"], problem.observed_psnr())
         print(f"  MGDL above SGDL and the observation: {ok}")
 
     # One forward pass per epoch (ours) against the paper code's two.

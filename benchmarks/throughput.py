@@ -57,7 +57,7 @@ def grade_seconds_per_epoch(model, problem, epochs: int, repeats: int = 3) -> li
     runs = []
     for _ in range(repeats):
         result = mg.fit(model, problem, optimizer=optax.adam(1e-3), epochs=epochs,
-                        key=jax.random.key(0), record_every=50, progress=False)
+                        key=jax.random.key(0), record_every=50)
         runs.append([g.seconds_per_epoch for g in result.grades])
     return list(np.min(runs, axis=0))
 

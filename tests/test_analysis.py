@@ -71,8 +71,7 @@ def test_lanczos_full_order_equals_eigh():
 def test_lanczos_extremes_match_eigh_on_a_network(data, key):
     model = mg.sgdl([44, 44], init="he")  # 2 113 parameters
     params = model.init_grade(key, 0, 1)
-    params = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=100, key=key,
-                    progress=False).params[0]
+    params = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=100, key=key).params[0]
     loss = _net_loss(model, data)
     exact = np.linalg.eigvalsh(np.asarray(hessian(loss, params)))
     assert exact.size == 2113
@@ -122,10 +121,9 @@ def test_classify_labels():
 def test_vmapped_sweep_equals_separate_runs(data, key):
     model = mg.mgdl([[8]] * 2, init="he")
     lrs = [0.01, 0.05, 0.2]
-    swept = fit_sweep(model, data, lrs, epochs=40, key=key, progress=False)
+    swept = fit_sweep(model, data, lrs, epochs=40, key=key)
     for lr, s in zip(lrs, swept):
-        single = mg.fit(model, data, optimizer=optax.sgd(lr), epochs=40, key=key,
-                        progress=False)
+        single = mg.fit(model, data, optimizer=optax.sgd(lr), epochs=40, key=key)
         for name in ("train_loss", "val_loss"):
             np.testing.assert_allclose(s.history[name], single.history[name], rtol=1e-9)
         for a, b in zip(jax.tree_util.tree_leaves(s.params),
@@ -135,8 +133,7 @@ def test_vmapped_sweep_equals_separate_runs(data, key):
 
 
 def test_sweep_labels_divergence_without_stopping_others(data, key):
-    sweep = lr_sweep(mg.sgdl([16] * 3, init="he"), data, [0.01, 50.0], epochs=100, key=key,
-                     progress=False)
+    sweep = lr_sweep(mg.sgdl([16] * 3, init="he"), data, [0.01, 50.0], epochs=100, key=key)
     assert sweep.labels[1] == "diverged" and sweep.labels[0] != "diverged"
     assert sweep.largest_stable_lr in (None, 0.01)
     assert np.isfinite(sweep.results[0].metrics["train_loss"])
@@ -145,7 +142,7 @@ def test_sweep_labels_divergence_without_stopping_others(data, key):
 
 def test_stability_probe_along_training(data, key):
     model = mg.mgdl([[8]] * 2, init="he")
-    r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=60, key=key, progress=False,
+    r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=60, key=key,
                probe=make_stability_probe(0.05), probe_every=30)
     assert [(p["grade"], p["epoch"]) for p in r.probes] == [(1, 0), (1, 30), (1, 60),
                                                           (2, 0), (2, 30), (2, 60)]
@@ -160,7 +157,7 @@ def test_stability_probe_along_training(data, key):
 def test_probe_loss_is_the_grade_loss(data, key):
     seen = []
     model = mg.mgdl([[8]] * 2, init="he")
-    r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=20, key=key, progress=False,
+    r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=20, key=key,
                probe=lambda g, e, p, loss: seen.append(float(loss(p))) or {}, probe_every=20)
     h = r.history
     np.testing.assert_allclose(seen[1], h["train_loss"][h["grade"] == 1][-1], rtol=1e-10)

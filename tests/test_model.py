@@ -38,7 +38,7 @@ def test_bad_architectures_are_refused(grades):
 
 
 def test_one_grade_mgdl_equals_sgdl(problem, key):
-    kwargs = dict(optimizer=optax.adam(1e-2), epochs=40, key=key, progress=False)
+    kwargs = dict(optimizer=optax.adam(1e-2), epochs=40, key=key)
     a = mg.fit(mg.mgdl([[12, 12, 12]]), problem, **kwargs)
     b = mg.fit(mg.sgdl([12, 12, 12]), problem, **kwargs)
     np.testing.assert_array_equal(_flat(a.params), _flat(b.params))
@@ -52,7 +52,7 @@ def _flat(tree):
 
 
 def test_later_grades_leave_earlier_grades_unchanged(problem, key):
-    kwargs = dict(optimizer=optax.adam(1e-2), epochs=30, key=key, progress=False)
+    kwargs = dict(optimizer=optax.adam(1e-2), epochs=30, key=key)
     one = mg.fit(mg.mgdl([[10, 10]]), problem, **kwargs)
     three = mg.fit(mg.mgdl([[10, 10], [10, 10], [10, 10]]), problem, **kwargs)
     # Grade 1 trained alone and grade 1 of the three-grade run are bit-for-bit equal.

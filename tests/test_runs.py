@@ -1,4 +1,7 @@
+"""The run store: atomic files, claimed directories, status records, named arrays."""
+
 import json
+import threading
 
 import jax
 import numpy as np
@@ -9,42 +12,128 @@ import multigrade as mg
 from multigrade import runs
 
 
-def test_run_directory_round_trip(tmp_path, key):
+def test_atomic_write_never_shows_a_partial_file(tmp_path):
+    path = tmp_path / "history.csv"
+    runs.write_text(path, "old\n")
+    with pytest.raises(RuntimeError), runs.atomic_open(path) as f:
+        f.write("half of a new")
+        assert path.read_text() == "old\n"  # nothing under the final name yet
+        raise RuntimeError("interrupted while writing")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary left
+
+
+def test_readers_see_whole_files_while_a_writer_rewrites_them(tmp_path):
+    path = tmp_path / "metrics.json"
+    sizes = [10, 5000, 20, 80000]
+    runs.write_json(path, {"x": list(range(sizes[0]))})
+    stop, seen = threading.Event(), []
+
+    def read():
+        while not stop.is_set():
+            seen.append(len(json.loads(path.read_text())["x"]))  # raises on a partial file
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(60):
+        runs.write_json(path, {"x": list(range(sizes[i % 4]))})
+    stop.set()
+    reader.join()
+    assert seen and set(seen) <= set(sizes)
+
+
+def test_json_is_strict(tmp_path):
+    runs.write_json(tmp_path / "m.json", {"loss": float("nan"), "psnr": np.float32(12.5),
+                                          "v": [np.inf, 1.0], "a": np.arange(2)})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "psnr": 12.5, "v": [None, 1.0], "a": [0, 1]}
+
+
+def test_prepare_refuses_what_it_must(tmp_path):
+    with pytest.raises(runs.RunDirError, match="empty string"):
+        runs.prepare("")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(runs.RunDirError, match="not a directory"):
+        runs.prepare(tmp_path / "file")
+    # a user's folder is never cleared, even with overwrite
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text("precious")
+    with pytest.raises(runs.RunDirError, match="exists and is not empty"):
+        runs.prepare(tmp_path / "mine")
+    with pytest.raises(runs.RunDirError, match="only clears run directories"):
+        runs.prepare(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "config.json").read_text() == "precious"
+    # a finished run directory is cleared by overwrite, old files and all
+    out = runs.prepare(tmp_path / "run")
+    runs.write_status(out, "completed")
+    (out / "comparison.json").write_text("{}")
+    runs.prepare(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["status.json"]
+    assert runs.read_status(out)["state"] == "running"
+
+
+def test_two_claims_of_one_directory_cannot_both_win(tmp_path):
+    results = []
+
+    def claim():
+        try:
+            runs.prepare(tmp_path / "same")
+            results.append("won")
+        except runs.RunDirError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["refused"] * 7 + ["won"]
+
+
+def test_default_names_are_unique_within_one_second(tmp_path):
+    names = {runs.default_out("fit", root=tmp_path) for _ in range(20)}
+    assert len(names) == 20 and all(p.is_dir() for p in names)
+
+
+def test_params_round_trip_and_shape_check(tmp_path, key):
     problem = mg.image_regression(mg.load_image("camera", size=16))
-    r = mg.fit(mg.mgdl([[8, 8]] * 2), problem, optimizer=optax.adam(1e-2), epochs=20, key=key,
-               progress=False)
-    out = runs.save_run(tmp_path / "run", r, {"seed": 0})
-    for name in ("config.json", "history.csv", "metrics.json", "params.npz", "grades.png",
-                 "history.png"):
-        assert (out / name).is_file(), name
-    params, scales = runs.load_params(out / "params.npz")
+    model = mg.mgdl([[8, 8]] * 2)
+    r = mg.fit(model, problem, optimizer=optax.adam(1e-2), epochs=20, key=key)
+    runs.save_params(tmp_path / "params.npz", r.params, r.scales)
+    like = model.init_params(key, 2)
+    params, scales = runs.load_params(tmp_path / "params.npz", like)
     assert scales == r.scales
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(r.params)):
         np.testing.assert_array_equal(a, b)
-    history = runs.read_history(out / "history.csv")
-    for name, values in r.history.items():
-        np.testing.assert_array_equal(history[name], values)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["metrics"]["test_psnr"] == r.metrics["test_psnr"]
-    assert [g["epochs"] for g in metrics["grades"]] == [20, 20]
-    config = json.loads((out / "config.json").read_text())
-    assert config["model"]["grades"] == [[8, 8], [8, 8]]
-    assert config["environment"]["x64"] is True
+    wider = mg.mgdl([[9, 8]] * 2).init_params(key, 2)
+    with pytest.raises(ValueError, match=r"'grade1/hidden/0/W' has shape \(2, 8\), the model "
+                                         r"expects \(2, 9\)"):
+        runs.load_params(tmp_path / "params.npz", wider)
+    with pytest.raises(ValueError, match="2 grades stored, 1 given"):
+        runs.load_params(tmp_path / "params.npz", like[:1])
+    with np.load(tmp_path / "params.npz", allow_pickle=False) as data:  # no pickle inside
+        assert "grade2/head/W" in data.files
 
 
-def test_any_model_round_trips_with_like(tmp_path, key):
-    problem = mg.synthetic(1)
+def test_any_model_round_trips(tmp_path, key):
     model = mg.msdl((1, 2), (4, 4))
-    r = mg.fit(model, problem, optimizer=optax.adam(1e-2), epochs=10, key=key, progress=False)
-    out = runs.save_run(tmp_path / "msdl", r, {})
-    with np.load(out / "params.npz", allow_pickle=False) as data:
+    r = mg.fit(model, mg.synthetic(1), optimizer=optax.adam(1e-2), epochs=10, key=key)
+    runs.save_params(tmp_path / "p.npz", r.params, r.scales)
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as data:
         assert "grade1/1/2/W" in data.files  # sub-network 1, layer 2 (its head)
-    params, scales = runs.load_params(out / "params.npz",
-                                      like=[model.init_grade(key, 0, 1)])
+    params, _ = runs.load_params(tmp_path / "p.npz", model.init_params(key, 1))
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(r.params)):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="does not hold a multi-grade model"):
-        runs.load_params(out / "params.npz")
+
+
+def test_history_round_trips_exactly(tmp_path):
+    h = {"grade": np.array([1, 1, 2]), "step": np.array([10, 20, 30]),
+         "train_loss": np.array([0.1, 1 / 3, np.nan])}
+    runs.write_history(tmp_path / "h.csv", h)
+    back = runs.read_history(tmp_path / "h.csv")
+    for name in h:
+        np.testing.assert_array_equal(back[name], h[name])
 
 
 def test_colour_image_regression(key):
@@ -52,7 +141,7 @@ def test_colour_image_regression(key):
     problem = mg.image_regression(rgb)
     assert problem.out_dim == 3 and problem.y["test"].shape == (256, 3)
     r = mg.fit(mg.mgdl([[8]] * 2, out_dim=3), problem, optimizer=optax.adam(1e-2), epochs=20,
-               key=key, progress=False)
+               key=key)
     image = problem.render(r.predictions[-1])
     assert image.shape == (16, 16, 3)
     np.testing.assert_allclose(r.metrics["test_psnr"], mg.psnr(image, rgb), rtol=1e-10)

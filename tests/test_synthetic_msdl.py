@@ -39,7 +39,6 @@ def test_msdl_is_a_sum_of_scaled_subnetworks(key):
             h = np.maximum(h @ np.asarray(W) + np.asarray(b), 0)
         expected = expected + h @ np.asarray(net[-1].W) + np.asarray(net[-1].b)
     np.testing.assert_allclose(model.grade_output(params, x), expected, rtol=1e-12)
-    r = mg.fit(model, synthetic(1), optimizer=optax.adam(1e-2), epochs=100, key=key,
-               progress=False)
+    r = mg.fit(model, synthetic(1), optimizer=optax.adam(1e-2), epochs=100, key=key)
     assert r.history["train_loss"][-1] < r.history["train_loss"][0]
     np.testing.assert_allclose(r.predict(x), model.grade_output(r.params[0], x), rtol=1e-12)

@@ -33,7 +33,7 @@ def test_stopping_rule_on_hand_computed_sequence():
 def test_fit_applies_the_stopping_rule(problem, key):
     # A huge tolerance makes the rule fire at its first check: 2 windows of records.
     r = mg.fit(mg.mgdl([[8]] * 2), problem, optimizer=optax.adam(1e-3), epochs=500,
-               key=key, record_every=5, window=4, tol=10.0, progress=False)
+               key=key, record_every=5, window=4, tol=10.0)
     assert [g.epochs for g in r.grades] == [40, 40]
     assert [g.status for g in r.grades] == ["stopped", "stopped"]
     assert len(r.history["step"]) == 16
@@ -44,7 +44,7 @@ def test_training_reduces_loss_and_psnr_matches_skimage(problem, key):
     from skimage.metrics import peak_signal_noise_ratio
 
     r = mg.fit(mg.mgdl([[32, 32]] * 2), problem, optimizer=optax.adam(3e-3), epochs=300,
-               key=key, progress=False)
+               key=key)
     loss = r.history["train_loss"]
     assert loss[-1] < 0.5 * loss[0]
     assert r.grades[1].metrics["train_loss"] < r.grades[0].metrics["train_loss"]
@@ -60,7 +60,7 @@ def test_scan_equals_python_loop_of_steps(problem, key):
     tx = optax.adam(1e-2)
     model = mg.sgdl([6, 6])
     r = mg.fit(model, problem, optimizer=tx, epochs=20, key=key, record_every=5,
-               window=2, progress=False)
+               window=2)
     params = model.init_grade(model.grade_key(key, 0), 0, 2)
     x = problem.x["train"]
     state = GradeState(params, tx.init(params), ())
@@ -75,7 +75,7 @@ def test_scan_equals_python_loop_of_steps(problem, key):
 
 def test_divergence_is_a_result_not_a_crash(problem, key):
     r = mg.fit(mg.mgdl([[16, 16]] * 3), problem, optimizer=optax.sgd(1e6), epochs=50,
-               key=key, progress=False)
+               key=key)
     assert r.diverged
     assert r.grades[-1].status == "diverged"
     assert len(r.grades) < 3  # no grade is trained on top of a diverged one
@@ -84,25 +84,37 @@ def test_divergence_is_a_result_not_a_crash(problem, key):
 
 def test_later_grades_reuse_the_compiled_program(problem, key):
     r = mg.fit(mg.mgdl([[8, 8]] * 3), problem, optimizer=optax.adam(1e-3), epochs=20,
-               key=key, progress=False)
+               key=key)
     assert r.grades[0].compile_seconds > 0 and r.grades[1].compile_seconds > 0
     assert r.grades[2].compile_seconds == 0.0  # same shapes as grade 2
 
 
 def test_per_grade_optimisers_and_budgets(problem, key):
     r = mg.fit(mg.mgdl([[8]] * 2), problem, optimizer=[optax.sgd(0.1), optax.adam(1e-3)],
-               epochs=[20, 40], key=key, progress=False)
+               epochs=[20, 40], key=key)
     assert [g.epochs for g in r.grades] == [20, 40]
     with pytest.raises(ValueError, match="2 values given for 3 grades"):
         mg.fit(mg.mgdl([[8]] * 3), problem, optimizer=optax.sgd(0.1), epochs=[10, 10],
-               key=key, progress=False)
-    with pytest.raises(ValueError, match="multiple of record_every"):
-        mg.fit(mg.mgdl([[8]]), problem, optimizer=optax.sgd(0.1), epochs=15, key=key,
-               progress=False)
+               key=key)
+
+
+def test_a_budget_off_the_record_grid_trains_in_full_with_a_last_record(problem, key):
+    # 15 epochs with records every 10: 15 epochs, records at 10 and 15, and the same
+    # parameters as 15 single-epoch records
+    a = mg.fit(mg.mgdl([[8]] * 2), problem, optimizer=optax.adam(1e-2), epochs=15, key=key)
+    assert [g.epochs for g in a.grades] == [15, 15]
+    np.testing.assert_array_equal(a.history["epoch"], [10, 15, 10, 15])
+    np.testing.assert_array_equal(a.history["step"], [10, 15, 25, 30])
+    b = mg.fit(mg.mgdl([[8]] * 2), problem, optimizer=optax.adam(1e-2), epochs=15, key=key,
+               record_every=1)
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"][[9, 14, 24, 29]],
+                               rtol=1e-12)
 
 
 def test_same_key_same_result_other_key_other_result(problem):
-    kw = dict(optimizer=optax.adam(1e-2), epochs=20, progress=False)
+    kw = dict(optimizer=optax.adam(1e-2), epochs=20)
     a = mg.fit(mg.mgdl([[8]] * 2), problem, key=jax.random.key(3), **kw)
     b = mg.fit(mg.mgdl([[8]] * 2), problem, key=jax.random.key(3), **kw)
     c = mg.fit(mg.mgdl([[8]] * 2), problem, key=jax.random.key(4), **kw)
@@ -116,7 +128,7 @@ def test_blocked_evaluation_equals_whole_batch(problem, key):
     x = jax.random.normal(key, (30, 3))
     fn = lambda v: jnp.tanh(v @ jnp.ones((3, 2)))
     np.testing.assert_array_equal(blocked(fn, x, 7), fn(x))  # 30 = 4 blocks of 7 + 2
-    kw = dict(optimizer=optax.adam(1e-2), epochs=30, key=key, progress=False)
+    kw = dict(optimizer=optax.adam(1e-2), epochs=30, key=key)
     a = mg.fit(mg.mgdl([[8, 8]] * 2), problem, block=None, **kw)
     b = mg.fit(mg.mgdl([[8, 8]] * 2), problem, block=50, **kw)  # 144 train samples
     np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-10)
@@ -126,7 +138,7 @@ def test_blocked_evaluation_equals_whole_batch(problem, key):
 def test_stopping_rule_is_checked_at_windows_when_probes_interleave(problem, key):
     seen = []
     r = mg.fit(mg.mgdl([[8]]), problem, optimizer=optax.adam(1e-3), epochs=500, key=key,
-               record_every=5, window=4, tol=10.0, progress=False,
+               record_every=5, window=4, tol=10.0,
                probe=lambda g, e, p, loss: seen.append(e) or {}, probe_every=15)
     assert r.grades[0].epochs == 40 and r.grades[0].status == "stopped"
     assert seen == [0, 15, 30]

@@ -3,7 +3,7 @@
     >>> import jax, optax, multigrade as mg
     >>> problem = mg.image_regression(mg.load_image("camera", size=32))
     >>> result = mg.fit(mg.mgdl([[16, 16]] * 2), problem, optimizer=optax.adam(1e-3),
-    ...                 epochs=20, key=jax.random.key(0), progress=False)
+    ...                 epochs=20, key=jax.random.key(0))
     >>> len(result.grades)
     2
 
@@ -11,6 +11,7 @@ Reference: R. Fang and Y. Xu, "Computational Advantages of Multi-Grade Deep Lear
 Convergence Analysis and Performance Insights", arXiv:2507.20351 (2025).
 """
 
+from multigrade._version import __version__ as __version__
 from multigrade.images import ImageNotFoundError, coordinate_grid, load_image
 from multigrade.metrics import psnr, ssim
 from multigrade.model import (
@@ -34,8 +35,6 @@ from multigrade.problems import (
     synthetic,
 )
 from multigrade.train import FitResult, GradeSummary, fit, fit_sweep, should_stop, stop_index
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FitResult",

@@ -25,11 +25,32 @@ class ImageNotFoundError(FileNotFoundError):
     """No built-in image and no file of that name; the message names every place searched."""
 
 
+def check_unit_range(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """`image` if every value is finite and in [0, 1]; otherwise a ValueError saying why.
+
+    The rule for float data: values must already lie in [0, 1] (PSNR is computed with
+    peak 1). Integer data are scaled by their type's maximum when read (`to_float`), so
+    8-bit files need nothing; float arrays of 0–255 values must be divided by 255 first.
+    """
+    image = np.asarray(image)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise ValueError(f"{what} has {bad} NaN or infinite value(s)")
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if lo < 0.0 or hi > 1.0:
+        hint = " (divide 8-bit data by 255)" if hi <= 255 and hi > 1 else ""
+        raise ValueError(f"{what} values span [{lo:.4g}, {hi:.4g}]; expected [0, 1]{hint}")
+    return image
+
+
 def to_float(image: np.ndarray, gray: bool = True) -> np.ndarray:
     """Converts an image of any common dtype to float64 in [0, 1].
 
-    With `gray`, colour becomes gray `(H, W)` (scikit-image's `rgb2gray` weights);
-    otherwise colour stays `(H, W, 3)` (alpha dropped) and gray stays `(H, W)`.
+    Integer images are divided by their type's maximum (255 for 8-bit, 65535 for 16-bit);
+    boolean images become 0 and 1; float images must already lie in [0, 1] and be finite
+    (`check_unit_range`), else a ValueError says so. With `gray`, colour becomes gray
+    `(H, W)` (scikit-image's `rgb2gray` weights); otherwise colour stays `(H, W, 3)`
+    (alpha dropped) and gray stays `(H, W)`.
     """
     image = np.asarray(image)
     if image.dtype == bool:
@@ -37,7 +58,7 @@ def to_float(image: np.ndarray, gray: bool = True) -> np.ndarray:
     elif np.issubdtype(image.dtype, np.integer):
         image = image.astype(np.float64) / np.iinfo(image.dtype).max
     else:
-        image = image.astype(np.float64)
+        image = check_unit_range(image.astype(np.float64))
     if image.ndim == 3:
         if image.shape[-1] == 4:  # drop alpha
             image = image[..., :3]
@@ -53,7 +74,7 @@ def to_float(image: np.ndarray, gray: bool = True) -> np.ndarray:
             raise ValueError(f"cannot read an image with {image.shape[-1]} channels")
     if image.ndim not in (2, 3):
         raise ValueError(f"expected a 2-D or colour image, got shape {image.shape}")
-    return np.clip(image, 0.0, 1.0)
+    return np.clip(image, 0.0, 1.0)  # rgb2gray's rounding only
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -116,6 +137,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
+def is_builtin(name: str) -> bool:
+    """A bare name of a built-in image (no folder, no suffix) always means the built-in:
+    a file or folder of that name in the working directory does not hide it (write
+    `./camera.png` for a file)."""
+    return name.lower() in BUILTIN_IMAGES and Path(name).name == name and not Path(name).suffix
+
+
 def load_image(name: str, *, size: int | Sequence[int] | None = None,
                data_dir: str | os.PathLike | None = None, gray: bool = True) -> np.ndarray:
     """Loads an image in [0, 1] as a float64 `(H, W)` array (or `(H, W, 3)` for colour
@@ -132,15 +160,16 @@ def load_image(name: str, *, size: int | Sequence[int] | None = None,
     Raises:
         ImageNotFoundError: nothing matches; the message names every place searched.
     """
-    key = name.lower()
-    if key in BUILTIN_IMAGES and not Path(name).exists():
+    if not name:
+        raise ImageNotFoundError("no image name given")
+    if is_builtin(name):
         import skimage.data
 
-        image = getattr(skimage.data, BUILTIN_IMAGES[key])()
+        image = getattr(skimage.data, BUILTIN_IMAGES[name.lower()])()
     else:
         image = read_image(find_image(name, image_search_dirs(data_dir)))
     image = to_float(image, gray)
-    return image if size is None else resize(image, size)
+    return image if size is None else np.clip(resize(image, size), 0.0, 1.0)
 
 
 def coordinate_grid(height: int, width: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -140,6 +140,9 @@ class MultiScale:
         keys = jr.split(key, len(self.input_scales))
         return [init_mlp(k, [in_dim, *self.widths, self.out_dim], self.init) for k in keys]
 
+    def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[list[list[Layer]]]:
+        return [self.init_grade(self.grade_key(key, 0), 0, in_dim)]
+
     def grade_output(self, params, x):
         out = None
         for c, net in zip(self.input_scales, params, strict=True):
@@ -159,7 +162,37 @@ class MultiScale:
                 "widths": list(self.widths), "out_dim": self.out_dim, "init": self.init}
 
 
-Model = MultiGrade | MultiScale  # what fit trains
+@runtime_checkable
+class GradeModel(Protocol):
+    """The interface `fit` trains (implemented by `MultiGrade` and `MultiScale`): a model
+    is a sequence of grades, each with its own parameters."""
+
+    name: str
+    out_dim: int
+
+    @property
+    def num_grades(self) -> int: ...
+
+    def grade_key(self, key: PRNGKeyArray, grade: int) -> PRNGKeyArray:
+        """The initialisation key of grade `grade` (0-based): stable whatever the count."""
+
+    def init_grade(self, key: PRNGKeyArray, grade: int, in_dim: int) -> Any:
+        """Initial parameters of grade `grade` (0-based)."""
+
+    def grade_output(self, params: Any, x: Array) -> Array:
+        """The grade's output g_k on its input (φ_{k-1}, or x for the first grade)."""
+
+    def grade_features(self, params: Any, x: Array) -> Array:
+        """What the grade passes to the next one (φ_k)."""
+
+    def predict(self, params: Any, x: Array, scales: Any = None) -> Array:
+        """The whole model's prediction at inputs x."""
+
+    def describe(self) -> dict:
+        """A JSON-able description."""
+
+
+Model = MultiGrade | MultiScale  # what fit trains (both are GradeModels)
 
 
 def msdl(input_scales=(1, 2, 4, 8), widths=(8, 8, 8, 8), *, out_dim: int = 1,

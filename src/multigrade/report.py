@@ -17,10 +17,7 @@ def _pyplot():
 
 
 def _psnr_key(metrics: dict) -> str | None:
-    for k in ("test_psnr", "psnr", "train_psnr"):
-        if k in metrics:
-            return k
-    return None
+    return "test_psnr" if "test_psnr" in metrics else None
 
 
 def plot_grades(result, path: str | os.PathLike) -> bool:
@@ -56,6 +53,16 @@ def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -
     plt.close(fig)
 
 
+def plot_comparison(problem, results: dict, baselines: list, path: str | os.PathLike) -> None:
+    """Target (and observation), the classical baselines and each method's final image."""
+    panels = list(problem.references().items())
+    panels += [(f"{b.name.split(',')[0]}\n{b.psnr:.2f} dB", b.image) for b in baselines]
+    for m, r in results.items():
+        title = m if "test_psnr" not in r.metrics else f"{m}\n{r.metrics['test_psnr']:.2f} dB"
+        panels.append((title, problem.render(r.predictions[-1])))
+    plot_images(panels, path)
+
+
 def plot_history(results: dict, path: str | os.PathLike) -> None:
     """Loss (log scale) and PSNR against epochs, grade boundaries dashed."""
     plt = _pyplot()
@@ -74,8 +81,8 @@ def plot_history(results: dict, path: str | os.PathLike) -> None:
             if has_psnr and f"{name}_psnr" in h:
                 axes[0, 1].plot(h["step"], h[f"{name}_psnr"], style, color=color,
                                 label=f"{label} {name}")
-        if "psnr" in h and has_psnr:
-            axes[0, 1].plot(h["step"], h["psnr"], "-", color=color, label=label)
+        if "test_psnr" in h and has_psnr:
+            axes[0, 1].plot(h["step"], h["test_psnr"], "-.", color=color, label=f"{label} test")
         ends = np.cumsum([g.epochs for g in result.grades])[:-1]
         for ax in axes[0]:
             for e in ends:

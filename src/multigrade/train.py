@@ -2,18 +2,24 @@
 
 Grades train one after another. For grade k the earlier grades are frozen: their features
 φ_{k-1} and their summed prediction P_{k-1} on every split are computed once, when grade
-k-1 finishes, and passed to grade k's compiled program as constants. Grade k therefore
+k-1 finishes, and passed to grade k's compiled program as arguments. Grade k therefore
 costs what a shallow network costs, and never back-propagates into earlier grades.
 
-Epochs run inside `jit` in chunks: a chunk is `window` records of `record_every` epochs
-(`lax.scan` in `lax.scan`), so Python is touched once per `window · record_every` epochs,
-when the stopping rule of SPEC §3 is checked and the progress bar moves.
+Epochs run inside `jit` in chunks: a chunk is at most `window` records of `record_every`
+epochs (`lax.scan` in `lax.scan`), so Python is touched once per chunk, when the stopping
+rule of SPEC §3 is checked and the callbacks run. Chunks end at fixed epochs (window,
+probe and checkpoint boundaries), so a run continued from a checkpoint takes exactly the
+steps of an uninterrupted one.
+
+A sweep (`fit_sweep`) runs the same loop with a leading member axis (`vmap`); a plain fit
+is the one-member case with unbatched programs (`_Engine`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -24,7 +30,12 @@ import numpy as np
 import optax
 
 from multigrade._types import Array, PRNGKeyArray, PyTree, as_float, float_dtype
-from multigrade.model import Model, blocked, grade_output
+from multigrade.model import Model, blocked
+from multigrade.problems import Problem
+
+# A grade whose training loss exceeds its initial loss by this factor has diverged, even
+# while the loss is still finite (Adam at a huge rate climbs to 1e35 without overflowing).
+DIVERGENCE_FACTOR = 1e4
 
 # ---------------------------------------------------------------------------------------
 # Stopping rule (SPEC §3)
@@ -56,7 +67,7 @@ def stop_index(records: Sequence[float], window: int, tol: float | None) -> int 
 
 
 # ---------------------------------------------------------------------------------------
-# Results
+# Results and checkpoints
 
 
 @dataclasses.dataclass
@@ -74,6 +85,80 @@ class GradeSummary:
     @property
     def seconds_per_epoch(self) -> float:
         return self.seconds / max(self.epochs, 1)
+
+
+class GradeState(NamedTuple):
+    """What one epoch of a grade carries: its parameters, optimiser state and the
+    problem's auxiliary state (u for restoration)."""
+
+    params: PyTree
+    opt_state: optax.OptState
+    aux: PyTree
+
+
+@dataclasses.dataclass
+class Pending:
+    """A grade stopped part-way, to be continued: its state after `epochs` epochs."""
+
+    grade: int  # 1-based
+    state: GradeState
+    epochs: int
+    seconds: float
+    compile_seconds: float
+    initial_loss: float
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """Everything `fit(start=...)` needs to continue a run: the finished grades, the
+    auxiliary state after them, the history so far and the unfinished grade, if any.
+
+    Features and partial predictions of the finished grades are not stored: they are
+    recomputed from the parameters, with the same compiled programs, so they are the same.
+    """
+
+    params: list[PyTree]
+    scales: list[float]
+    grades: list[GradeSummary]
+    history: list[dict[str, float]]
+    aux: PyTree | None  # after the last finished grade; None before grade 1
+    pending: Pending | None = None
+
+    @property
+    def finished(self) -> int:
+        return len(self.params)
+
+
+class FitInterrupted(Exception):  # noqa: N818 (it is not an error: the run was asked to stop)
+    """Raised by `fit` when a callback asked it to stop; `.checkpoint` continues the run."""
+
+    def __init__(self, checkpoint: Checkpoint):
+        super().__init__(f"interrupted after {checkpoint.finished} finished grade(s)")
+        self.checkpoint = checkpoint
+
+
+class Callback:
+    """Hooks that `fit` calls on the host between compiled chunks. Override what you need.
+
+    Progress bars (the CLI), checkpointing (the run store) and interruption (signals) are
+    callbacks: the training loop itself prints and writes nothing.
+    """
+
+    def on_grade_start(self, grade: int, epochs: int, done: int) -> None:
+        """Grade `grade` (1-based) starts (or resumes after `done` epochs) of `epochs`."""
+
+    def on_records(self, grade: int, rows: list[dict[str, float]]) -> None:
+        """New history rows of a grade (of the first member, in a sweep)."""
+
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Every `checkpoint_every` epochs of a grade, and before an interruption."""
+
+    def on_grade_end(self, checkpoint: Checkpoint) -> None:
+        """A grade finished; `checkpoint` holds it (its summary is `grades[-1]`)."""
+
+    def stop_requested(self) -> bool:
+        """Checked after every chunk; True ends `fit` with `FitInterrupted`."""
+        return False
 
 
 @dataclasses.dataclass
@@ -101,7 +186,7 @@ class FitResult:
     history: dict[str, np.ndarray]
     predictions: list[np.ndarray]
     aux: Any
-    problem: Any
+    problem: Problem
     probes: list[dict] = dataclasses.field(default_factory=list)
 
     @property
@@ -121,34 +206,41 @@ class FitResult:
     def seconds(self) -> float:
         return sum(g.seconds for g in self.grades)
 
-    def predict(self, x, grades: int | None = None) -> Array:
+    def predict(self, x, *, grades: int | None = None) -> Array:
         """Prediction of the first `grades` grades (all by default) at inputs `x` `(n, d)`."""
         k = len(self.params) if grades is None else grades
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
+                or not 1 <= k <= len(self.params):
+            raise ValueError(f"grades must be an integer from 1 to {len(self.params)}, "
+                             f"got {grades!r}")
         x = as_float(x)
         return self.model.predict(self.params[:k], x, self.scales[:k])
+
+    def checkpoint(self) -> Checkpoint:
+        """The finished run as a checkpoint (to add grades with `fit(start=...)`)."""
+        n = len(self.history.get("step", ()))
+        rows = [{k: v[i].item() for k, v in self.history.items()} for i in range(n)]
+        return Checkpoint(list(self.params), list(self.scales), list(self.grades), rows,
+                          self.aux)
 
 
 # ---------------------------------------------------------------------------------------
 # Compiled pieces
 
 
-class GradeState(NamedTuple):
-    params: PyTree
-    opt_state: optax.OptState
-    aux: PyTree
-
-
-def make_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Array,
-               scale, block: int | None = None, apply: Callable = grade_output
+def make_epoch(problem: Problem, tx: optax.GradientTransformation, feats: Array, base: Array,
+               scale, block: int | None = None, apply: Callable | None = None
                ) -> Callable[[GradeState], tuple[GradeState, Array]]:
     """One epoch of the current grade: aux update, then one optimiser step.
 
     One forward pass serves both: `jax.vjp` evaluates the grade once, the auxiliary state
     (u) is updated from that prediction, and the loss gradient with respect to the
     prediction is pulled back through the same linearisation. The grade (`apply(params,
-    x)`, a model's `grade_output`) is evaluated in row blocks of `block` samples (see
-    `model.blocked`).
+    x)`, a model's `grade_output`; by default a multi-grade one) is evaluated in row blocks
+    of `block` samples (see `model.blocked`).
     """
+    if apply is None:
+        from multigrade.model import grade_output as apply
 
     def epoch(state: GradeState) -> tuple[GradeState, Array]:
         g, pullback = jax.vjp(
@@ -163,14 +255,14 @@ def make_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Ar
     return epoch
 
 
-def make_grade_loss(model, problem, feats: Array, base: Array, scale, aux,
-                    block: int | None = None) -> Callable[[PyTree], Array]:
-    """The current grade's loss as a function of its parameters alone (earlier grades and
-    the auxiliary state u held fixed): what the Hessian analysis differentiates."""
-    def loss(params):
-        g = blocked(functools.partial(model.grade_output, params), feats, block)
-        return problem.loss(base + scale * g, aux)
-    return loss
+def grade_loss(model: Model, block: int | None, problem: Problem, feats: Array, base: Array,
+               scale, aux, params) -> Array:
+    """The current grade's loss as a function of its parameters (the last argument), with
+    the earlier grades and the auxiliary state u fixed: what the Hessian analysis
+    differentiates. `fit` hands probes `jax.tree_util.Partial(grade_loss, ...)`, a pytree
+    whose arrays are arguments, so compiled Hessian programs are reused across probes."""
+    g = blocked(functools.partial(model.grade_output, params), feats, block)
+    return problem.loss(base + scale * g, aux)
 
 
 def _split_predictions(model, params, feats: dict, base: dict, scale, block) -> dict:
@@ -192,6 +284,13 @@ def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, *, model,
     return jax.lax.scan(record, state, None, length=num_records)
 
 
+def _initial_loss(params, problem, aux, feats: dict, base: dict, scale, *, model, block):
+    """The training loss at the grade's initial parameters (the divergence reference)."""
+    aux = problem.update_aux(aux, base["train"] + scale * blocked(
+        functools.partial(model.grade_output, params), feats["train"], block))
+    return grade_loss(model, block, problem, feats["train"], base["train"], scale, aux, params)
+
+
 def _freeze(params, problem, aux, feats: dict, base: dict, scale, *, model, block):
     """After a grade: next features φ_k, cumulative predictions P_k and metrics, every split."""
     preds = _split_predictions(model, params, feats, base, scale, block)
@@ -200,21 +299,61 @@ def _freeze(params, problem, aux, feats: dict, base: dict, scale, *, model, bloc
     return next_feats, preds, problem.metrics(preds, aux), problem.next_scale(preds["train"])
 
 
-# A sweep trains B members at once: the same functions, vmapped over a leading axis of the
-# state, features, predictions and scale (the problem is shared).
 _STATIC = ("model", "tx", "num_records", "record_every", "block")
-_train_chunk = jax.jit(_chunk, static_argnames=_STATIC)
-_train_chunk_batched = jax.jit(
-    lambda state, problem, feats, base, scale, **kw: jax.vmap(
-        functools.partial(_chunk, **kw), in_axes=(0, None, 0, 0, 0))(
-            state, problem, feats, base, scale),
-    static_argnames=_STATIC)
-_freeze_single = jax.jit(_freeze, static_argnames=("model", "block"))
-_freeze_batched = jax.jit(
-    lambda params, problem, aux, feats, base, scale, **kw: jax.vmap(
-        functools.partial(_freeze, **kw), in_axes=(0, None, 0, 0, 0, 0))(
-            params, problem, aux, feats, base, scale),
-    static_argnames=("model", "block"))
+
+
+def _vmapped(fn, in_axes, static):
+    return jax.jit(lambda *args, **kw: jax.vmap(functools.partial(fn, **kw),
+                                                in_axes=in_axes)(*args),
+                   static_argnames=static)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Engine:
+    """The compiled programs of a plain fit (`members` None) or of a vmapped sweep (a
+    leading axis of `members` on the state, features, predictions and scale; the problem
+    is shared). The loop above it is the same for both."""
+
+    members: int | None
+
+    @property
+    def m(self) -> int:
+        return 1 if self.members is None else self.members
+
+    @functools.cached_property
+    def chunk(self):
+        if self.members is None:
+            return jax.jit(_chunk, static_argnames=_STATIC)
+        return _vmapped(_chunk, (0, None, 0, 0, 0), _STATIC)
+
+    @functools.cached_property
+    def freeze(self):
+        if self.members is None:
+            return jax.jit(_freeze, static_argnames=("model", "block"))
+        return _vmapped(_freeze, (0, None, 0, 0, 0, 0), ("model", "block"))
+
+    @functools.cached_property
+    def initial_loss(self):
+        if self.members is None:
+            return jax.jit(_initial_loss, static_argnames=("model", "block"))
+        return _vmapped(_initial_loss, (0, None, 0, 0, 0, 0), ("model", "block"))
+
+    def expand(self, tree):
+        """A shared value, given every member its copy."""
+        if self.members is None:
+            return tree
+        return jax.tree_util.tree_map(
+            lambda a: jnp.broadcast_to(a, (self.members, *jnp.shape(a))), tree)
+
+    def rows(self, v) -> np.ndarray:
+        """Host values with the member axis first: `(m, ...)`."""
+        v = np.asarray(v)
+        return v.reshape(self.m, *v.shape[self.members is not None:])
+
+    def member(self, tree, j: int):
+        if self.members is None:
+            return tree
+        return jax.tree_util.tree_map(lambda a: a[j], tree)
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,21 +367,9 @@ def _per_grade(value, num_grades: int, what: str) -> list:
             raise ValueError(f"{what}: {len(value)} values given for {num_grades} grades")
         return list(value)
     return [value] * num_grades
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                    disable=not enabled)
 
 
-def _info(metrics: dict[str, float]) -> str:
-    keys = [k for k in ("train_loss", "val_loss", "train_psnr", "val_psnr", "psnr")
-            if k in metrics]
-    return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys)
-
-
-def _validate(model, problem, budgets, record_every, window, tol, block):
+def _validate(model, problem, budgets, record_every, window, tol, block, checkpoint_every):
     if block == "auto":
         block = 4096 if jax.default_backend() == "cpu" else None
     elif block is not None and (not isinstance(block, int) or block < 1):
@@ -252,11 +379,10 @@ def _validate(model, problem, budgets, record_every, window, tol, block):
     for k, e in enumerate(budgets):
         if e < 1:
             raise ValueError(f"grade {k + 1}: epochs must be at least 1, got {e}")
-        if e % record_every:
-            raise ValueError(f"grade {k + 1}: epochs ({e}) must be a multiple of "
-                             f"record_every ({record_every})")
-    if tol is not None and tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
+    if tol is not None and not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite non-negative number, got {tol}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     if problem.out_dim != model.out_dim:
         raise ValueError(f"the problem has {problem.out_dim} outputs, the model {model.out_dim}")
     return block
@@ -264,7 +390,7 @@ def _validate(model, problem, budgets, record_every, window, tol, block):
 
 def fit(
     model: Model,
-    problem,
+    problem: Problem,
     *,
     optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
     epochs: int | Sequence[int],
@@ -272,11 +398,14 @@ def fit(
     record_every: int = 10,
     window: int = 20,
     tol: float | None = None,
-    progress: bool = True,
-    label: str | None = None,
     block: int | None | str = "auto",
     probe: Callable | None = None,
     probe_every: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_every: int | None = None,
+    start: Checkpoint | None = None,
+    init_params: Sequence[PyTree | None] | None = None,
+    divergence_factor: float = DIVERGENCE_FACTOR,
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
@@ -284,206 +413,343 @@ def fit(
         model: a `MultiGrade` (SGDL is a one-grade model) or a `MultiScale`.
         problem: a problem object (`multigrade.problems`).
         optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
-        epochs: the maximum number of epochs (full-batch steps), or one per grade; each must
-            be a multiple of `record_every`.
-        key: initialises grade k with `fold_in(key, k)`.
+        epochs: the maximum number of epochs (full-batch steps), or one per grade. A budget
+            that is not a multiple of `record_every` ends with a shorter last record.
+        key: initialises grade k with `model.grade_key(key, k)`.
         record_every: epochs between records of the metrics (SPEC's r).
         window: records per comparison of the stopping rule (20 in the paper).
         tol: the stopping rule's tolerance; None trains every grade for its full budget.
-        progress: show a Rich progress bar per grade.
-        label: the progress bar's name (default: the model's name).
         block: evaluate grades on row blocks of this many samples (faster on CPUs, same
             numbers up to summation order); None evaluates all samples at once; `"auto"`
             is 4096 on a CPU and None on an accelerator.
-        probe: called as `probe(grade, epoch, params, grade_loss)` at epoch 0 and every
-            `probe_every` epochs of each grade, where `grade_loss(params)` is the current
-            grade's loss with everything else fixed; what it returns (a dict) is collected
-            in `FitResult.probes` with `grade`, `epoch` and `step` added.
+        probe: called as `probe(grade, epoch, params, loss)` at epoch 0 and every
+            `probe_every` epochs of each grade, where `loss(params)` is the current grade's
+            loss with everything else fixed (a `jax.tree_util.Partial`); what it returns
+            (a dict) is collected in `FitResult.probes` with `grade`, `epoch` and `step`.
         probe_every: epochs between probes, a multiple of `record_every`.
+        callbacks: `Callback`s: progress, checkpoints, interruption.
+        checkpoint_every: epochs between `on_checkpoint` calls within a grade (rounded up to
+            a multiple of `record_every`); None: only at grade ends and interruptions.
+        start: a `Checkpoint` to continue from: its finished grades are kept (not
+            retrained) and its unfinished grade resumes where it stopped. The result equals
+            that of an uninterrupted run with the same arguments.
+        init_params: initial parameters per grade (None entries: drawn from `key`), for
+            warm starts and for comparisons with other code from the same start.
+        divergence_factor: a grade diverges when its loss is non-finite or exceeds its
+            initial loss by this factor.
 
     Returns:
-        A `FitResult`. A grade whose loss becomes NaN or inf is recorded as `"diverged"` and
-        no later grade is trained.
+        A `FitResult`. A diverged grade keeps its history and no later grade is trained.
+
+    Raises:
+        FitInterrupted: a callback asked to stop; its `checkpoint` continues the run.
     """
     k_grades = model.num_grades
     txs = _per_grade(optimizer, k_grades, "optimizer")
     budgets = [int(e) for e in _per_grade(epochs, k_grades, "epochs")]
-    block = _validate(model, problem, budgets, record_every, window, tol, block)
+    block = _validate(model, problem, budgets, record_every, window, tol, block,
+                      checkpoint_every)
     if probe is not None and (probe_every is None or probe_every < 1
                               or probe_every % record_every):
         raise ValueError(f"probe_every must be a positive multiple of record_every "
                          f"({record_every}), got {probe_every}")
-    return _run(model, problem, txs, budgets, key, record_every=record_every, window=window,
-                tol=tol, progress=progress, label=label, block=block, probe=probe,
-                probe_every=probe_every)[0]
+    if init_params is not None and len(init_params) != k_grades:
+        raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
+    if start is not None and start.finished > k_grades:
+        raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
+    loop = _Loop(model, problem, _Engine(None), txs, budgets, key, record_every, window, tol,
+                 block, probe, probe_every, tuple(callbacks), checkpoint_every,
+                 divergence_factor, init_params)
+    return loop.run(start)[0]
 
 
 def fit_sweep(
     model: Model,
-    problem,
+    problem: Problem,
     learning_rates: Sequence[float],
     *,
     epochs: int | Sequence[int],
     key: PRNGKeyArray,
     optimizer: Callable[..., optax.GradientTransformation] = optax.sgd,
     record_every: int = 10,
-    progress: bool = True,
-    label: str | None = None,
     block: int | None | str = "auto",
+    callbacks: Sequence[Callback] = (),
 ) -> list[FitResult]:
     """Trains one model per learning rate, all in one compiled, vmapped program.
 
     Every member starts from the same initialisation (`key`) and differs only in its
     learning rate; the results equal separate `fit` runs with `optimizer(lr)`. Members
-    whose loss becomes NaN keep their history; the others train on.
+    that diverge keep their history; the others train on.
 
     Args:
         optimizer: an Optax optimiser factory taking `learning_rate` (default `optax.sgd`,
             plain gradient descent).
+        callbacks: progress callbacks (they see the first member's records).
 
     Returns:
         One `FitResult` per learning rate, in order; each reports the sweep's seconds
         divided by the number of members.
     """
     lrs = np.asarray(learning_rates, dtype=float)
-    if lrs.ndim != 1 or lrs.size == 0 or not np.all(lrs > 0):
+    if lrs.ndim != 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise ValueError(f"learning rates must be a non-empty list of positive numbers, "
                          f"got {learning_rates}")
     budgets = [int(e) for e in _per_grade(epochs, model.num_grades, "epochs")]
-    block = _validate(model, problem, budgets, record_every, 1, None, block)
+    block = _validate(model, problem, budgets, record_every, 1, None, block, None)
     tx = optax.inject_hyperparams(optimizer)(learning_rate=float(lrs[0]))
-    return _run(model, problem, [tx] * model.num_grades, budgets, key,
-                record_every=record_every, window=20, tol=None, progress=progress,
-                label=label, block=block, probe=None, probe_every=None, lrs=lrs)
+    loop = _Loop(model, problem, _Engine(len(lrs)), [tx] * model.num_grades, budgets, key,
+                 record_every, 20, None, block, None, None, tuple(callbacks), None,
+                 DIVERGENCE_FACTOR, None, lrs=lrs)
+    return loop.run(None)
 
 
-def _broadcast(tree, b: int):
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (b, *jnp.shape(a))), tree)
+def _rows_to_history(rows: list[dict]) -> dict[str, np.ndarray]:
+    names = list(dict.fromkeys(n for r in rows for n in r))
+    return {n: np.asarray([r.get(n, np.nan) for r in rows]) for n in names}
 
 
-def _run(model, problem, txs, budgets, key, *, record_every, window, tol, progress, label,
-         block, probe, probe_every, lrs=None) -> list[FitResult]:
-    """The grade loop; with `lrs`, every quantity carries a leading axis of members."""
-    members = None if lrs is None else len(lrs)
-    chunk_fn = _train_chunk if members is None else _train_chunk_batched
-    freeze_fn = _freeze_single if members is None else _freeze_batched
-    dtype = float_dtype()
-    feats = {s: jnp.asarray(v, dtype) for s, v in problem.inputs.items()}
-    base = {s: jnp.zeros((v.shape[0], model.out_dim), dtype) for s, v in feats.items()}
-    aux = problem.init_aux(base["train"])
-    scale = jnp.asarray(1.0, dtype)
-    if members is not None:
-        feats, base, aux, scale = _broadcast((feats, base, aux, scale), members)
-    rec = tuple(problem.record_splits)
-    rec = rec if "train" in rec else ("train", *rec)
-    m = 1 if members is None else members
+@dataclasses.dataclass
+class _Frozen:
+    """The frozen grades' contribution, on every split: features φ, prediction P, the
+    next grade's scale and the auxiliary state (member axis first in a sweep)."""
 
-    params_out, scales, summaries, probes = [], [], [], []
-    rows = [[] for _ in range(m)]
-    renders = [[] for _ in range(m)]
-    alive = np.ones(m, bool)
-    compiled: dict = {}
-    step0 = 0
-    with _progress(progress) as bar:
-        for k in range(model.num_grades):
-            tx, budget = txs[k], budgets[k]
-            params = model.init_grade(model.grade_key(key, k), k, problem.in_dim)
-            if members is None:
-                opt_state = tx.init(params)
-            else:
-                params = _broadcast(params, members)
-                opt_state = jax.vmap(tx.init)(params)
-                opt_state.hyperparams["learning_rate"] = jnp.asarray(lrs, dtype)
-            state = GradeState(params, opt_state, aux)
-            rfeats = {s: feats[s] for s in rec}
-            rbase = {s: base[s] for s in rec}
-            task = bar.add_task(f"{label or model.name} grade {k + 1}/{model.num_grades}",
-                                total=budget, info="")
-            total_records = budget // record_every
-            done, status, records, seconds, compile_s = 0, "max_epochs", [], 0.0, 0.0
-            status_m = np.where(alive, "max_epochs", "diverged").astype(object)
+    feats: dict
+    base: dict
+    scale: Array
+    aux: PyTree
 
-            def run_probe(state, epoch, k=k, feats=feats, base=base, scale=scale, step0=step0):
-                loss = make_grade_loss(model, problem, feats["train"], base["train"], scale,
-                                       state.aux, block)
-                found = probe(k + 1, epoch, state.params, loss)
-                probes.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **found})
 
-            if probe is not None:
-                run_probe(state, 0)
-            while done < total_records:
-                # chunks end at every window boundary (stopping rule) and probe point
-                n = min(window - done % window, total_records - done)
-                if probe is not None:
-                    n = min(n, probe_every // record_every - done % (probe_every // record_every))
-                sig = (n, id(tx), str(jax.tree_util.tree_structure(state)),
-                       tuple(a.shape for a in jax.tree_util.tree_leaves((state, rfeats))))
-                if sig not in compiled:
-                    t0 = time.perf_counter()
-                    compiled[sig] = chunk_fn.lower(
-                        state, problem, rfeats, rbase, scale, model=model, tx=tx,
-                        num_records=n, record_every=record_every, block=block).compile()
-                    compile_s += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                state, metrics = compiled[sig](state, problem, rfeats, rbase, scale)
-                metrics = jax.device_get(metrics)
-                seconds += time.perf_counter() - t0
-                for j in range(m):
-                    for i in range(n):
-                        row = {name: float(v[i] if members is None else v[j, i])
-                               for name, v in metrics.items()}
-                        epoch = (done + i + 1) * record_every
-                        rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
-                                        **row})
-                done += n
-                finite = np.ones(m, bool)
-                for v in metrics.values():
-                    finite &= np.all(np.isfinite(np.asarray(v).reshape(m, -1)), axis=1)
-                newly = alive & ~finite
-                status_m[newly] = "diverged"
-                alive &= finite
-                if members is None:
-                    records.extend(r[problem.monitor] for r in rows[0][-n:])
-                bar.update(task, completed=done * record_every, info=_info(rows[0][-1]))
-                if not alive.any():
-                    status = "diverged"
-                    break
-                if members is None and should_stop(records, window, tol):
-                    status = "stopped"
-                    break
-                if probe is not None and done % (probe_every // record_every) == 0:
-                    run_probe(state, done * record_every)
-            epochs_run = done * record_every
-            bar.update(task, total=epochs_run)
+@dataclasses.dataclass
+class _Loop:
+    model: Model
+    problem: Problem
+    engine: _Engine
+    txs: list
+    budgets: list[int]
+    key: PRNGKeyArray
+    record_every: int
+    window: int
+    tol: float | None
+    block: int | None
+    probe: Callable | None
+    probe_every: int | None
+    callbacks: tuple
+    checkpoint_every: int | None
+    divergence_factor: float
+    init_params: Sequence | None
+    lrs: np.ndarray | None = None
 
-            feats, preds, final, next_scale = freeze_fn(
-                state.params, problem, state.aux, feats, base, scale, model=model, block=block)
-            final = jax.device_get(final)
-            summaries.append([GradeSummary(
-                grade=k + 1, epochs=epochs_run,
-                status=status if members is None else str(status_m[j]),
-                seconds=seconds / m, compile_seconds=compile_s / m,
-                scale=float(np.asarray(scale).reshape(-1)[j]),
-                metrics={name: float(np.asarray(v).reshape(-1)[j]) for name, v in final.items()})
-                for j in range(m)])
-            params_out.append(state.params)
-            scales.append(np.asarray(scale).reshape(-1))
-            render = np.asarray(preds[problem.render_split])
+    def __post_init__(self):
+        self.compiled: dict = {}
+        self.probes: list[dict] = []
+        # one function object for every probe's loss: compiled Hessians are reused
+        self.loss_fn = functools.partial(grade_loss, self.model, self.block)
+
+    # -- the grades ---------------------------------------------------------------------
+    def run(self, start: Checkpoint | None) -> list[FitResult]:
+        eng, m = self.engine, self.engine.m
+        frozen = self._initial_frozen()
+        params_out, scales, summaries, renders = [], [], [[] for _ in range(m)], []
+        rows: list[list[dict]] = [[] for _ in range(m)]
+        if start is not None:  # replay the finished grades: same programs, same numbers
+            rows[0] = [dict(r) for r in start.history]
+            for k, p in enumerate(start.params):
+                frozen, render, _ = self._freeze(p, frozen, start.grades[k].scale)
+                frozen.aux = eng.expand(start.aux if k == start.finished - 1 else frozen.aux)
+                params_out.append(p)
+                scales.append(eng.rows(start.grades[k].scale).reshape(-1))
+                summaries[0].append(start.grades[k])
+                renders.append(render)
+            if start.finished < self.model.num_grades and start.finished \
+                    and start.grades[-1].status == "diverged":
+                raise ValueError("the checkpoint's last grade diverged: no grade can follow it")
+        step0 = sum(g.epochs for g in summaries[0])
+        alive = np.ones(m, bool)
+        for k in range(len(params_out), self.model.num_grades):
+            pending = start.pending if start is not None and start.pending is not None \
+                and start.pending.grade == k + 1 else None
+            state, status, summary_k = self._train_grade(k, frozen, step0, pending, rows,
+                                                         alive, params_out, scales, summaries)
+            frozen_next, render, final = self._freeze(state.params, frozen, None, state.aux)
             for j in range(m):
-                renders[j].append(render if members is None else render[j])
-            step0 += epochs_run
-            base, aux, scale = preds, state.aux, jnp.asarray(next_scale, dtype)
-            if status == "diverged":
+                summaries[j].append(GradeSummary(
+                    grade=k + 1, epochs=summary_k["epochs"], status=status[j],
+                    seconds=summary_k["seconds"] / m,
+                    compile_seconds=summary_k["compile_seconds"] / m,
+                    scale=float(eng.rows(frozen.scale)[j].reshape(-1)[0]),
+                    metrics={n: float(eng.rows(v)[j].reshape(-1)[0]) for n, v in final.items()}))
+            params_out.append(state.params)
+            scales.append(eng.rows(frozen.scale).reshape(-1))
+            renders.append(render)
+            step0 += summary_k["epochs"]
+            frozen = frozen_next
+            if eng.members is None:
+                ckpt = Checkpoint(list(params_out), [float(s[0]) for s in scales],
+                                  list(summaries[0]), rows[0], state.aux)
+                for cb in self.callbacks:
+                    cb.on_grade_end(ckpt)
+            if not alive.any() or (eng.members is None and status[0] == "diverged"):
                 break
 
-    results = []
-    for j in range(m):
-        history = {name: np.asarray([r.get(name, np.nan) for r in rows[j]])
-                   for name in (rows[j][0] if rows[j] else {})}
-        params_j = params_out if members is None else [
-            jax.tree_util.tree_map(lambda a, j=j: a[j], p) for p in params_out]
-        aux_j = aux if members is None else jax.tree_util.tree_map(lambda a, j=j: a[j], aux)
-        results.append(FitResult(
-            model, params_j, [float(s[j]) for s in scales], [g[j] for g in summaries],
-            history, renders[j], aux_j, problem, probes if members is None else []))
-    return results
+        results = []
+        for j in range(m):
+            aux_j = eng.member(frozen.aux, j)
+            results.append(FitResult(
+                self.model, [eng.member(p, j) for p in params_out],
+                [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
+                [eng.rows(r)[j] for r in renders], aux_j, self.problem,
+                self.probes if eng.members is None else []))
+        return results
+
+    def _initial_frozen(self) -> _Frozen:
+        dtype = float_dtype()
+        feats = {s: jnp.asarray(v, dtype) for s, v in self.problem.inputs.items()}
+        base = {s: jnp.zeros((v.shape[0], self.model.out_dim), dtype) for s, v in feats.items()}
+        aux = self.problem.init_aux(base["train"])
+        return _Frozen(*self.engine.expand((feats, base, jnp.asarray(1.0, dtype), aux)))
+
+    def _freeze(self, params, frozen: _Frozen, scale=None, aux=None):
+        """Freezes a grade: `(next _Frozen, render-split prediction, final metrics)`."""
+        dtype = float_dtype()
+        if scale is not None:  # replaying a checkpoint: its recorded scale is s_k
+            frozen.scale = self.engine.expand(jnp.asarray(scale, dtype))
+        aux = frozen.aux if aux is None else aux
+        feats, preds, final, next_scale = self.engine.freeze(
+            params, self.problem, aux, frozen.feats, frozen.base, frozen.scale,
+            model=self.model, block=self.block)
+        render = np.asarray(preds[self.problem.render_split])
+        return (_Frozen(feats, preds, jnp.asarray(next_scale, dtype), aux), render,
+                jax.device_get(final))
+
+    def _init_state(self, k: int, pending: Pending | None, aux) -> GradeState:
+        eng, tx = self.engine, self.txs[k]
+        if pending is not None:
+            return pending.state
+        given = None if self.init_params is None else self.init_params[k]
+        if given is not None:
+            params = jax.tree_util.tree_map(as_float, given)
+        else:
+            params = self.model.init_grade(self.model.grade_key(self.key, k), k,
+                                           self.problem.in_dim)
+        params = eng.expand(params)
+        if eng.members is None:
+            return GradeState(params, tx.init(params), aux)
+        opt_state = jax.vmap(tx.init)(params)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(self.lrs, float_dtype())
+        return GradeState(params, opt_state, aux)
+
+    def _chunk_length(self, done: int, total: int) -> int:
+        """Records in the next chunk: up to the next window, probe or checkpoint boundary."""
+        r = self.record_every
+        n = min(self.window - done % self.window, total - done)
+        for every in (self.probe_every, self.checkpoint_every):
+            if every is not None:
+                stride = max(1, -(-every // r))  # records
+                n = min(n, stride - done % stride)
+        return n
+
+    def _run_chunk(self, k, state, frozen, rfeats, rbase, n, epochs_per_record):
+        tx = self.txs[k]
+        sig = (n, epochs_per_record, tx, jax.tree_util.tree_structure(state),
+               tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves((state, rfeats))))
+        compile_s = 0.0
+        if sig not in self.compiled:
+            t0 = time.perf_counter()
+            self.compiled[sig] = self.engine.chunk.lower(
+                state, self.problem, rfeats, rbase, frozen.scale, model=self.model, tx=tx,
+                num_records=n, record_every=epochs_per_record, block=self.block).compile()
+            compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state, metrics = self.compiled[sig](state, self.problem, rfeats, rbase, frozen.scale)
+        metrics = jax.device_get(metrics)
+        return state, metrics, time.perf_counter() - t0, compile_s
+
+    def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
+                     scales, summaries):
+        eng, m, r = self.engine, self.engine.m, self.record_every
+        budget = self.budgets[k]
+        state = self._init_state(k, pending, frozen.aux)
+        rec = tuple(self.problem.record_splits)
+        rec = rec if "train" in rec else ("train", *rec)
+        rfeats = {s: frozen.feats[s] for s in rec}
+        rbase = {s: frozen.base[s] for s in rec}
+        # records: full records of r epochs, then one short record for a remainder
+        full, rest = divmod(budget, r)
+        total = full + (rest > 0)
+        if pending is None:
+            done, seconds, compile_s = 0, 0.0, 0.0
+            loss0 = eng.rows(eng.initial_loss(
+                state.params, self.problem, state.aux, frozen.feats, frozen.base,
+                frozen.scale, model=self.model, block=self.block)).reshape(-1)
+        else:
+            done = -(-pending.epochs // r)
+            seconds, compile_s = pending.seconds, pending.compile_seconds
+            loss0 = np.full(m, pending.initial_loss)
+        status = np.where(alive, "max_epochs", "diverged").astype(object)
+        monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
+        for cb in self.callbacks:
+            cb.on_grade_start(k + 1, budget, min(done * r, budget))
+        if self.probe is not None and done == 0:
+            self._probe(k, state, frozen, 0, step0)
+        while done < total:
+            n = self._chunk_length(done, total)
+            if done + n == total and rest:  # the short last record runs alone
+                if n > 1:
+                    n -= 1
+                    per = r
+                else:
+                    per = rest
+            else:
+                per = r
+            state, metrics, sec, csec = self._run_chunk(k, state, frozen, rfeats, rbase, n, per)
+            seconds += sec
+            compile_s += csec
+            epoch_before = min(done * r, budget)
+            for j in range(m):
+                for i in range(n):
+                    epoch = epoch_before + (i + 1) * per
+                    rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
+                                    **{name: float(eng.rows(v)[j][i])
+                                       for name, v in metrics.items()}})
+            done += n
+            epochs_done = min(done * r, budget)
+            bad = np.zeros(m, bool)
+            for v in metrics.values():
+                bad |= ~np.all(np.isfinite(eng.rows(v).reshape(m, -1)), axis=1)
+            train = eng.rows(metrics["train_loss"]).reshape(m, -1)
+            with np.errstate(invalid="ignore"):
+                bad |= np.any(train > self.divergence_factor * np.abs(loss0)[:, None], axis=1)
+            status[alive & bad] = "diverged"
+            alive &= ~bad
+            monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
+            for cb in self.callbacks:
+                cb.on_records(k + 1, rows[0][-n:])
+            if not alive.any():
+                break
+            if eng.members is None and should_stop(monitor, self.window, self.tol):
+                status[0] = "stopped"
+                break
+            if self.probe is not None and epochs_done % self.probe_every == 0:
+                self._probe(k, state, frozen, epochs_done, step0)
+            if eng.members is None and done < total:
+                due = self.checkpoint_every is not None and \
+                    done % max(1, -(-self.checkpoint_every // r)) == 0
+                stop = any(cb.stop_requested() for cb in self.callbacks)
+                if due or stop:
+                    ckpt = Checkpoint(
+                        list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
+                        rows[0], frozen.aux if params_out else None,
+                        Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0])))
+                    for cb in self.callbacks:
+                        cb.on_checkpoint(ckpt)
+                    if stop:
+                        raise FitInterrupted(ckpt)
+        epochs_run = min(done * r, budget)
+        return state, list(status), {"epochs": epochs_run, "seconds": seconds,
+                                     "compile_seconds": compile_s}
+
+    def _probe(self, k, state, frozen: _Frozen, epoch, step0):
+        loss = jax.tree_util.Partial(self.loss_fn, self.problem, frozen.feats["train"],
+                                     frozen.base["train"], frozen.scale, state.aux)
+        found = self.probe(k + 1, epoch, state.params, loss)
+        self.probes.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **found})

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from multigrade._types import PRNGKeyArray
-from multigrade.train import FitResult, fit_sweep
+from multigrade.train import Callback, FitResult, fit_sweep
 
 LABELS = ("converged", "stalled", "oscillated", "diverged")  # from best to worst
 
@@ -84,11 +84,11 @@ class SweepResult:
 
 def lr_sweep(model, problem, learning_rates: Sequence[float], *, epochs: int,
              key: PRNGKeyArray, optimizer=optax.sgd, record_every: int = 10,
-             progress: bool = True, block="auto") -> SweepResult:
+             block="auto", callbacks: Sequence[Callback] = ()) -> SweepResult:
     """Trains `model` at every learning rate (vmapped) and labels each run."""
     results = fit_sweep(model, problem, learning_rates, epochs=epochs, key=key,
-                        optimizer=optimizer, record_every=record_every, progress=progress,
-                        block=block)
+                        optimizer=optimizer, record_every=record_every, block=block,
+                        callbacks=callbacks)
     labelled = [classify_result(r) for r in results]
     return SweepResult(model.name, np.asarray(learning_rates, float), results,
                        [lab for lab, _ in labelled], [per for _, per in labelled],

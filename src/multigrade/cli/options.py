@@ -31,7 +31,7 @@ TolOpt = Annotated[float | None, typer.Option(
     "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 OutOpt = Annotated[Path | None, typer.Option(
-    "--out", help="Run directory (default runs/<kind>-<timestamp>).")]
+    "--out", help="Run directory, new or empty (default runs/<kind>-<time>-<id>).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 ColorOpt = Annotated[bool, typer.Option(
     "--color", help="Keep colour: one network output per channel (default: convert to gray).")]
@@ -49,3 +49,8 @@ NoiseSeedOpt = Annotated[int, typer.Option(
     "--noise-seed", help="Seed of the observation's noise (kept apart from --seed).")]
 
 
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an existing run directory at --out (it is cleared first).")]
+CheckpointOpt = Annotated[int, typer.Option(
+    "--checkpoint-every", help="Epochs between checkpoints within a grade (finished grades "
+    "are always saved at once).")]

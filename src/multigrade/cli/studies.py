@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, no_type_check
 
 import typer
 from rich.table import Table
 
-from multigrade.cli._app import _guard, app, console
+from multigrade.cli._app import _guard, app, command_line, console, progress_bars
 from multigrade.cli.options import (
     BetaOpt,
     DataDirOpt,
     LamOpt,
     OutOpt,
+    OverwriteOpt,
     QuietOpt,
     RecordOpt,
     SeedOpt,
@@ -60,9 +61,22 @@ def _study_config(task, methods, setting, image, size, data_dir, sigma, beta, la
                        layers_per_grade=layers_per_grade, seed=seed)
 
 
+def _claim(out, overwrite: bool, kind: str, cfg):
+    """Checks the study's input and claims its run directory, before any training."""
+    from multigrade import runs
+    from multigrade.experiments.studies import study_problem
+
+    if cfg.task != "synthetic":
+        study_problem(cfg)  # a missing image is reported before a directory is made
+    return runs.prepare(out if out is not None else runs.default_out(kind),
+                        overwrite=overwrite)
+
+
 @app.command("lr-sweep")
 @_guard
+@no_type_check  # Typer passes its own (vendored) Click context as ctx
 def lr_sweep_cmd(
+    ctx: typer.Context,
     task: TaskArg,
     methods: MethodsOpt = "mgdl,sgdl",
     lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")] =
@@ -81,6 +95,7 @@ def lr_sweep_cmd(
     record_every: RecordOpt = 10,
     seed: SeedOpt = 0,
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
     """Full-batch GD at every learning rate × method (paper §5), vmapped over the rates.
@@ -90,8 +105,7 @@ def lr_sweep_cmd(
     4 × [32] vs SGDL [32]×4; regression MGDL 4 × [128, 128] vs SGDL [128]×8; denoise
     4 × [48] vs [48]×4; He initialisation.
     """
-    from multigrade import runs
-    from multigrade.experiments.studies import run_lr_sweep
+    from multigrade.experiments.studies import run_lr_sweep, save_sweep
 
     cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
                         width, grades, layers_per_grade, seed)
@@ -99,10 +113,11 @@ def lr_sweep_cmd(
     if steps < 1 or steps % record_every:
         raise ValueError(f"--steps must be a positive multiple of --record-every "
                          f"({record_every}), got {steps}")
-    sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=not quiet)
-    out = out or runs.default_out(f"lr-sweep-{task}")
-    runs.save_sweep(out, sweeps, {"command": "lr-sweep", **dataclasses.asdict(cfg),
-                                  "lrs": rates, "steps": steps})
+    out = _claim(out, overwrite, f"lr-sweep-{task}", cfg)
+    with progress_bars(quiet) as progress:
+        sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=progress)
+    save_sweep(out, sweeps, {"command": command_line(ctx), **dataclasses.asdict(cfg),
+                             "lrs": rates, "steps": steps})
     table = Table(title=f"GD learning-rate sweep, {task}, {steps} steps per grade")
     cols = ["method", "η", "label", "train loss", "val loss"]
     has_psnr = any("test_psnr" in r.metrics or "psnr" in r.metrics
@@ -127,7 +142,9 @@ def lr_sweep_cmd(
 
 @app.command("spectrum")
 @_guard
+@no_type_check  # Typer passes its own (vendored) Click context as ctx
 def spectrum_cmd(
+    ctx: typer.Context,
     task: TaskArg,
     methods: MethodsOpt = "mgdl,sgdl",
     lr: Annotated[str, typer.Option(
@@ -151,6 +168,7 @@ def spectrum_cmd(
     record_every: RecordOpt = 10,
     seed: SeedOpt = 0,
     out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ):
     """Hessian and GD-Jacobian (I − ηH) spectra along GD training (paper §6).
@@ -161,8 +179,7 @@ def spectrum_cmd(
     2/λ_max and the condition number. Architectures default to the paper's: synthetic
     4 × [32] vs [32]×4; regression and denoise 4 × [48] vs [48]×4.
     """
-    from multigrade import runs
-    from multigrade.experiments.studies import run_spectrum
+    from multigrade.experiments.studies import run_spectrum, save_spectrum
 
     cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
                         width, grades, layers_per_grade, seed)
@@ -173,11 +190,12 @@ def spectrum_cmd(
     if steps < 1 or steps % record_every:
         raise ValueError(f"--steps must be a positive multiple of --record-every "
                          f"({record_every}), got {steps}")
-    results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
-                           dense_max=dense_max, progress=not quiet)
-    out = out or runs.default_out(f"spectrum-{task}")
-    runs.save_spectrum(out, results, {"command": "spectrum", **dataclasses.asdict(cfg),
-                                      "lr": rates, "steps": steps, "interval": interval})
+    out = _claim(out, overwrite, f"spectrum-{task}", cfg)
+    with progress_bars(quiet) as progress:
+        results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
+                               dense_max=dense_max, progress=progress)
+    save_spectrum(out, results, {"command": command_line(ctx), **dataclasses.asdict(cfg),
+                                 "lr": rates, "steps": steps, "interval": interval})
     table = Table(title=f"GD-Jacobian spectra along training, {task}")
     for c in ("method", "η", "grade", "step", "λ_max(H)", "λ_min(H)", "max eig J",
               "min eig J", "outside [-1,1]", "2/λ_max", "how"):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
+import numpy as np
 import optax
 
+from multigrade import runs
 from multigrade.analysis.lr_sweep import SweepResult, lr_sweep
 from multigrade.analysis.stability import DENSE_MAX, make_stability_probe
 from multigrade.model import mgdl, msdl, sgdl
@@ -100,20 +103,26 @@ def _per_method(values: Sequence[float], methods: Sequence[str], what: str) -> d
     return {m: float(v) for m, v in zip(methods, values)}
 
 
+def _progress(factory, method: str, cfg: StudyConfig) -> list:
+    """The progress callback of a method (`factory(label, number of grades)`), if any."""
+    grades = cfg.architecture(SWEEP_ARCHITECTURES)[1] if method == "mgdl" else 1
+    return [] if factory is None else [factory(method, grades)]
+
+
 def run_lr_sweep(cfg: StudyConfig, learning_rates: Sequence[float], steps: int, *,
-                 record_every: int = 10, progress: bool = True) -> dict[str, SweepResult]:
+                 record_every: int = 10, progress=None) -> dict[str, SweepResult]:
     """Every learning rate × method with full-batch GD; `steps` per grade (SGDL and MSDL,
-    one grade, train `steps` too)."""
+    one grade, train `steps` too). `progress(label, grades)` makes a progress callback."""
     problem = study_problem(cfg)
     return {m: lr_sweep(study_model(m, cfg, SWEEP_ARCHITECTURES, problem.out_dim), problem,
                         learning_rates, epochs=steps, key=jax.random.key(cfg.seed),
-                        record_every=record_every, progress=progress)
+                        record_every=record_every, callbacks=_progress(progress, m, cfg))
             for m in cfg.methods}
 
 
 def run_spectrum(cfg: StudyConfig, learning_rates: Sequence[float], steps: int,
                  interval: int, *, record_every: int = 10, dense_max: int = DENSE_MAX,
-                 k: int = 5, progress: bool = True) -> dict[str, FitResult]:
+                 k: int = 5, progress=None) -> dict[str, FitResult]:
     """Trains each method with GD at its learning rate and, every `interval` steps of each
     grade, the stability summary of the current grade's Hessian (`FitResult.probes`)."""
     lrs = _per_method(learning_rates, cfg.methods, "learning rate")
@@ -125,5 +134,59 @@ def run_spectrum(cfg: StudyConfig, learning_rates: Sequence[float], steps: int,
                                      key=jax.random.key(cfg.seed + 1))
         out[m] = fit(model, problem, optimizer=optax.sgd(lrs[m]), epochs=steps,
                      key=jax.random.key(cfg.seed), record_every=record_every,
-                     progress=progress, probe=probe, probe_every=interval, label=m)
+                     probe=probe, probe_every=interval, callbacks=_progress(progress, m, cfg))
+    return out
+
+
+def save_sweep(out: Path, sweeps: dict[str, SweepResult], config: dict) -> Path:
+    """A learning-rate sweep into a claimed run directory: `sweep.json` / `sweep.csv` (one
+    row per method × rate), `histories.csv` (every record of every run), `config.json`,
+    `sweep.png`; the status is written last."""
+    from multigrade import report
+
+    out = Path(out)
+    rows = [row for s in sweeps.values() for row in s.rows()]
+    runs.write_json(out / "config.json", config)
+    runs.write_json(out / "environment.json", runs.environment())
+    runs.write_json(out / "sweep.json", {
+        "runs": rows,
+        "largest_stable_lr": {m: s.largest_stable_lr for m, s in sweeps.items()},
+        "seconds": {m: s.seconds for m, s in sweeps.items()}})
+    runs.write_rows(out / "sweep.csv", [{k: v for k, v in r.items() if k != "grade_labels"}
+                                        for r in rows])
+    hist = []
+    for m, s in sweeps.items():
+        for lr, r in zip(s.learning_rates, s.results):
+            n = len(r.history.get("step", []))
+            hist += [{"method": m, "lr": float(lr), **{k: r.history[k][i].item()
+                                                       for k in r.history}} for i in range(n)]
+    runs.write_rows(out / "histories.csv", hist)
+    report.plot_sweep(sweeps, out / "sweep.png")
+    runs.write_status(out, "completed", command=config.get("command"))
+    return out
+
+
+def save_spectrum(out: Path, results: dict[str, FitResult], config: dict) -> Path:
+    """Spectra along training into a claimed run directory: `spectrum.csv` (one row per
+    method × probe), `eigenvalues.npz` (`<method>/<probe index>`: Hessian eigenvalues,
+    ascending), `config.json`, per method `<method>/history.csv` and `metrics.json`, and
+    `spectrum.png`; the status is written last."""
+    from multigrade import report
+    from multigrade.experiments.runner import result_summary
+
+    out = Path(out)
+    runs.write_json(out / "config.json", config)
+    runs.write_json(out / "environment.json", runs.environment())
+    rows, arrays = [], {}
+    for m, r in results.items():
+        for i, p in enumerate(r.probes):
+            rows.append({"method": m, **{k: v for k, v in p.items() if k != "eigenvalues"}})
+            arrays[f"{m}/{i}"] = np.asarray(p["eigenvalues"])
+        (out / m).mkdir(exist_ok=True)
+        runs.write_history(out / m / "history.csv", r.history)
+        runs.write_json(out / m / "metrics.json", result_summary(r))
+    runs.write_rows(out / "spectrum.csv", rows)
+    runs.write_npz(out / "eigenvalues.npz", arrays)
+    report.plot_spectrum(results, out / "spectrum.png")
+    runs.write_status(out, "completed", command=config.get("command"))
     return out

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multigrade._types import Array, Float, Scalar, as_float
-from multigrade.images import coordinate_grid, split_even_odd
+from multigrade.images import check_unit_range, coordinate_grid, split_even_odd
 from multigrade.metrics import psnr_from_mse
 
 
@@ -54,6 +54,10 @@ class Regression:
         """Builds a problem from `{split: (x, y)}`; 1-D arrays become columns."""
         if "train" not in splits:
             raise ValueError(f"a regression problem needs a 'train' split, got {list(splits)}")
+        for s, (xs, ys) in splits.items():
+            for what, a in (("inputs", xs), ("targets", ys)):
+                if not np.all(np.isfinite(np.asarray(a, dtype=float))):
+                    raise ValueError(f"split {s!r}: {what} hold NaN or infinite values")
         x = {s: _as_2d(xy[0]) for s, xy in splits.items()}
         y = {s: _as_2d(xy[1]) for s, xy in splits.items()}
         for s in splits:
@@ -113,8 +117,12 @@ class Regression:
         image = np.asarray(pred).reshape(*self.image_shape, -1)
         return image[..., 0] if image.shape[-1] == 1 else image
 
+    def target_image(self) -> np.ndarray | None:
+        """The image `test_psnr` compares with (None for non-image data)."""
+        return self.render(self.y["test"]) if "test" in self.y else None
+
     def references(self) -> dict[str, np.ndarray]:
-        ref = self.render(self.y.get("test", self.y["train"]))
+        ref = self.target_image()
         return {} if ref is None else {"target": ref}
 
     def describe(self) -> dict:
@@ -136,7 +144,7 @@ def image_regression(image, *, name: str = "image") -> Regression:
     Args:
         image: `(H, W)` gray or `(H, W, C)` colour array with values in [0, 1].
     """
-    image = np.asarray(image)
+    image = check_unit_range(np.asarray(image, dtype=np.float64))
     if image.ndim not in (2, 3):
         raise ValueError(f"image regression needs an (H, W) or (H, W, C) image, "
                          f"got shape {image.shape}")

@@ -25,7 +25,7 @@ import jax.random as jr
 import numpy as np
 
 from multigrade._types import Array, Float, PRNGKeyArray, Scalar, as_float
-from multigrade.images import coordinate_grid
+from multigrade.images import check_unit_range, coordinate_grid
 from multigrade.metrics import psnr_from_mse
 from multigrade.operators import apply_blur, blur_matrix, forward_differences, soft_threshold
 
@@ -104,9 +104,9 @@ class Restoration:
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
 
     def metrics(self, preds: dict[str, Array], u) -> dict[str, Scalar]:
-        P = self.image(preds["train"])
-        return {"train_loss": self.loss(preds["train"], u),
-                "psnr": psnr_from_mse(jnp.mean((P - self.clean) ** 2))}
+        mse = jnp.mean((self.image(preds["train"]) - self.clean) ** 2)
+        return {"train_loss": self.loss(preds["train"], u), "test_loss": 0.5 * mse,
+                "test_psnr": psnr_from_mse(mse)}
 
     def next_scale(self, pred_train) -> Scalar:
         return jnp.sqrt(jnp.mean((self.image(pred_train) - self.observed) ** 2))
@@ -117,14 +117,27 @@ class Restoration:
     def render(self, pred) -> np.ndarray:
         return _squeeze(np.asarray(pred).reshape(self.shape))
 
+    def target_image(self) -> np.ndarray:
+        """The clean image, `(H, W)` or `(H, W, C)`: what `test_psnr` compares with."""
+        return _squeeze(np.asarray(self.clean))
+
+    def observed_image(self) -> np.ndarray:
+        return _squeeze(np.asarray(self.observed))
+
+    def observed_ssim(self) -> float:
+        from multigrade.metrics import ssim
+
+        return ssim(self.observed_image(), self.target_image())
+
     def references(self) -> dict[str, np.ndarray]:
-        return {"clean": _squeeze(np.asarray(self.clean)),
-                f"observed\n{self.observed_psnr():.2f} dB": _squeeze(np.asarray(self.observed))}
+        return {"clean": self.target_image(),
+                f"observed\n{self.observed_psnr():.2f} dB": self.observed_image()}
 
     def describe(self) -> dict:
         return {"kind": self.task, "name": self.name, "shape": list(self.shape),
                 **dict(self.settings), "beta": float(self.beta), "lam": float(self.lam),
-                "alpha": float(self.alpha), "observed_psnr": self.observed_psnr()}
+                "alpha": float(self.alpha), "observed_psnr": self.observed_psnr(),
+                "observed_ssim": self.observed_ssim()}
 
 
 def _squeeze(image: np.ndarray) -> np.ndarray:
@@ -132,7 +145,7 @@ def _squeeze(image: np.ndarray) -> np.ndarray:
 
 
 def _as_hwc(image) -> np.ndarray:
-    image = np.asarray(image, dtype=np.float64)
+    image = check_unit_range(np.asarray(image, dtype=np.float64))
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or min(image.shape[:2]) < 2:
@@ -141,11 +154,11 @@ def _as_hwc(image) -> np.ndarray:
 
 
 def _make(task, clean, observed_clean, noise, key, blur, beta, lam, alpha, settings, name):
-    if not noise >= 0:
-        raise ValueError(f"noise level must be non-negative, got {noise}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise level must be a finite non-negative number, got {noise}")
     for label, v in (("beta", beta), ("lam", lam)):
-        if not v > 0:
-            raise ValueError(f"{label} must be positive, got {v}")
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{label} must be positive and finite, got {v}")
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     h, w, _ = clean.shape

@@ -1,0 +1,337 @@
+"""The one configuration format: a run is a `RunConfig`, stored as `config.toml`.
+
+```toml
+command = "fit"            # fit (one model) or compare (MGDL and SGDL side by side)
+x64 = false
+
+[problem]
+task = "regression"        # regression, denoise, deblur or synthetic
+image = "camera"           # built-in name or file; size = 128 resizes to 128 × 128
+sigma = 10.0               # denoise: noise σ_n in units of 1/255
+blur_sigma = 3.0           # deblur: σ_b in pixels; noise = 3.0 (1/255 units)
+beta = 0.001               # TV splitting β, λ, α
+lam = 0.0001
+alpha = 0.99
+noise_seed = 0
+setting = 1                # synthetic: setting 1 or 2
+
+[model]
+method = "mgdl"            # mgdl or sgdl (SGDL: grades × layers_per_grade hidden layers)
+grades = 4
+layers_per_grade = 2
+width = 128
+init = "glorot"
+
+[train]
+optimizer = "adam"         # gd or one of SUPPORTED_OPTIMIZERS
+lr = 0.001
+epochs = 2000              # per grade; SGDL trains the same number
+record_every = 10
+tol = 1e-5                 # optional: the paper's stopping rule
+seed = 0
+checkpoint_every = 1000
+```
+
+Every field has a default; a file need only say what differs. Loading checks every key
+and type (an unknown key or a wrong type is one error naming it) and every value's range.
+Optional fields (size, data_dir, tol) are simply left out when unset: TOML has no null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+
+import optax
+
+from multigrade.nn import INITS
+
+TASKS = ("regression", "denoise", "deblur", "synthetic")
+COMMANDS = ("fit", "compare")
+METHODS = ("mgdl", "sgdl")
+MAX_SEED = 2**32 - 1
+
+# Optimisers that take a learning rate as their first argument and nothing else required.
+# "gd" is plain full-batch gradient descent (optax.sgd).
+SUPPORTED_OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "adam", "adamw", "adamax",
+                        "nadam", "radam", "rmsprop", "adagrad", "adadelta", "adabelief",
+                        "amsgrad", "lion", "lamb", "lars", "novograd", "yogi", "sm3",
+                        "fromage", "sign_sgd", "adafactor")
+
+
+def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
+    """`"gd"`/`"sgd"` → `optax.sgd(lr)`, `"momentum"` → SGD with momentum 0.9, `"nesterov"`
+    → Nesterov momentum 0.9; any other supported name → `optax.<name>(lr)`."""
+    check_optimizer(name)
+    if name in ("gd", "sgd"):
+        return optax.sgd(lr)
+    if name == "momentum":
+        return optax.sgd(lr, momentum=0.9)
+    if name == "nesterov":
+        return optax.sgd(lr, momentum=0.9, nesterov=True)
+    if name == "sign_sgd":
+        return optax.chain(optax.scale_by_sign(), optax.scale(-lr))
+    return getattr(optax, name)(lr)
+
+
+def check_optimizer(name: str) -> None:
+    if name not in SUPPORTED_OPTIMIZERS:
+        raise ValueError(f"unknown optimiser {name!r}; supported: "
+                         f"{', '.join(SUPPORTED_OPTIMIZERS)}")
+
+
+def _finite(name: str, v: float, *, low: float | None = None, positive: bool = False,
+            high: float | None = None) -> None:
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be at least {low}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be at most {high}, got {v}")
+
+
+def _seed(name: str, v: int) -> None:
+    if not 0 <= v <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer from 0 to {MAX_SEED}, got {v}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemConfig:
+    """What is fitted. Noise levels are in units of 1/255, as in the paper."""
+
+    task: str = "regression"
+    image: str = "camera"
+    size: int | None = None
+    data_dir: str | None = None
+    color: bool = False
+    sigma: float = 10.0
+    blur_sigma: float = 3.0
+    noise: float = 3.0
+    beta: float = 1e-3
+    lam: float = 1e-4
+    alpha: float = 0.99
+    noise_seed: int = 0
+    setting: int = 1
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if not self.image:
+            raise ValueError("image must name a built-in image or a file")
+        if self.size is not None and self.size < 2:
+            raise ValueError(f"size must be at least 2, got {self.size}")
+        _finite("sigma", self.sigma, low=0)
+        _finite("noise", self.noise, low=0)
+        _finite("blur_sigma", self.blur_sigma, positive=True, high=1e3)
+        _finite("beta", self.beta, positive=True)
+        _finite("lam", self.lam, positive=True)
+        _finite("alpha", self.alpha, positive=True, high=1.0)
+        _seed("noise_seed", self.noise_seed)
+        if self.setting not in (1, 2):
+            raise ValueError(f"unknown synthetic setting {self.setting}; choose 1 or 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A model by its shape.
+
+    MGDL has `grades` grades of `layers_per_grade` hidden layers. SGDL has the same total
+    depth in one grade: `grades × layers_per_grade` hidden layers. Every hidden layer has
+    `width` units.
+    """
+
+    method: str = "mgdl"
+    grades: int = 4
+    layers_per_grade: int = 2
+    width: int = 128
+    init: str = "glorot"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        for name in ("grades", "layers_per_grade", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, "
+                                 f"got {getattr(self, name)}")
+        if self.init not in INITS:
+            raise ValueError(f"unknown initialiser {self.init!r}; choose one of {INITS}")
+
+    @property
+    def depth(self) -> int:
+        return self.grades * self.layers_per_grade
+
+    def build(self, out_dim: int = 1):
+        from multigrade.model import mgdl, sgdl
+
+        if self.method == "mgdl":
+            return mgdl([[self.width] * self.layers_per_grade] * self.grades,
+                        out_dim=out_dim, init=self.init)
+        return sgdl([self.width] * self.depth, out_dim=out_dim, init=self.init)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    `epochs` is the budget of each grade; SGDL gets the same number of epochs, so both
+    methods do about the same arithmetic (each SGDL epoch is K times deeper), as in the
+    paper. `checkpoint_every` epochs, the grade's state is saved (at most a few per mille
+    of the training time at the default; `benchmarks/throughput.py`).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    epochs: int = 2000
+    record_every: int = 10
+    tol: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 1000
+
+    def __post_init__(self):
+        check_optimizer(self.optimizer)
+        _finite("learning rate", self.lr, positive=True)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.record_every < 1:
+            raise ValueError(f"record-every must be at least 1, got {self.record_every}")
+        if self.tol is not None:
+            _finite("tol", self.tol, low=0)
+        _seed("seed", self.seed)
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint-every must be at least 1, got {self.checkpoint_every}")
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        return make_optimizer(self.optimizer, self.lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A whole run: what `mgdl run CONFIG.toml` executes and every run directory stores."""
+
+    command: str = "fit"
+    problem: ProblemConfig = ProblemConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    x64: bool = False
+
+    def __post_init__(self):
+        if self.command not in COMMANDS:
+            raise ValueError(f"unknown command {self.command!r}; choose one of {COMMANDS}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> RunConfig:
+        """A copy with some fields of some sections changed: `replace(train={"lr": 0.1})`."""
+        return from_dict(_merge(self.to_dict(), sections))
+
+
+def _merge(base: dict, new: Mapping) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def _check_type(where: str, value, hint) -> object:
+    """`value` if it fits the annotation `hint` (ints are accepted for floats)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [h for h in typing.get_args(hint) if h is not type(None)]
+        return None if value is None else _check_type(where, value, options[0])
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise TypeError(f"no type check for {hint!r}")
+    if not ok:
+        want = {bool: "true or false", int: "an integer", float: "a number",
+                str: "a string"}[hint]
+        raise ValueError(f"{where} must be {want}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _section(cls, data, where: str):
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ValueError(f"unknown key {name!r}; {where or 'the top level'} has: "
+                             f"{', '.join(known)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _section(hint, value, name)
+        else:
+            kwargs[key] = _check_type(name, value, hint)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}" if where else str(e)) from None
+
+
+def from_dict(data: Mapping) -> RunConfig:
+    """A validated `RunConfig` from a nested dict (as read from TOML)."""
+    return _section(RunConfig, data, "")
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Reads and validates a `config.toml`; every error names the file and the key."""
+    from multigrade import runs
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / runs.CONFIG
+    if not path.is_file():
+        raise ValueError(f"no config file at {path}")
+    try:
+        return from_dict(runs.read_toml(path))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def save_config(path: str | os.PathLike, cfg: RunConfig) -> None:
+    from multigrade import runs
+
+    runs.write_toml(path, cfg.to_dict())
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """`["train.lr=0.1", "problem.image=moon"]` on top of `cfg` (values in TOML syntax;
+    a bare word is a string)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    data = cfg.to_dict()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes SECTION.KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        *path, last = key.strip().split(".")
+        node = data
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown key {key.strip()!r} in --set")
+            node = node[part]
+        node[last] = value
+    return from_dict(data)

@@ -1,0 +1,566 @@
+"""Orchestration: one call per user-level action, each writing a run directory.
+
+- `execute(cfg, out)`: a `fit` (one model) or a `compare` (MGDL and SGDL of the same depth,
+  with the classical baselines for restoration) into a new run directory;
+- `resume(run_dir)`: continues an interrupted run from its checkpoint (the result equals
+  an uninterrupted run's);
+- `grow(run_dir, grades)`: adds grades to a finished MGDL run;
+- `load_result(run_dir)`: a finished run back in memory.
+
+Each returns an `Outcome`. Training goes through `fit`; files go through `runs`; figures
+through `report`. While a run trains, SIGINT and SIGTERM ask `fit` to stop at the end of
+the current chunk: the grade is checkpointed, the status says "interrupted", and
+`RunInterrupted` tells the caller what was kept (a second signal stops at once, keeping the
+last checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from multigrade import runs
+from multigrade.experiments.config import (
+    ModelConfig,
+    ProblemConfig,
+    RunConfig,
+    load_config,
+    save_config,
+)
+from multigrade.problems import Problem
+from multigrade.train import (
+    Callback,
+    Checkpoint,
+    FitInterrupted,
+    FitResult,
+    GradeState,
+    GradeSummary,
+    Pending,
+    fit,
+)
+
+ProgressFactory = Callable[[str, int], Callback]  # (label, number of grades) -> callback
+
+
+class RunInterrupted(Exception):  # noqa: N818 (a stop asked for by the user)
+    """A run stopped by SIGINT or SIGTERM; what was kept is on disk."""
+
+    def __init__(self, run_dir: Path, signum: int, kept: str):
+        self.run_dir, self.signum, self.kept = run_dir, signum, kept
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted ({name}): {run_dir} keeps {kept}; continue with "
+                         f"`mgdl resume {run_dir}`")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What an action produced: the run directory, its config, one result per method and,
+    for restoration comparisons, the observation and the classical baselines."""
+
+    run_dir: Path
+    config: RunConfig
+    results: dict[str, FitResult]
+    problem: Problem
+    baselines: list = dataclasses.field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# Building problems and models
+
+
+def load_clean_image(pcfg: ProblemConfig) -> np.ndarray:
+    from multigrade.images import load_image
+
+    return load_image(pcfg.image, size=pcfg.size, data_dir=pcfg.data_dir, gray=not pcfg.color)
+
+
+def build_problem(pcfg: ProblemConfig) -> Problem:
+    """The problem a config describes (loads the image, draws the noise)."""
+    from multigrade.problems import deblurring, denoising, image_regression, synthetic
+
+    if pcfg.task == "synthetic":
+        return synthetic(pcfg.setting)
+    clean = load_clean_image(pcfg)
+    if pcfg.task == "regression":
+        return image_regression(clean, name=pcfg.image)
+    kw = dict(key=jax.random.key(pcfg.noise_seed), beta=pcfg.beta, lam=pcfg.lam,
+              alpha=pcfg.alpha, name=pcfg.image)
+    if pcfg.task == "denoise":
+        return denoising(clean, pcfg.sigma / 255, **kw)
+    return deblurring(clean, pcfg.blur_sigma, pcfg.noise / 255, **kw)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(__import__("os").sysconf("SC_PAGE_SIZE") *
+                   __import__("os").sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_bytes(pixels: int, channels: int, mcfg: ModelConfig, method: str) -> int:
+    """A rough upper estimate of the memory a run takes: the image and its copies, and per
+    sample the activations a grade keeps for its backward pass, the cached features and
+    the predictions of every split."""
+    itemsize = 8 if jax.config.jax_enable_x64 else 4
+    depth = mcfg.depth if method == "sgdl" else mcfg.layers_per_grade
+    per_sample = itemsize * (mcfg.width * (2 * depth + 4) + 8 * channels)
+    return int(pixels * (per_sample * 1.5 + 8 * channels * 6))
+
+
+def check_memory(pcfg: ProblemConfig, mcfg: ModelConfig, shape: tuple[int, ...] | None,
+                 methods: Sequence[str]) -> None:
+    """Refuses, before any work, a size whose memory would exceed this machine's."""
+    if pcfg.task == "synthetic":
+        return
+    if shape is None:
+        if pcfg.size is None:
+            return
+        shape = (pcfg.size, pcfg.size, 3 if pcfg.color else 1)
+    pixels = int(shape[0]) * int(shape[1])
+    channels = int(shape[2]) if len(shape) > 2 else 1
+    need = max(estimate_bytes(pixels, channels, mcfg, m) for m in methods)
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise ValueError(f"an image of {shape[0]} × {shape[1]} pixels needs about "
+                         f"{need / 2**30:.0f} GiB to train; this machine has "
+                         f"{have / 2**30:.0f} GiB (choose a smaller --size)")
+
+
+# ---------------------------------------------------------------------------------------
+# Signals
+
+
+@dataclasses.dataclass
+class _StopFlag:
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _catch_signals() -> Iterator[_StopFlag]:
+    """SIGINT and SIGTERM set a flag that `fit` reads between chunks; a second one raises
+    KeyboardInterrupt at once. Only the main thread can own signals: elsewhere (a Dask
+    worker thread) the flag never rises."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.signum is not None:
+            raise KeyboardInterrupt
+        flag.signum = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints on disk
+
+
+def _checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    pending = None if ckpt.pending is None else {
+        k: getattr(ckpt.pending, k) for k in
+        ("grade", "epochs", "seconds", "compile_seconds", "initial_loss")}
+    meta = {"finished": ckpt.finished, "grades": [dataclasses.asdict(g) for g in ckpt.grades],
+            "pending": pending}
+    arrays = {"meta": np.asarray(json.dumps(runs.strict(meta), allow_nan=False))}
+    for k, p in enumerate(ckpt.params, start=1):
+        arrays.update(runs.tree_to_arrays(p, f"params/grade{k}"))
+    if ckpt.aux is not None:
+        arrays.update(runs.tree_to_arrays(ckpt.aux, "aux"))
+    if ckpt.pending is not None:
+        arrays.update(runs.tree_to_arrays(ckpt.pending.state, "pending"))
+    names = list(dict.fromkeys(n for r in ckpt.history for n in r))
+    for n in names:
+        arrays[f"history/{n}"] = np.asarray([r.get(n, np.nan) for r in ckpt.history])
+    return arrays
+
+
+def _none_to_nan(d: dict) -> dict:
+    return {k: float("nan") if v is None else v for k, v in d.items()}
+
+
+def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence) -> Checkpoint:
+    """The checkpoint of a run directory, its arrays shaped and checked against the model,
+    the problem and the optimisers (one per grade)."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"{run_dir} has no checkpoint yet: nothing to continue "
+                         "(start it again with `mgdl run`)")
+    arrays = runs.read_npz(path)
+    meta = json.loads(str(arrays.pop("meta")))
+    key = jax.random.key(0)
+
+    def like(k):
+        return jax.eval_shape(lambda: model.init_grade(key, k, problem.in_dim))
+
+    src = str(path)
+    params = [runs.arrays_to_tree(arrays, f"params/grade{k + 1}", like(k), source=src)
+              for k in range(meta["finished"])]
+    n_train = problem.inputs["train"].shape[0]
+    aux_like = jax.eval_shape(problem.init_aux, jnp.zeros((n_train, problem.out_dim)))
+    aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
+    pending = None
+    if meta["pending"] is not None:
+        p = meta["pending"]
+        k = p["grade"] - 1
+        p_like = like(k)
+        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_like)
+        state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
+        pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
+                          p["initial_loss"])
+    cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
+    n_rows = len(next(iter(cols.values()))) if cols else 0
+    history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
+    grades = [GradeSummary(**{**g, "metrics": _none_to_nan(g["metrics"]),
+                              "scale": float("nan") if g["scale"] is None else g["scale"]})
+              for g in meta["grades"]]
+    return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending)
+
+
+class _Recorder(Callback):
+    """Writes a run's checkpoints as `fit` makes them, and reads the stop flag."""
+
+    def __init__(self, run_dir: Path, flag: _StopFlag, command: str | None):
+        self.run_dir, self.flag, self.command = run_dir, flag, command
+
+    def _save(self, ckpt: Checkpoint) -> None:
+        runs.write_npz(self.run_dir / runs.CHECKPOINT, _checkpoint_arrays(ckpt))
+        runs.write_rows(self.run_dir / "history.csv", ckpt.history)
+
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._save(checkpoint)
+        p = checkpoint.pending
+        runs.write_status(self.run_dir, "running", command=self.command,
+                          finished=[g.grade for g in checkpoint.grades],
+                          pending={"grade": p.grade, "epoch": p.epochs})
+
+    def on_grade_end(self, checkpoint: Checkpoint) -> None:
+        self._save(checkpoint)
+        runs.save_params(self.run_dir / "params.npz", checkpoint.params, checkpoint.scales)
+        runs.write_status(self.run_dir, "running", command=self.command,
+                          finished=[g.grade for g in checkpoint.grades])
+
+    def stop_requested(self) -> bool:
+        return self.flag.signum is not None
+
+
+def _kept(run_dir: Path) -> str:
+    """What the status of an interrupted run says was kept, in words."""
+    status = runs.read_status(run_dir)
+    done = status.get("finished_grades") or []
+    parts = [f"grade{'s' if len(done) > 1 else ''} {', '.join(map(str, done))}"] if done \
+        else []
+    if status.get("pending"):
+        p = status["pending"]
+        parts.append(f"grade {p['grade']} at epoch {p['epoch']}")
+    return " and ".join(parts) or "no finished grade"
+
+
+# ---------------------------------------------------------------------------------------
+# One model into one run directory
+
+
+def _target_image(problem: Problem) -> np.ndarray | None:
+    return problem.target_image() if hasattr(problem, "target_image") else None
+
+
+def add_ssim(result: FitResult) -> None:
+    """`test_ssim` (scikit-image's SSIM against the target or clean image) in every grade's
+    metrics of an image problem."""
+    from multigrade.metrics import ssim
+
+    target = _target_image(result.problem)
+    if target is None:
+        return
+    for g, pred in zip(result.grades, result.predictions):
+        image = result.problem.render(pred)
+        if g.status != "diverged" and np.all(np.isfinite(image)):
+            g.metrics["test_ssim"] = ssim(image, target)
+
+
+def result_summary(result: FitResult) -> dict:
+    """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
+    return {
+        "model": result.model.name, "metrics": result.metrics, "epochs": result.epochs,
+        "seconds": result.seconds, "diverged": result.diverged,
+        "grades": [{**dataclasses.asdict(g), "seconds_per_epoch": g.seconds_per_epoch}
+                   for g in result.grades],
+    }
+
+
+def save_result(run_dir: Path, result: FitResult, *, figures: bool = True) -> None:
+    """The finished run's files (then the caller marks it completed)."""
+    from multigrade import report
+
+    runs.write_npz(run_dir / runs.CHECKPOINT, _checkpoint_arrays(result.checkpoint()))
+    runs.save_params(run_dir / "params.npz", result.params, result.scales)
+    runs.write_npz(run_dir / "predictions.npz",
+                   {f"grade{k}": p for k, p in enumerate(result.predictions, start=1)})
+    runs.write_history(run_dir / "history.csv", result.history)
+    runs.write_json(run_dir / "metrics.json", {
+        **result_summary(result), "model_description": result.model.describe(),
+        "problem": result.problem.describe()})
+    if figures:
+        report.plot_grades(result, run_dir / "grades.png")
+        report.plot_history({result.model.name: result}, run_dir / "history.png")
+
+
+def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFlag,
+              command: str | None, progress: ProgressFactory | None,
+              start: Checkpoint | None = None) -> FitResult:
+    model = cfg.model.build(problem.out_dim)
+    save_config(run_dir / runs.CONFIG, cfg)
+    runs.write_json(run_dir / "environment.json", runs.environment())
+    finished = [] if start is None else [g.grade for g in start.grades]
+    runs.write_status(run_dir, "running", command=command, finished=finished)
+    callbacks = [_Recorder(run_dir, flag, command)]
+    if progress is not None:
+        callbacks.append(progress(cfg.model.method, model.num_grades))
+    try:
+        result = fit(model, problem, optimizer=cfg.train.make_optimizer(),
+                     epochs=cfg.train.epochs, key=jax.random.key(cfg.train.seed),
+                     record_every=cfg.train.record_every, tol=cfg.train.tol,
+                     checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
+                     start=start)
+    except (FitInterrupted, KeyboardInterrupt):
+        status = runs.read_status(run_dir)
+        runs.write_status(run_dir, "interrupted", command=command,
+                          finished=status.get("finished_grades", []),
+                          pending=status.get("pending"))
+        raise RunInterrupted(run_dir, flag.signum or signal.SIGINT, _kept(run_dir)) from None
+    except BaseException as e:
+        status = runs.read_status(run_dir)
+        runs.write_status(run_dir, "failed", command=command,
+                          finished=status.get("finished_grades", []),
+                          pending=status.get("pending"), error=f"{type(e).__name__}: {e}")
+        raise
+    add_ssim(result)
+    save_result(run_dir, result)
+    runs.write_status(run_dir, "completed", command=command,
+                      finished=[g.grade for g in result.grades])
+    return result
+
+
+def _load_or_continue(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, command,
+                      progress) -> FitResult:
+    """A method's run directory inside a comparison: reuse it when completed, continue it
+    when interrupted, start it when absent."""
+    if not runs.is_run_dir(run_dir):
+        runs.prepare(run_dir)
+        return _fit_into(run_dir, cfg, problem, flag=flag, command=command, progress=progress)
+    state = runs.read_status(run_dir)["state"]
+    start = _checkpoint_for(run_dir, cfg, problem)
+    if state == "completed":
+        return _replay(cfg, problem, start)
+    return _fit_into(run_dir, cfg, problem, flag=flag, command=command, progress=progress,
+                     start=start)
+
+
+def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoint | None:
+    if not (run_dir / runs.CHECKPOINT).is_file():
+        return None
+    model = cfg.model.build(problem.out_dim)
+    return load_checkpoint(run_dir, model, problem,
+                           [cfg.train.make_optimizer()] * model.num_grades)
+
+
+def _replay(cfg: RunConfig, problem: Problem, start: Checkpoint) -> FitResult:
+    """A finished run in memory again: its grades are replayed (frozen, not trained)."""
+    model = cfg.model.build(problem.out_dim)
+    model = dataclasses.replace(model, grades=model.grades[:start.finished])
+    result = fit(model, problem, optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+                 key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
+                 tol=cfg.train.tol, start=start)
+    result.aux = start.aux
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Actions
+
+
+def _methods(cfg: RunConfig) -> tuple[str, ...]:
+    return ("mgdl", "sgdl") if cfg.command == "compare" else (cfg.model.method,)
+
+
+def _prepare_problem(cfg: RunConfig) -> Problem:
+    check_memory(cfg.problem, cfg.model, None, _methods(cfg))
+    problem = build_problem(cfg.problem)
+    image = _target_image(problem)
+    if image is not None:
+        check_memory(cfg.problem, cfg.model, image.shape, _methods(cfg))
+    return problem
+
+
+def default_kind(cfg: RunConfig) -> str:
+    kind = f"{cfg.command}-{cfg.problem.task}"
+    return f"{kind}-{cfg.model.method}" if cfg.command == "fit" else kind
+
+
+def execute(cfg: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
+            command: str | None = None, progress: ProgressFactory | None = None) -> Outcome:
+    """Runs `cfg` into a new run directory `out` (default `runs/<kind>-<time>-<id>`).
+
+    The problem is built (bad input is refused) and `out` checked and claimed before any
+    training starts.
+    """
+    problem = _prepare_problem(cfg)
+    run_dir = runs.prepare(out, overwrite=overwrite) if out is not None \
+        else runs.prepare(runs.default_out(default_kind(cfg)))
+    return _execute(run_dir, cfg, problem, command=command, progress=progress)
+
+
+def _execute(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress,
+             start: Checkpoint | None = None) -> Outcome:
+    with _catch_signals() as flag:
+        if cfg.command == "fit":
+            result = _fit_into(run_dir, cfg, problem, flag=flag, command=command,
+                               progress=progress, start=start)
+            return Outcome(run_dir, cfg, {cfg.model.method: result}, problem)
+        return _compare_into(run_dir, cfg, problem, flag=flag, command=command,
+                             progress=progress)
+
+
+def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, command,
+                  progress) -> Outcome:
+    from multigrade import report
+
+    save_config(run_dir / runs.CONFIG, cfg)
+    runs.write_json(run_dir / "environment.json", runs.environment())
+    runs.write_status(run_dir, "running", command=command)
+    baselines = restoration_baselines(problem)
+    if baselines:
+        runs.write_json(run_dir / "baselines.json", [
+            {"name": b.name, b.parameter: b.value, "test_psnr": b.psnr, "test_ssim": b.ssim}
+            for b in baselines])
+    results = {}
+    try:
+        for method in ("mgdl", "sgdl"):
+            sub = dataclasses.replace(cfg, command="fit",
+                                      model=dataclasses.replace(cfg.model, method=method))
+            results[method] = _load_or_continue(run_dir / method, sub, problem, flag=flag,
+                                                command=command, progress=progress)
+    except RunInterrupted as e:
+        runs.write_status(run_dir, "interrupted", command=command,
+                          finished=[], methods_completed=list(results))
+        raise RunInterrupted(run_dir, e.signum, f"{', '.join(results) or 'no method'} "
+                             f"completed, {e.run_dir.name}: {e.kept}") from None
+    except BaseException as e:
+        runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
+        raise
+    runs.write_json(run_dir / "comparison.json",
+                    {m: result_summary(r) for m, r in results.items()})
+    report.plot_history(results, run_dir / "history.png")
+    if baselines or _target_image(problem) is not None:
+        report.plot_comparison(problem, results, baselines, run_dir / "comparison.png")
+    runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
+    return Outcome(run_dir, cfg, results, problem, baselines)
+
+
+def restoration_baselines(problem: Problem) -> list:
+    """Oracle-tuned TV (and Wiener for deblurring) on a restoration problem; [] otherwise."""
+    from multigrade import baselines
+    from multigrade.problems import Restoration
+
+    if not isinstance(problem, Restoration):
+        return []
+    clean, observed = problem.target_image(), problem.observed_image()
+    found = [baselines.tv_denoise_oracle(observed, clean)]
+    if problem.task == "deblur":
+        found.append(baselines.wiener_oracle(observed, clean, dict(problem.settings)[
+            "blur_sigma"]))
+    return found
+
+
+def _enable_x64(cfg: RunConfig) -> None:
+    if cfg.x64 and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
+def resume(run_dir: str | Path, *, command: str | None = None,
+           progress: ProgressFactory | None = None) -> Outcome:
+    """Continues an interrupted (or failed) run in its directory; a completed run is
+    loaded as it is. The result equals that of an uninterrupted run."""
+    run_dir = runs.prepare(run_dir, resume=True)
+    cfg = load_config(run_dir)
+    _enable_x64(cfg)
+    problem = _prepare_problem(cfg)
+    if cfg.command == "fit":
+        start = _checkpoint_for(run_dir, cfg, problem)
+        if runs.read_status(run_dir)["state"] == "completed" and start is not None:
+            return Outcome(run_dir, cfg, {cfg.model.method: _replay(cfg, problem, start)},
+                           problem)
+        return _execute(run_dir, cfg, problem, command=command, progress=progress,
+                        start=start)
+    return _execute(run_dir, cfg, problem, command=command, progress=progress)
+
+
+def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
+         progress: ProgressFactory | None = None) -> Outcome:
+    """Adds `grades` grades to a finished MGDL run, in its directory; the result equals
+    training all grades in one go."""
+    if not isinstance(grades, int) or grades < 1:
+        raise ValueError(f"--grades must be at least 1, got {grades}")
+    run_dir = runs.prepare(run_dir, resume=True)
+    cfg = load_config(run_dir)
+    if cfg.command != "fit" or cfg.model.method != "mgdl":
+        raise ValueError(f"{run_dir} is not an MGDL run: grow adds grades to one MGDL run "
+                         "(for a comparison, grow its mgdl/ directory)")
+    if runs.read_status(run_dir)["state"] != "completed":
+        raise ValueError(f"{run_dir} is not completed: `mgdl resume {run_dir}` first")
+    _enable_x64(cfg)
+    problem = _prepare_problem(cfg)
+    start = _checkpoint_for(run_dir, cfg, problem)
+    if start.grades and start.grades[-1].status == "diverged":
+        raise ValueError(f"{run_dir} diverged in grade {start.finished}: no grade can be "
+                         "added on top of it")
+    if start.finished < cfg.model.grades:
+        raise ValueError(f"{run_dir} stopped after {start.finished} of {cfg.model.grades} "
+                         "grades; grow continues only a run that trained every grade")
+    grown = cfg.replace(model={"grades": cfg.model.grades + grades})
+    return _execute(run_dir, grown, problem, command=command, progress=progress, start=start)
+
+
+def load_result(run_dir: str | Path) -> FitResult:
+    """A completed single-model run back in memory (parameters, history, predictions)."""
+    run_dir = Path(run_dir)
+    if runs.read_status(run_dir)["state"] != "completed":
+        raise ValueError(f"{run_dir} is not completed")
+    cfg = load_config(run_dir)
+    if cfg.command != "fit":
+        raise ValueError(f"{run_dir} is a comparison: load its mgdl/ or sgdl/ directory")
+    _enable_x64(cfg)
+    problem = build_problem(cfg.problem)
+    return _replay(cfg, problem, _checkpoint_for(run_dir, cfg, problem))
+
+
+def run_config_file(path: str | Path, out: str | Path | None = None, *,
+                    overrides: Sequence[str] = (), overwrite: bool = False,
+                    command: str | None = None,
+                    progress: ProgressFactory | None = None) -> Outcome:
+    """`mgdl run CONFIG.toml`: a config file (or a run directory's), with overrides."""
+    from multigrade.experiments.config import apply_overrides
+
+    cfg = apply_overrides(load_config(path), list(overrides))
+    _enable_x64(cfg)
+    return execute(cfg, out, overwrite=overwrite, command=command, progress=progress)
