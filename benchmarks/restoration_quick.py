@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 import multigrade as mg
-from multigrade import baselines
-from multigrade.experiments import restoration_quick, run_compare
+from multigrade.experiments import restoration_quick
+from multigrade.experiments.runner import restoration_baselines
 from multigrade.problems import deblurring, denoising
 from multigrade.train import GradeState, make_epoch
 
@@ -64,9 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir or (SHARED if SHARED.is_dir() else None)
     clean = mg.load_image("butterfly", size=args.size, data_dir=data_dir)
-    model_cfg, train_cfg = restoration_quick()
+    cfg = restoration_quick()
     if args.epochs:
-        train_cfg = dataclasses.replace(train_cfg, epochs=args.epochs)
+        cfg = cfg.replace(train={"epochs": args.epochs})
+    model_cfg, train_cfg = cfg.model, cfg.train
     print(f"butterfly {args.size}², MGDL {model_cfg.grades}×{model_cfg.layers_per_grade} vs "
           f"SGDL {model_cfg.grades * model_cfg.layers_per_grade} layers, width "
           f"{model_cfg.width}, {train_cfg.optimizer} {train_cfg.lr}, {train_cfg.epochs} "
@@ -76,16 +77,16 @@ def main() -> None:
              "deblur σ_b=3, σ_n=3/255": deblurring(clean, 3, 3 / 255, key=key,
                                                    name="butterfly")}
     for name, problem in tasks.items():
-        results = run_compare(problem, model_cfg, train_cfg)
-        obs = np.asarray(problem.observed)[..., 0]
-        found = [baselines.tv_denoise_oracle(obs, clean)]
-        if problem.task == "deblur":
-            found.append(baselines.wiener_oracle(obs, clean, 3))
+        results = {m: mg.fit(dataclasses.replace(model_cfg, method=m).build(), problem,
+                             optimizer=train_cfg.make_optimizer(), epochs=train_cfg.epochs,
+                             key=jax.random.key(train_cfg.seed),
+                             record_every=train_cfg.record_every) for m in ("mgdl", "sgdl")}
+        found = restoration_baselines(problem)
         m, s = results["mgdl"], results["sgdl"]
         print(f"\n{name}: observation {problem.observed_psnr():.2f} dB")
-        print("  MGDL per grade: " + ", ".join(f"{g.metrics['psnr']:.2f}" for g in m.grades)
-              + f" dB; final {m.metrics['psnr']:.2f} dB in {m.seconds:.1f} s")
-        print(f"  SGDL: {s.metrics['psnr']:.2f} dB in {s.seconds:.1f} s")
+        print("  MGDL per grade: " + ", ".join(f"{g.metrics['test_psnr']:.2f}" for g in m.grades)
+              + f" dB; final {m.metrics['test_psnr']:.2f} dB in {m.seconds:.1f} s")
+        print(f"  SGDL: {s.metrics['test_psnr']:.2f} dB in {s.seconds:.1f} s")
         for b in found:
             print(f"  {b.name} ({b.parameter} {b.value:.3g}): {b.psnr:.2f} dB")
         print("  s/epoch: MGDL grades " + ", ".join(f"{g.seconds_per_epoch:.4f}"

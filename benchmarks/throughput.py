@@ -8,6 +8,10 @@ Measured in one run, on whatever JAX backend is installed:
 3. One grade at 64², 128² and 256² samples: the exponent of time against pixel count.
 4. A 4-grade MGDL: seconds per epoch of every grade (grades 2..4 should cost the same,
    since frozen grades are cached, not recomputed).
+5. The run store's checkpoints (parameters, optimiser state, history, status; atomic, with
+   fsync) of the MGDL grade and of SGDL: seconds per write, against the training time
+   between two checkpoints at the default interval (`TrainConfig.checkpoint_every`).
+   Target: at most 0.02.
 
 The last line is `ratio=<MGDL-grade GFLOP/s / matrix-product GFLOP/s>`.
 
@@ -62,6 +66,37 @@ def grade_seconds_per_epoch(model, problem, epochs: int, repeats: int = 3) -> li
     return list(np.min(runs, axis=0))
 
 
+def checkpoint_cost(model, problem, spe: float, every: int, epochs: int = 400) -> float:
+    """Seconds per checkpoint write of the run store (measured around the writes, over
+    `epochs // 100` checkpoints), over the training time of `every` epochs of `spe` s."""
+    import tempfile
+    from pathlib import Path
+
+    from multigrade import runs
+    from multigrade.experiments import runner
+
+    class Timed(runner._Recorder):
+        writes: list[float] = []
+
+        def on_checkpoint(self, checkpoint):
+            t0 = time.perf_counter()
+            super().on_checkpoint(checkpoint)
+            self.writes.append(time.perf_counter() - t0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = runs.prepare(Path(tmp) / "run")
+        rec = Timed(out, runner._StopFlag(), None)
+        mg.fit(model, problem, optimizer=optax.adam(1e-3), epochs=epochs,
+               key=jax.random.key(0), record_every=10, checkpoint_every=100, callbacks=[rec])
+        size = (out / runs.CHECKPOINT).stat().st_size
+    write = float(np.median(rec.writes))
+    ratio = write / (every * spe)
+    print(f"  {model.name} {model.grades}: checkpoint {size / 2**20:.2f} MiB, "
+          f"{1e3 * write:.1f} ms per write; every {every} epochs of {1e3 * spe:.2f} ms: "
+          f"{ratio:.4f} of training")
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=400, help="epochs per timed grade")
@@ -99,6 +134,13 @@ def main() -> None:
     print("4-grade MGDL [128,128] per grade, ms/epoch: "
           + ", ".join(f"{1e3 * s:.2f}" for s in per_grade)
           + f"; grade 4 / grade 2 = {per_grade[3] / per_grade[1]:.3f}")
+    from multigrade.experiments import TrainConfig
+
+    every = TrainConfig().checkpoint_every
+    print(f"checkpoint cost at the default interval ({every} epochs):")
+    cost = max(checkpoint_cost(mg.mgdl([[128], [128, 128]]), problem, spe, every),
+               checkpoint_cost(mg.sgdl([128] * 8), problem, spe_s, every))
+    print(f"checkpointing / training time, worst case: {cost:.4f} (target ≤ 0.02)")
     print(f"ratio={g_flops / ref:.3f}")
 
 

@@ -175,3 +175,15 @@ def test_lanczos_is_used_above_the_dense_threshold(data, key):
     extremes, how = hessian_eigenvalues(loss, params, dense_max=100, k=2, key=key)
     assert how == "lanczos" and extremes.size == 4
     np.testing.assert_allclose(extremes[-1], dense[-1], rtol=1e-6)
+
+
+def test_probes_compile_their_hessian_once_per_shape(data, key):
+    import importlib
+
+    hessian_module = importlib.import_module("multigrade.analysis.hessian")
+    before = hessian_module._dense_hessian._cache_size()
+    r = mg.fit(mg.mgdl([[8]] * 3, init="he"), data, optimizer=optax.sgd(0.05), epochs=60,
+               key=key, probe=make_stability_probe(0.05), probe_every=20)
+    assert len(r.probes) == 12
+    # grade 1 (input 1) and grades 2-3 (input 8): two programs for twelve probes
+    assert hessian_module._dense_hessian._cache_size() - before == 2

@@ -1,7 +1,8 @@
 import multigrade as mg
 
 PUBLIC = {
-    "FitResult", "GradeParams", "GradeSummary", "ImageNotFoundError", "Layer", "MultiGrade",
+    "Callback", "Checkpoint", "FitInterrupted", "FitResult", "GradeParams", "GradeSummary",
+    "ImageNotFoundError", "Layer", "MultiGrade",
     "MultiScale", "Regression", "Restoration", "apply_mlp", "coordinate_grid", "count_params",
     "deblurring", "denoising", "fit", "fit_sweep", "grade_features", "grade_output",
     "image_regression", "init_mlp", "load_image", "mgdl", "msdl", "predict", "psnr", "sgdl",

@@ -1,6 +1,5 @@
 """The layer above `fit`: configs, run directories, resume and grow, signals, bad input."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -223,6 +222,21 @@ def test_resume_of_a_comparison_continues_where_it_stopped(tmp_path):
     assert runs.read_status(out)["state"] == "completed"
     for name, a in runs.read_npz(out / "mgdl" / "params.npz").items():
         np.testing.assert_array_equal(a, before[name])  # MGDL was not trained again
+
+
+def test_figures_are_drawn_from_the_run_directory_alone(tmp_path):
+    from multigrade import report
+
+    _cli("compare", "denoise", *TINY, "--epochs", 20, "--out", tmp_path / "c")
+    figures = [tmp_path / "c" / "comparison.png", tmp_path / "c" / "mgdl" / "grades.png",
+               tmp_path / "c" / "mgdl" / "history.png"]
+    for f in figures:
+        f.unlink()
+    report.plot_run(tmp_path / "c" / "mgdl")
+    report.plot_comparison(tmp_path / "c")
+    assert all(f.is_file() and f.stat().st_size > 1000 for f in figures)
+    images = runs.read_npz(tmp_path / "c" / "mgdl" / "images.npz")
+    assert sorted(images) == ["grade1", "grade2", "reference/clean", "reference/observed"]
 
 
 def test_load_result_replays_a_finished_run(tmp_path):

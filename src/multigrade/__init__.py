@@ -34,9 +34,22 @@ from multigrade.problems import (
     image_regression,
     synthetic,
 )
-from multigrade.train import FitResult, GradeSummary, fit, fit_sweep, should_stop, stop_index
+from multigrade.train import (
+    Callback,
+    Checkpoint,
+    FitInterrupted,
+    FitResult,
+    GradeSummary,
+    fit,
+    fit_sweep,
+    should_stop,
+    stop_index,
+)
 
 __all__ = [
+    "Callback",
+    "Checkpoint",
+    "FitInterrupted",
     "FitResult",
     "GradeParams",
     "GradeSummary",

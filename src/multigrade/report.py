@@ -1,8 +1,14 @@
-"""Figures. matplotlib is imported here only, never at package import."""
+"""Figures. matplotlib is imported here only, never at package import.
+
+Figures of runs are drawn from their run directories (`plot_run`, `plot_history`,
+`plot_comparison`), so a run can be drawn again, or reported, long after it trained;
+the studies' figures (`plot_sweep`, `plot_spectrum`) take their results in memory.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -17,27 +23,74 @@ def _pyplot():
 
 
 def _psnr_key(metrics: dict) -> str | None:
-    return "test_psnr" if "test_psnr" in metrics else None
+    return "test_psnr" if metrics.get("test_psnr") is not None else None
 
 
-def plot_grades(result, path: str | os.PathLike) -> bool:
-    """References (target, observation, ...) then the prediction after each grade.
+def _db(value) -> str:
+    return "" if value is None else f"\n{value:.2f} dB"
 
-    Returns False (and writes nothing) when the problem has no image to show.
-    """
-    images = [result.problem.render(p) for p in result.predictions]
-    if not images or images[0] is None:
-        return False
-    refs = result.problem.references()
-    panels = [(name, im) for name, im in refs.items()]
-    key = _psnr_key(result.metrics)
-    for g, im in zip(result.grades, images):
-        title = f"grade {g.grade}" if result.model.num_grades > 1 else result.model.name
-        if key:
-            title += f"\n{g.metrics[key]:.2f} dB"
-        panels.append((title, im))
-    plot_images(panels, path)
-    return True
+
+def plot_run(run_dir: str | os.PathLike) -> list[Path]:
+    """The figures of one run directory, from its files alone: `history.png` (from
+    `history.csv` and `metrics.json`) and, for images, `grades.png` (from `images.npz`:
+    the references, then the image after each grade with its test PSNR)."""
+    from multigrade import runs
+
+    run_dir = Path(run_dir)
+    made = [run_dir / "history.png"]
+    plot_history({_label(run_dir): run_dir}, made[0])
+    if (run_dir / "images.npz").is_file():
+        images = runs.read_npz(run_dir / "images.npz")
+        metrics = runs.read_json(run_dir / "metrics.json")
+        panels = _references(images, metrics)
+        grades = metrics["grades"]
+        for g in grades:
+            title = f"grade {g['grade']}" if len(grades) > 1 else metrics["model"]
+            panels.append((title + _db(g["metrics"].get("test_psnr")),
+                           images[f"grade{g['grade']}"]))
+        made.append(run_dir / "grades.png")
+        plot_images(panels, made[-1])
+    return made
+
+
+def _label(run_dir: Path) -> str:
+    from multigrade import runs
+
+    return runs.read_json(run_dir / "metrics.json")["model"]
+
+
+def _references(images: dict, metrics: dict) -> list[tuple[str, np.ndarray]]:
+    problem = metrics.get("problem", {})
+    panels = []
+    for name in ("target", "clean", "observed"):
+        if f"reference/{name}" in images:
+            title = name + (_db(problem.get("observed_psnr")) if name == "observed" else "")
+            panels.append((title, images[f"reference/{name}"]))
+    return panels
+
+
+def plot_comparison(run_dir: str | os.PathLike) -> Path | None:
+    """`comparison.png` of a comparison directory, from its files: the references, the
+    classical baselines (`baselines.npz`) and each method's final image."""
+    from multigrade import runs
+
+    run_dir = Path(run_dir)
+    methods = [d for d in sorted(run_dir.iterdir()) if (d / "images.npz").is_file()]
+    if not methods:
+        return None
+    first = runs.read_npz(methods[0] / "images.npz")
+    panels = _references(first, runs.read_json(methods[0] / "metrics.json"))
+    if (run_dir / "baselines.json").is_file():
+        found = runs.read_npz(run_dir / "baselines.npz")
+        for i, b in enumerate(runs.read_json(run_dir / "baselines.json")):
+            panels.append((b["name"].split(",")[0] + _db(b["test_psnr"]), found[f"baseline{i}"]))
+    for d in methods:
+        metrics = runs.read_json(d / "metrics.json")
+        last = metrics["grades"][-1]["grade"]
+        panels.append((metrics["model"] + _db(metrics["metrics"].get("test_psnr")),
+                       runs.read_npz(d / "images.npz")[f"grade{last}"]))
+    plot_images(panels, run_dir / "comparison.png")
+    return run_dir / "comparison.png"
 
 
 def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -> None:
@@ -53,37 +106,36 @@ def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -
     plt.close(fig)
 
 
-def plot_comparison(problem, results: dict, baselines: list, path: str | os.PathLike) -> None:
-    """Target (and observation), the classical baselines and each method's final image."""
-    panels = list(problem.references().items())
-    panels += [(f"{b.name.split(',')[0]}\n{b.psnr:.2f} dB", b.image) for b in baselines]
-    for m, r in results.items():
-        title = m if "test_psnr" not in r.metrics else f"{m}\n{r.metrics['test_psnr']:.2f} dB"
-        panels.append((title, problem.render(r.predictions[-1])))
-    plot_images(panels, path)
+def plot_history(run_dirs: dict[str, str | os.PathLike], path: str | os.PathLike) -> None:
+    """Loss (log scale) and PSNR against epochs of one or more run directories (read from
+    their `history.csv` and `metrics.json`), grade boundaries dotted."""
+    from multigrade import runs
+
+    curves = {}
+    for label, d in run_dirs.items():
+        d = Path(d)
+        ends = np.cumsum([g["epochs"] for g in runs.read_json(d / "metrics.json")["grades"]])
+        curves[label] = (runs.read_history(d / "history.csv"), ends[:-1])
+    plot_curves(curves, path)
 
 
-def plot_history(results: dict, path: str | os.PathLike) -> None:
-    """Loss (log scale) and PSNR against epochs, grade boundaries dashed."""
+def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathLike) -> None:
+    """`{label: (history columns, grade-boundary steps)}` as loss and PSNR panels."""
     plt = _pyplot()
-    first = next(iter(results.values()))
-    has_psnr = any(k.endswith("psnr") for k in first.history)
+    has_psnr = any(k.endswith("psnr") for h, _ in curves.values() for k in h)
     ncols = 2 if has_psnr else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 3.8), squeeze=False)
-    for i, (label, result) in enumerate(results.items()):
-        h, color = result.history, f"C{i}"
+    for i, (label, (h, ends)) in enumerate(curves.items()):
+        color = f"C{i}"
         if not len(h.get("step", [])):
             continue
-        for name, style in (("train", "-"), ("val", "--")):
-            if f"{name}_loss" in h:
+        for name, style in (("train", "-"), ("val", "--"), ("test", "-.")):
+            if f"{name}_loss" in h and name != "test":
                 axes[0, 0].semilogy(h["step"], h[f"{name}_loss"], style, color=color,
                                     label=f"{label} {name}")
             if has_psnr and f"{name}_psnr" in h:
                 axes[0, 1].plot(h["step"], h[f"{name}_psnr"], style, color=color,
                                 label=f"{label} {name}")
-        if "test_psnr" in h and has_psnr:
-            axes[0, 1].plot(h["step"], h["test_psnr"], "-.", color=color, label=f"{label} test")
-        ends = np.cumsum([g.epochs for g in result.grades])[:-1]
         for ax in axes[0]:
             for e in ends:
                 ax.axvline(e, color=color, ls=":", lw=0.8)

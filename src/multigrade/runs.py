@@ -11,6 +11,8 @@ A run directory holds
                       interrupted, its parameters and optimiser state
     params.npz        parameters of the finished grades (`grade1/hidden/0/W`, ...; `scales`)
     predictions.npz   the prediction after each finished grade (`grade1`, ...)
+    images.npz        for images: the references (`reference/target`, ...) and the image
+                      after each grade (`grade1`, ...), what the figures are drawn from
     history.csv       one row per record
     metrics.json      final metrics and one entry per grade
     *.png             figures

@@ -28,6 +28,27 @@ def flat_loss(loss: Callable[[PyTree], Array], params: PyTree):
     return (lambda v: loss(unravel(v))), flat
 
 
+def as_partial(loss: Callable) -> jax.tree_util.Partial:
+    """`loss` as a pytree (`jax.tree_util.Partial`) that compiled programs take as an
+    argument: its arrays are inputs, its function part of the cache key. A loss built as
+    `Partial(fn, *arrays)` with the same `fn` reuses one compiled program for every probe;
+    a plain closure compiles anew each time."""
+    return loss if isinstance(loss, jax.tree_util.Partial) else jax.tree_util.Partial(loss)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def _dense_hessian(loss, params, batch_size: int):
+    # params is an argument, not a constant: XLA would otherwise constant-fold the first
+    # layer; the loss's arrays are arguments too, so later probes reuse this program
+    flat, unravel = ravel_pytree(params)
+    grad = jax.grad(lambda v: loss(unravel(v)))
+
+    def column(i):
+        return jax.jvp(grad, (flat,), (jnp.zeros_like(flat).at[i].set(1.0),))[1]
+
+    return jax.lax.map(column, jnp.arange(flat.size), batch_size=batch_size)
+
+
 def hessian(loss: Callable[[PyTree], Array], params: PyTree, *,
             batch_size: int = 32) -> Float[Array, "p p"]:
     """The dense Hessian of `loss` at `params`, on the flattened parameters (`ravel_pytree`
@@ -36,30 +57,31 @@ def hessian(loss: Callable[[PyTree], Array], params: PyTree, *,
     Columns are Hessian-vector products of the unit vectors, `batch_size` at a time
     (`lax.map`): memory stays bounded, and it runs 2-3× faster on a CPU than
     `jax.hessian`, which pushes every column through at once (benchmarks/hessian.py).
+    Pass the loss as a `jax.tree_util.Partial` to reuse the compiled program across calls
+    (`as_partial`).
 
     >>> import jax.numpy as jnp
     >>> A = jnp.array([[2.0, 1.0], [1.0, 3.0]])
     >>> hessian(lambda x: 0.5 * x @ A @ x, jnp.ones(2)).tolist()
     [[2.0, 1.0], [1.0, 3.0]]
     """
-    f, x = flat_loss(loss, params)
-
-    def column(x, i):
-        return jax.jvp(jax.grad(f), (x,), (jnp.zeros_like(x).at[i].set(1.0),))[1]
-
-    # x is an argument, not a constant: XLA would otherwise constant-fold the first layer
-    H = jax.jit(lambda x: jax.lax.map(functools.partial(column, x), jnp.arange(x.size),
-                                      batch_size=batch_size))(x)
+    H = _dense_hessian(as_partial(loss), params, batch_size)
     return 0.5 * (H + H.T)
 
 
-def hvp(loss: Callable[[PyTree], Array], params: PyTree) -> Callable[[Array], Array]:
-    """`v ↦ H v` on flattened parameters (forward-over-reverse), jitted."""
-    f, x = flat_loss(loss, params)
-    return jax.jit(lambda v: jax.jvp(jax.grad(f), (x,), (v,))[1])
+@jax.jit
+def _hvp(loss, params, v: Array) -> Array:
+    flat, unravel = ravel_pytree(params)
+    return jax.jvp(jax.grad(lambda w: loss(unravel(w))), (flat,), (v,))[1]
 
 
-@functools.partial(jax.jit, static_argnames=("matvec", "order"))
+def hvp(loss: Callable[[PyTree], Array], params: PyTree) -> jax.tree_util.Partial:
+    """`v ↦ H v` on flattened parameters (forward-over-reverse), jitted; a pytree, so
+    `lanczos` takes it as an argument and compiles once per loss function and shape."""
+    return jax.tree_util.Partial(_hvp, as_partial(loss), params)
+
+
+@functools.partial(jax.jit, static_argnames=("order",))
 def _lanczos(matvec, v0: Array, order: int):
     n = v0.shape[0]
     V = jnp.zeros((order + 1, n), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
@@ -103,7 +125,7 @@ def lanczos(matvec: Callable[[Array], Array], dim: int, order: int, *,
         if key is None:
             raise ValueError("lanczos needs a key or a start vector v0")
         v0 = jax.random.normal(key, (dim,), dtype or float_dtype())
-    alpha, beta = _lanczos(matvec, jnp.asarray(v0), order)
+    alpha, beta = _lanczos(as_partial(matvec), jnp.asarray(v0), order)
     alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
     # a breakdown leaves a zero off-diagonal: the tridiagonal splits, keep the first block
     stop = np.flatnonzero(beta == 0)

@@ -320,9 +320,13 @@ def save_result(run_dir: Path, result: FitResult, *, figures: bool = True) -> No
     runs.write_json(run_dir / "metrics.json", {
         **result_summary(result), "model_description": result.model.describe(),
         "problem": result.problem.describe()})
+    images = [result.problem.render(p) for p in result.predictions]
+    if images and images[0] is not None:
+        runs.write_npz(run_dir / "images.npz", {
+            **{f"reference/{k}": v for k, v in result.problem.references().items()},
+            **{f"grade{k}": im for k, im in enumerate(images, start=1)}})
     if figures:
-        report.plot_grades(result, run_dir / "grades.png")
-        report.plot_history({result.model.name: result}, run_dir / "history.png")
+        report.plot_run(run_dir)
 
 
 def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFlag,
@@ -450,6 +454,8 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     runs.write_status(run_dir, "running", command=command)
     baselines = restoration_baselines(problem)
     if baselines:
+        runs.write_npz(run_dir / "baselines.npz",
+                       {f"baseline{i}": b.image for i, b in enumerate(baselines)})
         runs.write_json(run_dir / "baselines.json", [
             {"name": b.name, b.parameter: b.value, "test_psnr": b.psnr, "test_ssim": b.ssim}
             for b in baselines])
@@ -470,9 +476,8 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
         raise
     runs.write_json(run_dir / "comparison.json",
                     {m: result_summary(r) for m, r in results.items()})
-    report.plot_history(results, run_dir / "history.png")
-    if baselines or _target_image(problem) is not None:
-        report.plot_comparison(problem, results, baselines, run_dir / "comparison.png")
+    report.plot_history({m: run_dir / m for m in results}, run_dir / "history.png")
+    report.plot_comparison(run_dir)
     runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
     return Outcome(run_dir, cfg, results, problem, baselines)
 

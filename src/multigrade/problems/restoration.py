@@ -130,8 +130,7 @@ class Restoration:
         return ssim(self.observed_image(), self.target_image())
 
     def references(self) -> dict[str, np.ndarray]:
-        return {"clean": self.target_image(),
-                f"observed\n{self.observed_psnr():.2f} dB": self.observed_image()}
+        return {"clean": self.target_image(), "observed": self.observed_image()}
 
     def describe(self) -> dict:
         return {"kind": self.task, "name": self.name, "shape": list(self.shape),
