@@ -77,3 +77,19 @@ def test_grade_output_matches_numpy(key):
     x = np.asarray(jr.normal(jr.key(2), (11, 3)))
     np.testing.assert_allclose(grade_output(p, jnp.asarray(x)), _numpy_grade(p, x)[1],
                                rtol=1e-12)
+
+
+def test_shared_grade_key_starts_later_grades_like_the_papers_code(key):
+    import jax
+
+    shared = mg.mgdl([[8, 8, 8]] * 3, shared_grade_key=True).init_params(key, 2)
+    own = mg.mgdl([[8, 8, 8]] * 3).init_params(key, 2)
+    for k in (1, 2):
+        # the first hidden layer differs in shape (input 2 vs 8); the others start equal
+        for i in (1, 2):
+            np.testing.assert_array_equal(shared[k].hidden[i].W, shared[0].hidden[i].W)
+        np.testing.assert_array_equal(shared[k].head.W, shared[0].head.W)
+        assert not np.allclose(own[k].hidden[1].W, own[0].hidden[1].W)
+    # grade 1 is the same either way
+    for a, b in zip(jax.tree_util.tree_leaves(shared[0]), jax.tree_util.tree_leaves(own[0])):
+        np.testing.assert_array_equal(a, b)

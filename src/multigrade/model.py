@@ -36,12 +36,16 @@ class MultiGrade:
         out_dim: width of every grade's output (1 for gray images).
         init: `"glorot"` (paper Section 4) or `"he"` (Sections 5-6).
         name: a label for tables and run directories.
+        shared_grade_key: initialise every grade from the same key, as the paper's code
+            does (then grade k's hidden layers after the first start equal to grade 1's);
+            by default grade k draws from `fold_in(key, k)`, independent draws.
     """
 
     grades: tuple[tuple[int, ...], ...]
     out_dim: int = 1
     init: str = "glorot"
     name: str = "mgdl"
+    shared_grade_key: bool = False
 
     def __post_init__(self):
         grades = tuple(tuple(int(w) for w in g) for g in self.grades)
@@ -73,12 +77,12 @@ class MultiGrade:
         return [first, *self.grades[grade], self.out_dim]
 
     def init_grade(self, key: PRNGKeyArray, grade: int, in_dim: int) -> GradeParams:
-        layers = init_mlp(key, self.layer_sizes(grade, in_dim), self.init)
+        layers = init_mlp(key, self.layer_sizes(grade, in_dim), init=self.init)
         return GradeParams(layers[:-1], layers[-1])
 
     def grade_key(self, key: PRNGKeyArray, grade: int) -> PRNGKeyArray:
         """The initialisation key of a grade: stable whatever the number of grades."""
-        return jr.fold_in(key, grade)
+        return jr.fold_in(key, 0 if self.shared_grade_key else grade)
 
     def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[GradeParams]:
         """Initial parameters of every grade (what `fit` uses, grade by grade)."""
@@ -88,7 +92,8 @@ class MultiGrade:
 
     def describe(self) -> dict:
         return {"name": self.name, "grades": [list(g) for g in self.grades],
-                "out_dim": self.out_dim, "init": self.init}
+                "out_dim": self.out_dim, "init": self.init,
+                "shared_grade_key": self.shared_grade_key}
 
     # The model interface `fit` uses (shared with `MultiScale`).
     @staticmethod
@@ -138,7 +143,7 @@ class MultiScale:
 
     def init_grade(self, key: PRNGKeyArray, grade: int, in_dim: int) -> list[list[Layer]]:
         keys = jr.split(key, len(self.input_scales))
-        return [init_mlp(k, [in_dim, *self.widths, self.out_dim], self.init) for k in keys]
+        return [init_mlp(k, [in_dim, *self.widths, self.out_dim], init=self.init) for k in keys]
 
     def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[list[list[Layer]]]:
         return [self.init_grade(self.grade_key(key, 0), 0, in_dim)]
@@ -202,9 +207,9 @@ def msdl(input_scales=(1, 2, 4, 8), widths=(8, 8, 8, 8), *, out_dim: int = 1,
 
 
 def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: str = "glorot",
-         name: str = "mgdl") -> MultiGrade:
+         name: str = "mgdl", shared_grade_key: bool = False) -> MultiGrade:
     """A multi-grade model, e.g. `mgdl([[128, 128]] * 4)`."""
-    return MultiGrade(tuple(tuple(g) for g in grades), out_dim, init, name)
+    return MultiGrade(tuple(tuple(g) for g in grades), out_dim, init, name, shared_grade_key)
 
 
 def sgdl(widths: Sequence[int], *, out_dim: int = 1, init: str = "glorot",

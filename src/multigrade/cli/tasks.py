@@ -118,7 +118,7 @@ def print_outcome(outcome) -> None:
                       f"{b.ssim:.3f}", "", "", "", "")
     for r in outcome.results.values():
         m = r.metrics
-        per_grade = " / ".join(_db(g.metrics) for g in r.grades) if len(r.grades) > 1 else ""
+        per_grade = "/".join(_db(g.metrics) for g in r.grades) if len(r.grades) > 1 else ""
         table.add_row(r.model.name, str(r.model.num_grades), str(r.model.depth),
                       _num(m, "train_loss", ".4g"), _db(m, "val_psnr"), _db(m),
                       _num(m, "test_ssim", ".3f"), per_grade, str(r.epochs),

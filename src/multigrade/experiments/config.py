@@ -21,6 +21,7 @@ grades = 4
 layers_per_grade = 2
 width = 128
 init = "glorot"
+shared_grade_key = false   # true: every grade from one key, as the paper's code does
 
 [train]
 optimizer = "adam"         # gd or one of SUPPORTED_OPTIMIZERS
@@ -152,6 +153,7 @@ class ModelConfig:
     layers_per_grade: int = 2
     width: int = 128
     init: str = "glorot"
+    shared_grade_key: bool = False  # every grade from one key, as the paper's code does
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -172,7 +174,8 @@ class ModelConfig:
 
         if self.method == "mgdl":
             return mgdl([[self.width] * self.layers_per_grade] * self.grades,
-                        out_dim=out_dim, init=self.init)
+                        out_dim=out_dim, init=self.init,
+                        shared_grade_key=self.shared_grade_key)
         return sgdl([self.width] * self.depth, out_dim=out_dim, init=self.init)
 
 

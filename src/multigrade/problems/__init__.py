@@ -78,8 +78,13 @@ class Problem(Protocol):
 
 
 from multigrade.problems.regression import Regression, image_regression  # noqa: E402
-from multigrade.problems.restoration import Restoration, deblurring, denoising  # noqa: E402
+from multigrade.problems.restoration import (  # noqa: E402
+    Restoration,
+    deblurring,
+    denoising,
+    from_observation,
+)
 from multigrade.problems.synthetic import synthetic  # noqa: E402
 
 __all__ = ["Problem", "Regression", "Restoration", "deblurring", "denoising",
-           "image_regression", "synthetic"]
+           "from_observation", "image_regression", "synthetic"]

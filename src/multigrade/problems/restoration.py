@@ -152,24 +152,59 @@ def _as_hwc(image) -> np.ndarray:
     return image
 
 
-def _make(task, clean, observed_clean, noise, key, blur, beta, lam, alpha, settings, name):
+def _noise(noise: float, key: PRNGKeyArray, shape) -> np.ndarray:
+    """The observation's noise, drawn once from `key` on the host and scaled in float64: the
+    same key gives the same observation whatever the compute dtype. (The paper's code
+    draws it in the compute precision; give the observation itself to
+    `Restoration.from_observation` to use another draw.)"""
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise level must be a finite non-negative number, got {noise}")
+    return noise * np.asarray(jr.normal(key, shape, jnp.float32), dtype=np.float64)
+
+
+def _blur_matrices(shape, blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    if not (np.isfinite(blur_sigma) and blur_sigma > 0):
+        raise ValueError(f"blur sigma must be a positive finite number, got {blur_sigma}")
+    return blur_matrix(shape[0], blur_sigma), blur_matrix(shape[1], blur_sigma)
+
+
+def _make(task, clean, observed, blur, beta, lam, alpha, settings, name) -> Restoration:
     for label, v in (("beta", beta), ("lam", lam)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{label} must be positive and finite, got {v}")
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if observed.shape != clean.shape:
+        raise ValueError(f"observation of shape {observed.shape} for an image of shape "
+                         f"{clean.shape}")
+    if not np.all(np.isfinite(observed)):
+        raise ValueError("the observation holds NaN or infinite values")
     h, w, _ = clean.shape
-    # Noise is drawn once, from the key, in float64 and on the host: the same key gives the
-    # same observation whatever the compute dtype.
-    n = noise * np.asarray(jr.normal(key, clean.shape, jnp.float32), dtype=np.float64)
     return Restoration(
         coords=as_float(coordinate_grid(h, w).reshape(-1, 2)),
-        observed=as_float(observed_clean + n), clean=as_float(clean),
+        observed=as_float(observed), clean=as_float(clean),
         blur=None if blur is None else tuple(as_float(b) for b in blur),
         beta=as_float(beta), lam=as_float(lam), alpha=as_float(alpha), task=task,
         settings=tuple(settings.items()), name=name)
+
+
+def from_observation(image, observed, *, blur_sigma: float | None = None, beta: float = 1e-3,
+                     lam: float = 1e-4, alpha: float = 0.99,
+                     name: str = "image") -> Restoration:
+    """A restoration problem from a given observation y (no noise is drawn): denoising, or
+    deblurring with `blur_sigma`. For observations made elsewhere, e.g. by the paper's code.
+
+    Args:
+        image: the clean `(H, W)` or `(H, W, C)` image in [0, 1] (for PSNR only).
+        observed: y, of the same shape (values may leave [0, 1]: it is noisy).
+    """
+    clean = _as_hwc(image)
+    y = np.asarray(observed, dtype=np.float64)
+    y = y[..., None] if y.ndim == 2 else y
+    if blur_sigma is None:
+        return _make("denoise", clean, y, None, beta, lam, alpha, {}, name)
+    return _make("deblur", clean, y, _blur_matrices(clean.shape, blur_sigma), beta, lam, alpha,
+                 {"blur_sigma": blur_sigma}, name)
 
 
 def denoising(image, sigma: float, *, key: PRNGKeyArray, beta: float = 1e-3,
@@ -183,8 +218,8 @@ def denoising(image, sigma: float, *, key: PRNGKeyArray, beta: float = 1e-3,
         beta, lam, alpha: splitting weights (defaults: the paper's MGDL denoising study).
     """
     clean = _as_hwc(image)
-    return _make("denoise", clean, clean, sigma, key, None, beta, lam, alpha,
-                 {"noise_sigma": sigma}, name)
+    return _make("denoise", clean, clean + _noise(sigma, key, clean.shape), None, beta, lam,
+                 alpha, {"noise_sigma": sigma}, name)
 
 
 def deblurring(image, blur_sigma: float, noise: float = 3 / 255, *, key: PRNGKeyArray,
@@ -193,8 +228,7 @@ def deblurring(image, blur_sigma: float, noise: float = 3 / 255, *, key: PRNGKey
     """Deblurring: y = k_σ ∗ I + n with the Gaussian blur of SPEC §2.2 (kernel 6σ_b + 1,
     symmetric padding, valid convolution) and n ~ N(0, noise²) drawn from `key`."""
     clean = _as_hwc(image)
-    h, w, _ = clean.shape
-    blur = (blur_matrix(h, blur_sigma), blur_matrix(w, blur_sigma))
+    blur = _blur_matrices(clean.shape, blur_sigma)
     blurred = np.einsum("ij,jkc,lk->ilc", blur[0], clean, blur[1])
-    return _make("deblur", clean, blurred, noise, key, blur, beta, lam, alpha,
-                 {"blur_sigma": blur_sigma, "noise_sigma": noise}, name)
+    return _make("deblur", clean, blurred + _noise(noise, key, clean.shape), blur, beta, lam,
+                 alpha, {"blur_sigma": blur_sigma, "noise_sigma": noise}, name)
