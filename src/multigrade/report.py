@@ -152,6 +152,36 @@ def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathL
     plt.close(fig)
 
 
+def plot_sweep_axes(rows: list[dict], axes: list[str], metric: str,
+                    path: str | os.PathLike) -> None:
+    """A sweep's metric against each swept axis: every run a dot (diverged and failed runs
+    are left out), the mean over the runs at each value a line."""
+    plt = _pyplot()
+    fig, ax_row = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.4), squeeze=False)
+    ok = [r for r in rows if r.get("status") == "completed" and r.get(metric) is not None
+          and np.isfinite(r[metric])]
+    for ax, axis in zip(ax_row[0], axes):
+        values = list(dict.fromkeys(r[axis] for r in rows))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        pos = {v: (v if numeric else i) for i, v in enumerate(values)}
+        xs = [pos[r[axis]] for r in ok]
+        ax.plot(xs, [r[metric] for r in ok], "o", alpha=0.6)
+        means = [(pos[v], np.mean([r[metric] for r in ok if r[axis] == v]))
+                 for v in values if any(r[axis] == v for r in ok)]
+        if means:
+            ax.plot(*zip(*sorted(means)), "-", color="k", lw=1)
+        if numeric and min(values) > 0 and max(values) / min(values) >= 100:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set_xlabel(axis)
+        ax.grid(alpha=0.3)
+    ax_row[0, 0].set_ylabel(metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def plot_sweep(sweeps: dict, path: str | os.PathLike) -> None:
     """Training-loss curves per learning rate, one panel per method, labels in the legend."""
     plt = _pyplot()

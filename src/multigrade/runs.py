@@ -40,6 +40,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -142,6 +143,8 @@ def write_history(path: str | os.PathLike, history: Mapping[str, np.ndarray]) ->
 
 def _fmt(v) -> str:
     v = v.item() if hasattr(v, "item") else v
+    if v is None:
+        return ""
     if isinstance(v, (bool, int, str)):
         return str(v)
     return repr(float(v))
@@ -282,14 +285,10 @@ def prepare(out: str | os.PathLike, *, overwrite: bool = False, resume: bool = F
         if not is_run_dir(out):
             raise RunDirError(f"{out} is not a run directory (no {STATUS}): --overwrite only "
                               "clears run directories")
-        if read_status(out).get("state") == "running" and _alive(read_status(out).get("pid")):
+        if read_status(out).get("state") == "running" and _alive(read_status(out)):
             raise RunDirError(f"{out} belongs to a run in progress (pid "
                               f"{read_status(out)['pid']})")
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        reset(out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(out / STATUS, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -300,9 +299,29 @@ def prepare(out: str | os.PathLike, *, overwrite: bool = False, resume: bool = F
     return out
 
 
-def _alive(pid) -> bool:
+def reset(out: str | os.PathLike) -> None:
+    """Empties a run directory (never anything else). The caller must own the run: `prepare`
+    checks that no live process does; a sweep's task owns it by Dask's scheduling."""
+    out = Path(out)
+    if not is_run_dir(out):
+        raise RunDirError(f"{out} is not a run directory (no {STATUS}): not clearing it")
+    for child in out.iterdir():
+        if child.name == STATUS:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    (out / STATUS).unlink()
+
+
+def _alive(status: dict) -> bool:
+    """Whether the process that wrote `status` still runs (on another host: assumed so)."""
+    pid = status.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():
         return False
+    if status.get("host", socket.gethostname()) != socket.gethostname():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -314,7 +333,7 @@ def _alive(pid) -> bool:
 
 def _status_record(state, command, finished, pending, **extra) -> dict:
     return {"state": state, "finished_grades": list(finished), "pending": pending,
-            "command": command, "pid": os.getpid(),
+            "command": command, "pid": os.getpid(), "host": socket.gethostname(),
             "updated": _dt.datetime.now().isoformat(timespec="seconds"), **extra}
 
 

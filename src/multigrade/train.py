@@ -308,6 +308,31 @@ def _vmapped(fn, in_axes, static):
                    static_argnames=static)
 
 
+class _ProgramCache:
+    """Compiled chunk programs, kept across fits of one process (least recently used
+    dropped beyond `size`): later grades of equal shape, and later runs of the same model,
+    problem structure, optimiser object and shapes (the seeds of a sweep), compile nothing.
+    Keys hold the optimiser object itself, so a program is only reused with that very
+    transformation (`experiments.make_optimizer` returns one object per name and rate)."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.programs = size, {}
+
+    def get(self, key):
+        program = self.programs.pop(key, None)
+        if program is not None:
+            self.programs[key] = program  # most recently used last
+        return program
+
+    def put(self, key, program) -> None:
+        self.programs[key] = program
+        while len(self.programs) > self.size:
+            self.programs.pop(next(iter(self.programs)))
+
+
+_COMPILED = _ProgramCache()
+
+
 @dataclasses.dataclass(frozen=True)
 class _Engine:
     """The compiled programs of a plain fit (`members` None) or of a vmapped sweep (a
@@ -540,7 +565,6 @@ class _Loop:
     lrs: np.ndarray | None = None
 
     def __post_init__(self):
-        self.compiled: dict = {}
         self.probes: list[dict] = []
         # one function object for every probe's loss: compiled Hessians are reused
         self.loss_fn = functools.partial(grade_loss, self.model, self.block)
@@ -650,17 +674,21 @@ class _Loop:
 
     def _run_chunk(self, k, state, frozen, rfeats, rbase, n, epochs_per_record):
         tx = self.txs[k]
-        sig = (n, epochs_per_record, tx, jax.tree_util.tree_structure(state),
-               tuple((a.shape, a.dtype) for a in jax.tree_util.tree_leaves((state, rfeats))))
-        compile_s = 0.0
-        if sig not in self.compiled:
+        args = (state, self.problem, rfeats, rbase, frozen.scale)
+        sig = (self.engine.members, n, epochs_per_record, tx, self.model, self.block,
+               jax.config.jax_enable_x64, jax.tree_util.tree_structure(args),
+               tuple((jnp.shape(a), jnp.result_type(a))
+                     for a in jax.tree_util.tree_leaves(args)))
+        program, compile_s = _COMPILED.get(sig), 0.0
+        if program is None:
             t0 = time.perf_counter()
-            self.compiled[sig] = self.engine.chunk.lower(
-                state, self.problem, rfeats, rbase, frozen.scale, model=self.model, tx=tx,
-                num_records=n, record_every=epochs_per_record, block=self.block).compile()
+            program = self.engine.chunk.lower(
+                *args, model=self.model, tx=tx, num_records=n,
+                record_every=epochs_per_record, block=self.block).compile()
             compile_s = time.perf_counter() - t0
+            _COMPILED.put(sig, program)
         t0 = time.perf_counter()
-        state, metrics = self.compiled[sig](state, self.problem, rfeats, rbase, frozen.scale)
+        state, metrics = program(*args)
         metrics = jax.device_get(metrics)
         return state, metrics, time.perf_counter() - t0, compile_s
 

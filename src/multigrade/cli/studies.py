@@ -218,3 +218,101 @@ def spectrum_cmd(
     console.print(f"run directory: {out}")
 
 
+
+
+@app.command("sweep")
+@_guard
+@no_type_check  # Typer passes its own (vendored) Click context as ctx
+def sweep_cmd(
+    ctx: typer.Context,
+    sweep_file: Annotated[str, typer.Argument(help="A sweep file (TOML): base config + axes.")],
+    out: Annotated[str, typer.Option(
+        "--out", help="Sweep directory; run again to skip completed runs and resume the "
+        "others.")],
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Address of a running Dask scheduler (default: a LocalCluster "
+        "on this machine).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="LocalCluster worker processes (default: one per core).")] = None,
+    best_by: Annotated[str | None, typer.Option(
+        "--best-by", help="Metric choosing the best run of a group (default test_psnr).")] = None,
+    group_by: Annotated[str | None, typer.Option(
+        "--group-by", help="Comma-separated axes forming the groups (default: every axis but "
+        "train.seed).")] = None,
+    quiet: QuietOpt = False,
+):
+    """Run a grid of runs on Dask: every combination of the axes is one run directory.
+
+    Runs survive dead workers (Dask reschedules them; they resume from their checkpoints),
+    and a sweep run again skips what is done. Writes results.csv, groups.csv (mean ± std
+    over seeds, best run per group), summary.json and sweep.png.
+    """
+    import dataclasses as dc
+
+    from multigrade.experiments.sweep import check_out, load_sweep, run_sweep
+
+    spec = load_sweep(sweep_file)
+    check_out(out)
+    if best_by is not None:
+        spec = dc.replace(spec, best_by=best_by)
+    if group_by is not None:
+        groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
+        bad = [g for g in groups if g not in spec.axes]
+        if bad:
+            raise ValueError(f"--group-by names {bad[0]!r}, which is not an axis of the sweep "
+                             f"({', '.join(spec.axes)})")
+        spec = dc.replace(spec, group_by=groups)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    n = len(spec.expand())
+    with _sweep_progress(quiet, n) as progress:
+        outcome = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+    _print_sweep(outcome)
+
+
+def _sweep_progress(quiet: bool, total: int):
+    import contextlib
+
+    if quiet:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from multigrade.cli._app import err_console
+
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), console=err_console) as p:
+            task = p.add_task("sweep", total=total, info="")
+
+            def update(s):
+                best = "-" if s["best"] is None else f"{s['best']:.4g}"
+                p.update(task, completed=s["done"], info=(
+                    f"queued/running {s['pending']}  failed {s['failed']}  diverged "
+                    f"{s['diverged']}  best {best}"))
+            yield update
+
+    return bar()
+
+
+def _print_sweep(outcome) -> None:
+    spec, metric = outcome.spec, outcome.spec.best_by
+    table = Table(title=f"sweep: {len(outcome.rows)} runs ({outcome.ran} trained now), "
+                        f"{metric} by group")
+    for g in spec.groups:
+        table.add_column(g)
+    for c in ("runs", "completed", "diverged", "failed", f"{metric} mean ± std", "best", "run"):
+        table.add_column(c, justify="right")
+    for g in outcome.groups:
+        mean, std = g.get(f"{metric}_mean"), g.get(f"{metric}_std")
+        best = g.get(f"best_{metric}")
+        table.add_row(*[str(g[k]) for k in spec.groups], str(g["runs"]), str(g["completed"]),
+                      str(g["diverged"]), str(g["failed"]),
+                      "-" if mean is None else f"{mean:.4g} ± {std:.2g}",
+                      "-" if best is None else f"{best:.4g}", g.get("best_run", "-"))
+    console.print(table)
+    for r in outcome.rows:
+        if r["status"] == "failed":
+            console.print(f"failed: {r['run']}: {r.get('error', '')}")
+    console.print(f"sweep directory: {outcome.out}")

@@ -3,7 +3,8 @@
 - `config`: the `RunConfig` schema (TOML), validated on load, with `--set` overrides;
 - `runner`: `execute`, `resume`, `grow`, `load_result`: each writes a run directory
   through `multigrade.runs` and returns an `Outcome`;
-- `studies`: the paper's GD studies (learning-rate sweeps, spectra along training).
+- `studies`: the paper's GD studies (learning-rate sweeps, spectra along training);
+- `sweep`: grids of runs on Dask distributed (`load_sweep`, `run_sweep`).
 
 The CLI only turns options into a config, calls one of these and prints a table.
 """

@@ -41,6 +41,7 @@ Optional fields (size, data_dir, tol) are simply left out when unset: TOML has n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import types
@@ -65,9 +66,13 @@ SUPPORTED_OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "adam", "adamw", "a
                         "fromage", "sign_sgd", "adafactor")
 
 
+@functools.lru_cache(maxsize=64)
 def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
     """`"gd"`/`"sgd"` → `optax.sgd(lr)`, `"momentum"` → SGD with momentum 0.9, `"nesterov"`
-    → Nesterov momentum 0.9; any other supported name → `optax.<name>(lr)`."""
+    → Nesterov momentum 0.9; any other supported name → `optax.<name>(lr)`.
+
+    One object per (name, rate): runs in one process with the same optimiser reuse their
+    compiled training programs (a transformation is stateless, so sharing it is safe)."""
     check_optimizer(name)
     if name in ("gd", "sgd"):
         return optax.sgd(lr)

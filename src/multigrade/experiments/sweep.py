@@ -1,0 +1,443 @@
+"""Sweeps: grids of runs on Dask distributed that survive dead workers and resume.
+
+A sweep file names a base config (the run store's `RunConfig` schema) and the axes to vary:
+
+```toml
+base = "base.toml"           # a config file (relative to this file), or a [base] table
+
+[axes]                       # any config field: every combination is one run
+"train.seed" = [0, 1, 2]
+"train.lr" = [1e-3, 5e-3]
+"problem.sigma" = [10.0, 20.0]
+"model.method" = ["mgdl", "sgdl"]
+
+[sweep]                      # optional
+best_by = "test_psnr"        # the metric that picks the best run of a group (max for PSNR
+                             # and SSIM, min for losses)
+group_by = ["problem.sigma", "model.method"]   # default: every axis but train.seed
+```
+
+Every run is a run directory `OUT/runs/<id>`, where `<id>` is a hash of its whole config.
+Running a sweep again skips completed runs, resumes interrupted ones from their checkpoints
+and reruns failed ones. A run whose worker dies is rescheduled by Dask on another worker;
+there it resumes from its last checkpoint (or starts again), so the sweep ends with every
+run completed once. `OUT` must be on a file system every worker sees.
+
+At the end: `results.csv` (and `results.parquet` when pyarrow is installed) with one row per
+run, `groups.csv` with mean ± standard deviation over seeds and the best run of every
+group, `summary.json`, and `sweep.png` (the metric against each swept axis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from multigrade import runs
+from multigrade.experiments.config import RunConfig, from_dict, load_config
+
+SEED_AXIS = "train.seed"
+RESULTS = "results.csv"
+
+# Worker processes each get one core: XLA's and BLAS's thread pools are held to one thread,
+# so N workers on N cores do not fight over them.
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
+    # several workers sharing one GPU must not each take 75 % of its memory
+    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A base config and the values of each axis (dotted config fields)."""
+
+    base: RunConfig
+    axes: dict[str, tuple]
+    best_by: str = "test_psnr"
+    group_by: tuple[str, ...] | None = None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.group_by if self.group_by is not None else tuple(
+            a for a in self.axes if a != SEED_AXIS)
+
+    def expand(self) -> list[RunConfig]:
+        """Every combination of the axes' values, as validated configs."""
+        names = list(self.axes)
+        out = []
+        for values in itertools.product(*(self.axes[n] for n in names)):
+            out.append(_with(self.base, dict(zip(names, values))))
+        return out
+
+
+def _with(cfg: RunConfig, fields: Mapping[str, object]) -> RunConfig:
+    data = cfg.to_dict()
+    for dotted, value in fields.items():
+        *path, last = dotted.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return from_dict(data)
+
+
+def axis_value(cfg: RunConfig, dotted: str):
+    node = cfg.to_dict()
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _check_axis(base: RunConfig, dotted: str, values, where: str) -> tuple:
+    node = base.to_dict()
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"{where}: unknown axis {dotted!r}")
+        node = node[part]
+    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        raise ValueError(f"{where}: unknown axis {dotted!r}")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: axis {dotted!r} needs a non-empty list of values")
+    if len(set(map(repr, values))) != len(values):
+        raise ValueError(f"{where}: axis {dotted!r} repeats a value")
+    for v in values:
+        try:
+            _with(base, {dotted: v})
+        except ValueError as e:
+            raise ValueError(f"{where}: axis {dotted!r}, value {v!r}: {e}") from None
+    return tuple(values)
+
+
+def load_sweep(path: str | os.PathLike) -> SweepSpec:
+    """Reads and validates a sweep file; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no sweep file at {path}")
+    data = runs.read_toml(path)
+    unknown = set(data) - {"base", "axes", "sweep"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key {sorted(unknown)[0]!r}; a sweep file has "
+                         "base, axes and sweep")
+    base = data.get("base", {})
+    if isinstance(base, str):
+        base = load_config(path.parent / base)
+    else:
+        try:
+            base = from_dict(base)
+        except ValueError as e:
+            raise ValueError(f"{path}: base: {e}") from None
+    if base.command != "fit":
+        raise ValueError(f"{path}: a sweep runs single models (command = \"fit\"); sweep "
+                         "\"model.method\" to compare methods")
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict) or not axes:
+        raise ValueError(f"{path}: [axes] must name at least one field to vary")
+    axes = {k: _check_axis(base, k, v, str(path)) for k, v in axes.items()}
+    opts = data.get("sweep", {})
+    unknown = set(opts) - {"best_by", "group_by"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key 'sweep.{sorted(unknown)[0]}'; [sweep] has "
+                         "best_by, group_by")
+    group_by = opts.get("group_by")
+    if group_by is not None:
+        bad = [g for g in group_by if g not in axes]
+        if bad:
+            raise ValueError(f"{path}: sweep.group_by names {bad[0]!r}, which is not an axis")
+        group_by = tuple(group_by)
+    return SweepSpec(base, axes, opts.get("best_by", "test_psnr"), group_by)
+
+
+def run_id(cfg: RunConfig) -> str:
+    """A stable name for a config: the first 12 hex digits of the SHA-256 of its JSON."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------
+# One run, on a worker
+
+
+def _row(run_dir: Path) -> dict:
+    metrics = runs.read_json(run_dir / "metrics.json")
+    return {"status": "diverged" if metrics["diverged"] else "completed",
+            "epochs": metrics["epochs"], "seconds": metrics["seconds"],
+            **{k: v for k, v in metrics["metrics"].items()}}
+
+
+def run_one(cfg_data: dict, run_dir: str) -> dict:
+    """Runs (or resumes, or reads) one run of a sweep in `run_dir`; returns its row.
+
+    Idempotent: a completed run is read, not trained again; an interrupted one, or one
+    whose worker died, resumes from its checkpoint; a failed one starts again. A run that
+    raises is returned as `failed` with its error, so the sweep goes on.
+    """
+    import jax
+
+    from multigrade.experiments import runner
+
+    _pin_worker()
+    cfg = from_dict(cfg_data)
+    if cfg.x64 and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    trained = True
+    try:
+        state = runs.read_status(run_dir)["state"] if runs.is_run_dir(run_dir) else None
+        if state == "completed":
+            trained = False
+        elif state is not None and (run_dir / runs.CHECKPOINT).is_file() \
+                and state != "failed":
+            runner.resume(run_dir)
+        else:
+            if state is not None:  # failed, or died before its first checkpoint
+                runs.reset(run_dir)
+            runner.execute(cfg, run_dir)
+        row = _row(run_dir)
+    except Exception as e:  # a run's failure is a result of the sweep, not its end
+        row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+    return {**row, "trained": trained, "task_seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep, on the client
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    out: Path
+    rows: list[dict]
+    groups: list[dict]
+    spec: SweepSpec
+    ran: int  # runs trained (or resumed) in this call; the others were read from disk
+    task_seconds: list[float] = dataclasses.field(default_factory=list)  # inside each task
+
+    def best(self) -> dict | None:
+        done = [r for r in self.rows if _finite(r.get(self.spec.best_by))]
+        if not done:
+            return None
+        return (max if maximise(self.spec.best_by) else min)(
+            done, key=lambda r: r[self.spec.best_by])
+
+
+def maximise(metric: str) -> bool:
+    return metric.endswith(("psnr", "ssim"))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def aggregate(rows: Sequence[dict], group_by: Sequence[str], metric: str) -> list[dict]:
+    """Per group (rows equal in `group_by`): the count, how many completed, the mean and
+    standard deviation (ddof 1; 0 for one run) of every metric over the group's completed
+    runs, and the id of its best run by `metric`."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(repr(r.get(g)) for g in group_by), []).append(r)
+    out = []
+    for members in groups.values():
+        ok = [r for r in members if r.get("status") == "completed"]
+        entry = {g: members[0].get(g) for g in group_by}
+        entry.update(runs=len(members), completed=len(ok),
+                     diverged=sum(r.get("status") == "diverged" for r in members),
+                     failed=sum(r.get("status") == "failed" for r in members))
+        names = sorted({k for r in ok for k, v in r.items()
+                        if k.endswith(("_loss", "_psnr", "_ssim")) and _finite(v)})
+        for name in names:
+            values = np.asarray([r[name] for r in ok if _finite(r.get(name))], dtype=float)
+            entry[f"{name}_mean"] = float(values.mean())
+            entry[f"{name}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        scored = [r for r in ok if _finite(r.get(metric))]
+        if scored:
+            best = (max if maximise(metric) else min)(scored, key=lambda r: r[metric])
+            entry["best_run"], entry[f"best_{metric}"] = best["run"], best[metric]
+        out.append(entry)
+    return out
+
+
+def local_cluster(workers: int | None = None):
+    """A LocalCluster of `workers` (default: one per core) single-threaded worker processes,
+    each pinned to its own core when it runs its first task."""
+    from distributed import LocalCluster
+
+    n = workers or len(_cores()) or 1
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                        dashboard_address=":0",  # any free port: sweeps may run side by side
+                        env={**SINGLE_THREAD_ENV, "MULTIGRADE_PIN_CORES": "1"})
+
+
+def _cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin_worker() -> None:
+    """Pins every thread of this LocalCluster worker to core `name mod cores`. Measured on 2
+    cores: two unpinned JAX workers train 40 % slower each than one alone; pinned, as fast
+    (benchmarks/sweep.py). Threads started later (XLA's) inherit the pin."""
+    if os.environ.get("MULTIGRADE_PIN_CORES") != "1" or not hasattr(os, "sched_setaffinity"):
+        return
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:  # not in a worker
+        return
+    cores = _cores()
+    if len(cores) <= 1 or not isinstance(name, int):
+        return
+    core = {cores[name % len(cores)]}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), core)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
+def warm_worker() -> None:
+    """Imports what a run needs and starts JAX's backend, and pins a LocalCluster worker:
+    `client.run(warm_worker)` pays each worker's start-up before the first run."""
+    _pin_worker()
+    import jax
+    import matplotlib
+
+    import multigrade.experiments.runner  # noqa: F401
+
+    matplotlib.use("Agg")
+    jax.numpy.zeros(1).block_until_ready()
+
+
+def _client(scheduler: str | None, workers: int | None):
+    """A Dask client: of the cluster at `scheduler`, or of a new `local_cluster`."""
+    from distributed import Client
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = local_cluster(workers)
+    return Client(cluster), cluster
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """A sweep directory must be new, empty, or a sweep directory (to continue it)."""
+    out = Path(out)
+    if str(out).strip() == "":
+        raise runs.RunDirError("--out must name a directory, got an empty string")
+    if out.exists() and not out.is_dir():
+        raise runs.RunDirError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "sweep.toml").is_file():
+        raise runs.RunDirError(f"{out} is not empty and holds no sweep: choose another --out")
+    return out
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None = None,
+              workers: int | None = None, client=None,
+              progress: Callable[[dict], None] | None = None) -> SweepOutcome:
+    """Runs every run of `spec` not yet completed in `out`, on Dask.
+
+    Args:
+        scheduler: address of a running Dask scheduler (e.g. one started by dask-jobqueue);
+            None starts a LocalCluster.
+        workers: worker processes of the LocalCluster (default: one per core).
+        client: an existing `distributed.Client` (then `scheduler`, `workers` are unused).
+        progress: called with `{"done", "pending", "failed", "diverged", "total", "best"}`
+            after every finished run (`pending`: submitted, queued or running).
+    """
+    out = check_out(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    runs.write_toml(out / "sweep.toml", {
+        "base": spec.base.to_dict(), "axes": {k: list(v) for k, v in spec.axes.items()},
+        "sweep": {"best_by": spec.best_by, "group_by": list(spec.groups)}})
+    runs.write_status(out, "running", command="sweep")
+    configs = spec.expand()
+    ids = [run_id(c) for c in configs]
+    rows: dict[str, dict] = {}
+    todo = []
+    for cfg, rid in zip(configs, ids):
+        run_dir = out / "runs" / rid
+        if runs.is_run_dir(run_dir) and runs.read_status(run_dir)["state"] == "completed":
+            rows[rid] = {**_row(run_dir), "trained": False}
+        else:
+            todo.append((cfg, rid))
+
+    def report(running: int) -> None:
+        if progress is None:
+            return
+        done = list(rows.values())
+        scored = [r for r in done if _finite(r.get(spec.best_by))]
+        best = None if not scored else (max if maximise(spec.best_by) else min)(
+            r[spec.best_by] for r in scored)
+        progress({"done": len(done), "pending": running, "total": len(configs),
+                  "failed": sum(r["status"] == "failed" for r in done),
+                  "diverged": sum(r["status"] == "diverged" for r in done), "best": best})
+
+    report(0)
+    if todo:
+        own = None
+        if client is None:
+            client, own = _client(scheduler, workers)
+        try:
+            from distributed import as_completed
+
+            futures = {client.submit(run_one, cfg.to_dict(), str(out / "runs" / rid),
+                                     key=f"mgdl-run-{rid}", pure=False): rid
+                       for cfg, rid in todo}
+            pending = len(futures)
+            for future in as_completed(futures):
+                rid = futures[future]
+                try:
+                    rows[rid] = future.result()
+                except Exception as e:  # the worker died too often (KilledWorker), ...
+                    rows[rid] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                pending -= 1
+                report(pending)
+        finally:
+            if own is not None:
+                client.close()
+                own.close()
+    table = []
+    for cfg, rid in zip(configs, ids):
+        result = {k: v for k, v in rows[rid].items() if k not in ("trained", "task_seconds")}
+        table.append({"run": rid, **{a: axis_value(cfg, a) for a in spec.axes}, **result})
+    groups = aggregate(table, spec.groups, spec.best_by)
+    _write_results(out, spec, table, groups)
+    return SweepOutcome(out, table, groups, spec,
+                        ran=sum(r.get("trained", True) for r in rows.values()),
+                        task_seconds=[r["task_seconds"] for r in rows.values()
+                                      if "task_seconds" in r])
+
+
+def _write_results(out: Path, spec: SweepSpec, table: list[dict], groups: list[dict]):
+    from multigrade import report
+
+    runs.write_rows(out / RESULTS, table)
+    runs.write_rows(out / "groups.csv", groups)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = list(dict.fromkeys(n for r in table for n in r))
+        pq.write_table(pa.table({n: [r.get(n) for r in table] for n in names}),
+                       out / "results.parquet")
+    counts = {s: sum(r["status"] == s for r in table)
+              for s in ("completed", "diverged", "failed")}
+    runs.write_json(out / "summary.json", {
+        "runs": len(table), **counts, "best_by": spec.best_by, "group_by": list(spec.groups),
+        "groups": groups})
+    report.plot_sweep_axes(table, list(spec.axes), spec.best_by, out / "sweep.png")
+    runs.write_status(out, "completed", command="sweep", **counts)
