@@ -692,18 +692,36 @@ class _Loop:
         metrics = jax.device_get(metrics)
         return state, metrics, time.perf_counter() - t0, compile_s
 
+    def _next_chunk(self, done: int, total: int, rest: int) -> tuple[int, int]:
+        """`(records, epochs per record)` of the next chunk; a budget that is not a
+        multiple of `record_every` ends with a short record of `rest` epochs, alone."""
+        n = self._chunk_length(done, total)
+        if done + n == total and rest:
+            return (n - 1, self.record_every) if n > 1 else (1, rest)
+        return n, self.record_every
+
+    def _diverged(self, metrics: dict, loss0: np.ndarray) -> np.ndarray:
+        """Per member: a non-finite metric, or a training loss beyond the divergence
+        factor times the grade's initial loss."""
+        eng, m = self.engine, self.engine.m
+        bad = np.zeros(m, bool)
+        for v in metrics.values():
+            bad |= ~np.all(np.isfinite(eng.rows(v).reshape(m, -1)), axis=1)
+        train = eng.rows(metrics["train_loss"]).reshape(m, -1)
+        with np.errstate(invalid="ignore"):
+            bad |= np.any(train > self.divergence_factor * np.abs(loss0)[:, None], axis=1)
+        return bad
+
     def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
                      scales, summaries):
-        eng, m, r = self.engine, self.engine.m, self.record_every
-        budget = self.budgets[k]
+        eng, r, budget = self.engine, self.record_every, self.budgets[k]
         state = self._init_state(k, pending, frozen.aux)
         rec = tuple(self.problem.record_splits)
         rec = rec if "train" in rec else ("train", *rec)
         rfeats = {s: frozen.feats[s] for s in rec}
         rbase = {s: frozen.base[s] for s in rec}
-        # records: full records of r epochs, then one short record for a remainder
         full, rest = divmod(budget, r)
-        total = full + (rest > 0)
+        total = full + (rest > 0)  # records
         if pending is None:
             done, seconds, compile_s = 0, 0.0, 0.0
             loss0 = eng.rows(eng.initial_loss(
@@ -712,7 +730,7 @@ class _Loop:
         else:
             done = -(-pending.epochs // r)
             seconds, compile_s = pending.seconds, pending.compile_seconds
-            loss0 = np.full(m, pending.initial_loss)
+            loss0 = np.full(eng.m, pending.initial_loss)
         status = np.where(alive, "max_epochs", "diverged").astype(object)
         monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
         for cb in self.callbacks:
@@ -720,20 +738,11 @@ class _Loop:
         if self.probe is not None and done == 0:
             self._probe(k, state, frozen, 0, step0)
         while done < total:
-            n = self._chunk_length(done, total)
-            if done + n == total and rest:  # the short last record runs alone
-                if n > 1:
-                    n -= 1
-                    per = r
-                else:
-                    per = rest
-            else:
-                per = r
+            n, per = self._next_chunk(done, total, rest)
             state, metrics, sec, csec = self._run_chunk(k, state, frozen, rfeats, rbase, n, per)
-            seconds += sec
-            compile_s += csec
+            seconds, compile_s = seconds + sec, compile_s + csec
             epoch_before = min(done * r, budget)
-            for j in range(m):
+            for j in range(eng.m):
                 for i in range(n):
                     epoch = epoch_before + (i + 1) * per
                     rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
@@ -741,12 +750,7 @@ class _Loop:
                                        for name, v in metrics.items()}})
             done += n
             epochs_done = min(done * r, budget)
-            bad = np.zeros(m, bool)
-            for v in metrics.values():
-                bad |= ~np.all(np.isfinite(eng.rows(v).reshape(m, -1)), axis=1)
-            train = eng.rows(metrics["train_loss"]).reshape(m, -1)
-            with np.errstate(invalid="ignore"):
-                bad |= np.any(train > self.divergence_factor * np.abs(loss0)[:, None], axis=1)
+            bad = self._diverged(metrics, loss0)
             status[alive & bad] = "diverged"
             alive &= ~bad
             monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
@@ -760,21 +764,24 @@ class _Loop:
             if self.probe is not None and epochs_done % self.probe_every == 0:
                 self._probe(k, state, frozen, epochs_done, step0)
             if eng.members is None and done < total:
-                due = self.checkpoint_every is not None and \
-                    done % max(1, -(-self.checkpoint_every // r)) == 0
-                stop = any(cb.stop_requested() for cb in self.callbacks)
-                if due or stop:
-                    ckpt = Checkpoint(
-                        list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
-                        rows[0], frozen.aux if params_out else None,
-                        Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0])))
-                    for cb in self.callbacks:
-                        cb.on_checkpoint(ckpt)
-                    if stop:
-                        raise FitInterrupted(ckpt)
-        epochs_run = min(done * r, budget)
-        return state, list(status), {"epochs": epochs_run, "seconds": seconds,
+                self._maybe_checkpoint(done, Checkpoint(
+                    list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
+                    rows[0], frozen.aux if params_out else None,
+                    Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0]))))
+        return state, list(status), {"epochs": min(done * r, budget), "seconds": seconds,
                                      "compile_seconds": compile_s}
+
+    def _maybe_checkpoint(self, done: int, ckpt: Checkpoint) -> None:
+        """Hands `ckpt` to the callbacks at checkpoint boundaries and when a stop is
+        requested; then stops with `FitInterrupted`."""
+        due = self.checkpoint_every is not None and \
+            done % max(1, -(-self.checkpoint_every // self.record_every)) == 0
+        stop = any(cb.stop_requested() for cb in self.callbacks)
+        if due or stop:
+            for cb in self.callbacks:
+                cb.on_checkpoint(ckpt)
+            if stop:
+                raise FitInterrupted(ckpt)
 
     def _probe(self, k, state, frozen: _Frozen, epoch, step0):
         loss = jax.tree_util.Partial(self.loss_fn, self.problem, frozen.feats["train"],

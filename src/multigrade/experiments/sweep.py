@@ -370,38 +370,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None 
             rows[rid] = {**_row(run_dir), "trained": False}
         else:
             todo.append((cfg, rid))
-
-    def report(running: int) -> None:
-        if progress is None:
-            return
-        done = list(rows.values())
-        scored = [r for r in done if _finite(r.get(spec.best_by))]
-        best = None if not scored else (max if maximise(spec.best_by) else min)(
-            r[spec.best_by] for r in scored)
-        progress({"done": len(done), "pending": running, "total": len(configs),
-                  "failed": sum(r["status"] == "failed" for r in done),
-                  "diverged": sum(r["status"] == "diverged" for r in done), "best": best})
-
+    report = _reporter(spec, rows, len(configs), progress)
     report(0)
     if todo:
         own = None
         if client is None:
             client, own = _client(scheduler, workers)
         try:
-            from distributed import as_completed
-
-            futures = {client.submit(run_one, cfg.to_dict(), str(out / "runs" / rid),
-                                     key=f"mgdl-run-{rid}", pure=False): rid
-                       for cfg, rid in todo}
-            pending = len(futures)
-            for future in as_completed(futures):
-                rid = futures[future]
-                try:
-                    rows[rid] = future.result()
-                except Exception as e:  # the worker died too often (KilledWorker), ...
-                    rows[rid] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-                pending -= 1
-                report(pending)
+            _submit(client, todo, out, rows, report)
         finally:
             if own is not None:
                 client.close()
@@ -416,6 +392,37 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None 
                         ran=sum(r.get("trained", True) for r in rows.values()),
                         task_seconds=[r["task_seconds"] for r in rows.values()
                                       if "task_seconds" in r])
+
+
+def _submit(client, todo: list, out: Path, rows: dict, report: Callable[[int], None]) -> None:
+    """Every run of `todo` as one Dask task keyed by its id; rows filled as they finish."""
+    from distributed import as_completed
+
+    futures = {client.submit(run_one, cfg.to_dict(), str(out / "runs" / rid),
+                             key=f"mgdl-run-{rid}", pure=False): rid for cfg, rid in todo}
+    pending = len(futures)
+    for future in as_completed(futures):
+        rid = futures[future]
+        try:
+            rows[rid] = future.result()
+        except Exception as e:  # the worker died too often (KilledWorker), ...
+            rows[rid] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        pending -= 1
+        report(pending)
+
+
+def _reporter(spec: SweepSpec, rows: dict, total: int,
+              progress: Callable[[dict], None] | None) -> Callable[[int], None]:
+    def report(pending: int) -> None:
+        if progress is None:
+            return
+        done = list(rows.values())
+        scored = [r[spec.best_by] for r in done if _finite(r.get(spec.best_by))]
+        best = None if not scored else (max if maximise(spec.best_by) else min)(scored)
+        progress({"done": len(done), "pending": pending, "total": total,
+                  "failed": sum(r["status"] == "failed" for r in done),
+                  "diverged": sum(r["status"] == "diverged" for r in done), "best": best})
+    return report
 
 
 def _write_results(out: Path, spec: SweepSpec, table: list[dict], groups: list[dict]):
