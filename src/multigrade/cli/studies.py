@@ -49,6 +49,12 @@ def _floats(text: str, what: str) -> list[float]:
     return values
 
 
+def _check_multiple(value: int, record_every: int, option: str) -> None:
+    if value < 1 or value % record_every:
+        raise ValueError(f"{option} must be a positive multiple of --record-every "
+                         f"({record_every}), got {value}")
+
+
 def _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam, width,
                   grades, layers_per_grade, seed):
     from multigrade.experiments.studies import StudyConfig
@@ -110,9 +116,7 @@ def lr_sweep_cmd(
     cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
                         width, grades, layers_per_grade, seed)
     rates = _floats(lrs, "--lrs")
-    if steps < 1 or steps % record_every:
-        raise ValueError(f"--steps must be a positive multiple of --record-every "
-                         f"({record_every}), got {steps}")
+    _check_multiple(steps, record_every, "--steps")
     out = _claim(out, overwrite, f"lr-sweep-{task}", cfg)
     with progress_bars(quiet) as progress:
         sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=progress)
@@ -184,18 +188,22 @@ def spectrum_cmd(
     cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
                         width, grades, layers_per_grade, seed)
     rates = _floats(lr, "--lr")
-    if interval < 1 or interval % record_every:
-        raise ValueError(f"--interval must be a positive multiple of --record-every "
-                         f"({record_every}), got {interval}")
-    if steps < 1 or steps % record_every:
-        raise ValueError(f"--steps must be a positive multiple of --record-every "
-                         f"({record_every}), got {steps}")
+    _check_multiple(interval, record_every, "--interval")
+    _check_multiple(steps, record_every, "--steps")
     out = _claim(out, overwrite, f"spectrum-{task}", cfg)
     with progress_bars(quiet) as progress:
         results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
                                dense_max=dense_max, progress=progress)
     save_spectrum(out, results, {"command": command_line(ctx), **dataclasses.asdict(cfg),
                                  "lr": rates, "steps": steps, "interval": interval})
+    _print_spectrum(results, task, dense_max)
+    console.print(f"run directory: {out}")
+
+
+
+
+def _print_spectrum(results: dict, task: str, dense_max: int) -> None:
+    """One row per method × probe, then each method's outcome and any Lanczos caveat."""
     table = Table(title=f"GD-Jacobian spectra along training, {task}")
     for c in ("method", "η", "grade", "step", "λ_max(H)", "λ_min(H)", "max eig J",
               "min eig J", "outside [-1,1]", "2/λ_max", "how"):
@@ -215,9 +223,6 @@ def spectrum_cmd(
             console.print(f"{m}: Hessians of {', '.join(map(str, big))} parameters exceed "
                           f"--dense-max {dense_max}: their extreme eigenvalues come from "
                           "Lanczos (5 at each end); counts outside [-1, 1] are among those")
-    console.print(f"run directory: {out}")
-
-
 
 
 @app.command("sweep")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -105,8 +106,7 @@ def build_problem(pcfg: ProblemConfig) -> Problem:
 
 def _physical_memory() -> int | None:
     try:
-        return int(__import__("os").sysconf("SC_PAGE_SIZE") *
-                   __import__("os").sysconf("SC_PHYS_PAGES"))
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
 
@@ -280,16 +280,12 @@ def _kept(run_dir: Path) -> str:
 # One model into one run directory
 
 
-def _target_image(problem: Problem) -> np.ndarray | None:
-    return problem.target_image() if hasattr(problem, "target_image") else None
-
-
 def add_ssim(result: FitResult) -> None:
     """`test_ssim` (scikit-image's SSIM against the target or clean image) in every grade's
     metrics of an image problem."""
     from multigrade.metrics import ssim
 
-    target = _target_image(result.problem)
+    target = result.problem.target_image()
     if target is None:
         return
     for g, pred in zip(result.grades, result.predictions):
@@ -410,7 +406,7 @@ def _methods(cfg: RunConfig) -> tuple[str, ...]:
 def _prepare_problem(cfg: RunConfig) -> Problem:
     check_memory(cfg.problem, cfg.model, None, _methods(cfg))
     problem = build_problem(cfg.problem)
-    image = _target_image(problem)
+    image = problem.target_image()
     if image is not None:
         check_memory(cfg.problem, cfg.model, image.shape, _methods(cfg))
     return problem
