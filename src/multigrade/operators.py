@@ -41,6 +41,9 @@ def blur_matrix(n: int, sigma: float) -> np.ndarray:
     """
     g = gaussian_kernel_1d(sigma)
     r = len(g) // 2
+    if r > n:
+        raise ValueError(f"a blur of σ_b = {sigma:g} (kernel {len(g)} pixels) needs an image "
+                         f"side of at least {r} pixels, got {n}")
     padded = np.pad(np.eye(n), ((r, r), (0, 0)), mode="symmetric")
     # valid convolution along axis 0 (the kernel is symmetric: convolution = correlation)
     return sum(g[t] * padded[t : t + n] for t in range(len(g)))

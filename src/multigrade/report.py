@@ -34,23 +34,33 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """The figures of one run directory, from its files alone: `history.png` (from
     `history.csv` and `metrics.json`) and, for images, `grades.png` (from `images.npz`:
     the references, then the image after each grade with its test PSNR)."""
-    from multigrade import runs
-
     run_dir = Path(run_dir)
     made = [run_dir / "history.png"]
     plot_history({_label(run_dir): run_dir}, made[0])
-    if (run_dir / "images.npz").is_file():
-        images = runs.read_npz(run_dir / "images.npz")
-        metrics = runs.read_json(run_dir / "metrics.json")
-        panels = _references(images, metrics)
-        grades = metrics["grades"]
-        for g in grades:
-            title = f"grade {g['grade']}" if len(grades) > 1 else metrics["model"]
-            panels.append((title + _db(g["metrics"].get("test_psnr")),
-                           images[f"grade{g['grade']}"]))
+    panels = grade_panels(run_dir)
+    if panels:
         made.append(run_dir / "grades.png")
         plot_images(panels, made[-1])
     return made
+
+
+def grade_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """The references, then the image after each grade with its test PSNR ([] when the
+    run has no images)."""
+    from multigrade import runs
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "images.npz").is_file():
+        return []
+    images = runs.read_npz(run_dir / "images.npz")
+    metrics = runs.read_json(run_dir / "metrics.json")
+    panels = _references(images, metrics)
+    grades = metrics["grades"]
+    for g in grades:
+        title = f"grade {g['grade']}" if len(grades) > 1 else metrics["model"]
+        panels.append((title + _db(g["metrics"].get("test_psnr")),
+                       images[f"grade{g['grade']}"]))
+    return panels
 
 
 def _label(run_dir: Path) -> str:
@@ -72,12 +82,22 @@ def _references(images: dict, metrics: dict) -> list[tuple[str, np.ndarray]]:
 def plot_comparison(run_dir: str | os.PathLike) -> Path | None:
     """`comparison.png` of a comparison directory, from its files: the references, the
     classical baselines (`baselines.npz`) and each method's final image."""
+    run_dir = Path(run_dir)
+    panels = comparison_panels(run_dir)
+    if not panels:
+        return None
+    plot_images(panels, run_dir / "comparison.png")
+    return run_dir / "comparison.png"
+
+
+def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """The references, the classical baselines and each method's final image."""
     from multigrade import runs
 
     run_dir = Path(run_dir)
     methods = [d for d in sorted(run_dir.iterdir()) if (d / "images.npz").is_file()]
     if not methods:
-        return None
+        return []
     first = runs.read_npz(methods[0] / "images.npz")
     panels = _references(first, runs.read_json(methods[0] / "metrics.json"))
     if (run_dir / "baselines.json").is_file():
@@ -89,8 +109,7 @@ def plot_comparison(run_dir: str | os.PathLike) -> Path | None:
         last = metrics["grades"][-1]["grade"]
         panels.append((metrics["model"] + _db(metrics["metrics"].get("test_psnr")),
                        runs.read_npz(d / "images.npz")[f"grade{last}"]))
-    plot_images(panels, run_dir / "comparison.png")
-    return run_dir / "comparison.png"
+    return panels
 
 
 def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -> None:
@@ -102,7 +121,7 @@ def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

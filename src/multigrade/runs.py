@@ -160,6 +160,19 @@ def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {n: values[:, i] for i, n in enumerate(names)}
 
 
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV written by `write_rows`: numbers as floats, other text as it is,
+    empty cells left out."""
+    def value(text: str):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: value(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
 # ---------------------------------------------------------------------------------------
 # Pytrees as named arrays
 
@@ -380,7 +393,7 @@ def environment() -> dict:
 # TOML
 
 
-def write_toml(path: str | os.PathLike, data: Mapping) -> None:
+def toml_text(data: Mapping) -> str:
     """A nested dict of str / int / float / bool / lists as TOML (None values left out:
     TOML has no null, and every optional field defaults to None)."""
     import tomli_w
@@ -389,16 +402,24 @@ def write_toml(path: str | os.PathLike, data: Mapping) -> None:
         return {k: drop_none(v) if isinstance(v, Mapping) else v
                 for k, v in d.items() if v is not None}
 
-    write_text(path, tomli_w.dumps(drop_none(data)))
+    return tomli_w.dumps(drop_none(data))
 
 
-def read_toml(path: str | os.PathLike) -> dict:
+def write_toml(path: str | os.PathLike, data: Mapping) -> None:
+    write_text(path, toml_text(data))
+
+
+def read_toml_text(text: str, source: str = "TOML") -> dict:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML: {e}") from None
+        raise ValueError(f"{source}: not valid TOML: {e}") from None
+
+
+def read_toml(path: str | os.PathLike) -> dict:
+    return read_toml_text(Path(path).read_text(encoding="utf-8"), str(path))

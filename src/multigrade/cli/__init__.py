@@ -3,7 +3,7 @@
 Errors a user can cause end with one line on stderr and exit code 2.
 """
 
-from multigrade.cli import studies, tasks  # noqa: F401  (registers the commands)
+from multigrade.cli import reproduce, studies, tasks  # noqa: F401  (registers the commands)
 from multigrade.cli._app import app
 
 

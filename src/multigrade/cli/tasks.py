@@ -81,6 +81,7 @@ def _execute(ctx, cfg, out, overwrite: bool, quiet: bool):
         outcome = execute(cfg, out, overwrite=overwrite, command=command_line(ctx),
                           progress=progress)
     print_outcome(outcome)
+    return outcome
 
 
 def _db(metrics: dict, key: str = "test_psnr") -> str:
@@ -101,6 +102,9 @@ def print_outcome(outcome) -> None:
     """One row per method (after the observation and baselines, for restoration), the
     PSNR after each grade, then where the run directory is."""
     problem, cfg = outcome.problem, outcome.config
+    if outcome.study is not None:
+        _print_study(outcome)
+        return
     title = (f"{' vs '.join(m.upper() for m in outcome.results)} {cfg.problem.task}, "
              f"{cfg.problem.image if cfg.problem.task != 'synthetic' else 'setting'}"
              f"{'' if cfg.problem.task != 'synthetic' else ' ' + str(cfg.problem.setting)}")
@@ -127,6 +131,19 @@ def print_outcome(outcome) -> None:
     console.print(f"run directory: {outcome.run_dir}")
 
 
+def _print_study(outcome) -> None:
+    """A study run from a config file: its outcome per method (the study commands print
+    the full tables)."""
+    for m, r in outcome.study.items():
+        if hasattr(r, "largest_stable_lr"):
+            console.print(f"{m}: largest stable learning rate {r.largest_stable_lr}")
+        else:
+            worst = min((p["jacobian_min"] for p in r.probes), default=math.nan)
+            console.print(f"{m}: final train loss {r.metrics['train_loss']:.4g}, smallest "
+                          f"eigenvalue of I − ηH {worst:.4g} over {len(r.probes)} probes")
+    console.print(f"run directory: {outcome.run_dir}")
+
+
 # --------------------------------------------------------------------------------------
 # demo, run, resume, grow
 
@@ -149,7 +166,10 @@ def demo(
 
     cfg = demo_config().replace(problem={"size": size}, train={"epochs": epochs},
                                 x64=bool(jax.config.jax_enable_x64))
-    _execute(ctx, cfg, out, overwrite, quiet)
+    outcome = _execute(ctx, cfg, out, overwrite, quiet)
+    from multigrade.report_html import write_report
+
+    console.print(f"report: {write_report([outcome.run_dir], outcome.run_dir / 'report.html')}")
 
 
 @app.command("run")
@@ -248,7 +268,7 @@ def compare_regression(
 def fit_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: BetaOpt = 1e-3, lam: LamOpt = 1e-4, alpha: AlphaOpt = 0.99,
+    color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = 4,
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
     optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
@@ -267,7 +287,7 @@ def fit_deblur(
     ctx: typer.Context,
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: BetaOpt = 1e-3, lam: LamOpt = 1e-4, alpha: AlphaOpt = 0.99,
+    beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = 4,
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
     optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
@@ -285,7 +305,7 @@ def fit_deblur(
 def compare_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: BetaOpt = 1e-3, lam: LamOpt = 1e-4, alpha: AlphaOpt = 0.99,
+    color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = 4, layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
     lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
@@ -303,7 +323,7 @@ def compare_deblur(
     ctx: typer.Context,
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: BetaOpt = 1e-3, lam: LamOpt = 1e-4, alpha: AlphaOpt = 0.99,
+    beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = 4, layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
     lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,

@@ -9,8 +9,8 @@ task = "regression"        # regression, denoise, deblur or synthetic
 image = "camera"           # built-in name or file; size = 128 resizes to 128 × 128
 sigma = 10.0               # denoise: noise σ_n in units of 1/255
 blur_sigma = 3.0           # deblur: σ_b in pixels; noise = 3.0 (1/255 units)
-beta = 0.001               # TV splitting β, λ, α
-lam = 0.0001
+beta = 0.1                 # TV splitting β, λ, α (the paper's Section 4)
+lam = 0.01
 alpha = 0.99
 noise_seed = 0
 setting = 1                # synthetic: setting 1 or 2
@@ -31,7 +31,16 @@ record_every = 10
 tol = 1e-5                 # optional: the paper's stopping rule
 seed = 0
 checkpoint_every = 1000
+
+[study]                    # lr-sweep and spectrum only (the paper's GD studies)
+methods = ["mgdl", "sgdl"] # mgdl, sgdl, msdl
+learning_rates = [0.05]    # lr-sweep: every rate; spectrum: one, or one per method
+interval = 500             # spectrum: GD steps between Hessian spectra
+dense_max = 4000           # spectrum: largest Hessian formed densely (above: Lanczos)
 ```
+
+The studies train with `train.optimizer = "gd"` at `study.learning_rates`, `train.epochs`
+steps per grade; `train.lr` is not used.
 
 Every field has a default; a file need only say what differs. Loading checks every key
 and type (an unknown key or a wrong type is one error naming it) and every value's range.
@@ -54,7 +63,8 @@ import optax
 from multigrade.nn import INITS
 
 TASKS = ("regression", "denoise", "deblur", "synthetic")
-COMMANDS = ("fit", "compare")
+COMMANDS = ("fit", "compare", "lr-sweep", "spectrum")
+STUDY_METHODS = ("mgdl", "sgdl", "msdl")
 METHODS = ("mgdl", "sgdl")
 MAX_SEED = 2**32 - 1
 
@@ -120,8 +130,8 @@ class ProblemConfig:
     sigma: float = 10.0
     blur_sigma: float = 3.0
     noise: float = 3.0
-    beta: float = 1e-3
-    lam: float = 1e-4
+    beta: float = 0.1      # the paper's Section 4 restoration (SPEC §3)
+    lam: float = 0.01
     alpha: float = 0.99
     noise_seed: int = 0
     setting: int = 1
@@ -220,6 +230,30 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StudySection:
+    """The GD studies' own fields (`command = "lr-sweep"` or `"spectrum"`)."""
+
+    methods: tuple[str, ...] = ("mgdl", "sgdl")
+    learning_rates: tuple[float, ...] = (0.05,)
+    interval: int = 500
+    dense_max: int = 4000
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in STUDY_METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be some of {', '.join(STUDY_METHODS)}, "
+                             f"got {list(self.methods)}")
+        if not self.learning_rates:
+            raise ValueError("learning_rates must name at least one rate")
+        for lr in self.learning_rates:
+            _finite("learning rate", lr, positive=True)
+        if self.interval < 1:
+            raise ValueError(f"interval must be at least 1, got {self.interval}")
+        if self.dense_max < 1:
+            raise ValueError(f"dense_max must be at least 1, got {self.dense_max}")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A whole run: what `mgdl run CONFIG.toml` executes and every run directory stores."""
 
@@ -227,11 +261,26 @@ class RunConfig:
     problem: ProblemConfig = ProblemConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    study: StudySection = StudySection()
     x64: bool = False
 
     def __post_init__(self):
         if self.command not in COMMANDS:
             raise ValueError(f"unknown command {self.command!r}; choose one of {COMMANDS}")
+        if self.is_study:
+            if self.problem.task not in ("synthetic", "regression", "denoise"):
+                raise ValueError(f"the {self.command} study runs on synthetic, regression "
+                                 f"or denoise, not {self.problem.task}")
+            if self.train.epochs % self.train.record_every:
+                raise ValueError(f"a study's train.epochs ({self.train.epochs}) must be a "
+                                 f"multiple of train.record_every ({self.train.record_every})")
+            if self.command == "spectrum" and self.study.interval % self.train.record_every:
+                raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
+                                 f"of train.record_every ({self.train.record_every})")
+
+    @property
+    def is_study(self) -> bool:
+        return self.command in ("lr-sweep", "spectrum")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -252,6 +301,11 @@ def _merge(base: dict, new: Mapping) -> dict:
 def _check_type(where: str, value, hint) -> object:
     """`value` if it fits the annotation `hint` (ints are accepted for floats)."""
     origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_check_type(f"{where}[{i}]", v, item) for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         options = [h for h in typing.get_args(hint) if h is not type(None)]
         return None if value is None else _check_type(where, value, options[0])

@@ -76,6 +76,7 @@ class Outcome:
     results: dict[str, FitResult]
     problem: Problem
     baselines: list = dataclasses.field(default_factory=list)
+    study: dict | None = None  # lr-sweep / spectrum: {method: SweepResult or FitResult}
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,6 +433,8 @@ def execute(cfg: RunConfig, out: str | Path | None = None, *, overwrite: bool = 
 
 def _execute(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress,
              start: Checkpoint | None = None) -> Outcome:
+    if cfg.is_study:
+        return _study_into(run_dir, cfg, problem, command=command, progress=progress)
     with _catch_signals() as flag:
         if cfg.command == "fit":
             result = _fit_into(run_dir, cfg, problem, flag=flag, command=command,
@@ -448,15 +451,15 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     save_config(run_dir / runs.CONFIG, cfg)
     runs.write_json(run_dir / "environment.json", runs.environment())
     runs.write_status(run_dir, "running", command=command)
-    baselines = restoration_baselines(problem)
-    if baselines:
-        runs.write_npz(run_dir / "baselines.npz",
-                       {f"baseline{i}": b.image for i, b in enumerate(baselines)})
-        runs.write_json(run_dir / "baselines.json", [
-            {"name": b.name, b.parameter: b.value, "test_psnr": b.psnr, "test_ssim": b.ssim}
-            for b in baselines])
-    results = {}
+    results, baselines = {}, []
     try:
+        baselines = restoration_baselines(problem)
+        if baselines:
+            runs.write_npz(run_dir / "baselines.npz",
+                           {f"baseline{i}": b.image for i, b in enumerate(baselines)})
+            runs.write_json(run_dir / "baselines.json", [
+                {"name": b.name, b.parameter: b.value, "test_psnr": b.psnr,
+                 "test_ssim": b.ssim} for b in baselines])
         for method in ("mgdl", "sgdl"):
             sub = dataclasses.replace(cfg, command="fit",
                                       model=dataclasses.replace(cfg.model, method=method))
@@ -476,6 +479,46 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     report.plot_comparison(run_dir)
     runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
     return Outcome(run_dir, cfg, results, problem, baselines)
+
+
+def study_config(cfg: RunConfig):
+    """The `StudyConfig` of a study run (`command = "lr-sweep"` or `"spectrum"`)."""
+    from multigrade.experiments.studies import StudyConfig
+
+    p, m = cfg.problem, cfg.model
+    return StudyConfig(task=p.task, methods=cfg.study.methods, setting=p.setting,
+                       image=None if p.task == "synthetic" else p.image, size=p.size,
+                       data_dir=p.data_dir, sigma=p.sigma / 255, beta=p.beta, lam=p.lam,
+                       alpha=p.alpha, width=m.width, grades=m.grades,
+                       layers_per_grade=m.layers_per_grade, init=m.init, seed=cfg.train.seed,
+                       noise_seed=p.noise_seed)
+
+
+def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
+                progress) -> Outcome:
+    """A GD study into its run directory: `sweep.*` or `spectrum.*` (see `studies`). A study
+    keeps no checkpoint: an interrupted one is run again."""
+    from multigrade.experiments import studies
+
+    save_config(run_dir / runs.CONFIG, cfg)
+    runs.write_status(run_dir, "running", command=command)
+    scfg, t = study_config(cfg), cfg.train
+    extra = {"command": command, **dataclasses.asdict(scfg), "steps": t.epochs}
+    try:
+        if cfg.command == "lr-sweep":
+            found = studies.run_lr_sweep(scfg, cfg.study.learning_rates, t.epochs,
+                                         record_every=t.record_every, progress=progress)
+            studies.save_sweep(run_dir, found, {**extra, "lrs": list(cfg.study.learning_rates)})
+        else:
+            found = studies.run_spectrum(scfg, cfg.study.learning_rates, t.epochs,
+                                         cfg.study.interval, record_every=t.record_every,
+                                         dense_max=cfg.study.dense_max, progress=progress)
+            studies.save_spectrum(run_dir, found, {**extra, "lr": list(cfg.study.learning_rates),
+                                                   "interval": cfg.study.interval})
+    except BaseException as e:
+        runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
+        raise
+    return Outcome(run_dir, cfg, {}, problem, study=found)
 
 
 def restoration_baselines(problem: Problem) -> list:

@@ -1,0 +1,137 @@
+"""`mgdl reproduce` (the paper's experiments, with verdicts) and `mgdl report` (HTML)."""
+
+from __future__ import annotations
+
+from typing import Annotated, no_type_check
+
+import typer
+from rich.table import Table
+
+from multigrade.cli._app import _guard, app, command_line, console, err_console, progress_bars
+from multigrade.cli.options import DataDirOpt, OverwriteOpt, QuietOpt
+
+
+def _list(scale: str) -> None:
+    from multigrade.experiments.presets import EXPERIMENTS, QUICK_ALL, select
+
+    in_all = {e.name for e in select("all", scale)}
+    table = Table(title=f"the paper's experiments ({scale} scale; * = in `all` at this scale)")
+    for c in ("name", "group", "claims", "what", "size", "epochs / grade", "paper's figures"):
+        table.add_column(c, justify="left")
+    for e in EXPERIMENTS.values():
+        cfg = e.config(scale)
+        size = "full" if cfg.problem.size is None else f"{cfg.problem.size}²"
+        if cfg.problem.task == "synthetic":
+            size = f"setting {cfg.problem.setting}"
+        paper = ", ".join(f"{k} {v}" for k, v in e.paper.items()
+                          if k in ("mgdl", "sgdl", "msdl", "observed"))
+        table.add_row(e.name + (" *" if e.name in in_all else ""), e.group,
+                      ",".join(map(str, e.claims)), e.title, size, str(cfg.train.epochs),
+                      paper or "-")
+    console.print(table)
+    if scale == "quick":
+        console.print(f"`all --scale quick` runs the restoration subset {', '.join(QUICK_ALL)} "
+                      "and every other experiment; name any experiment to run it alone.")
+
+
+@app.command("reproduce")
+@_guard
+@no_type_check  # Typer passes its own (vendored) Click context as ctx
+def reproduce_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(
+        help="An experiment, a group (regression, denoise, deblur, lr-study, eigen-study, "
+        "msdl) or all.")] = None,
+    scale: Annotated[str, typer.Option(
+        "--scale", help="quick (2 CPU cores) or paper (the paper's sizes; for a GPU).")] =
+        "quick",
+    seeds: Annotated[int, typer.Option(
+        "--seeds", help="Runs per experiment (initialisation seeds 0..N-1).")] = 1,
+    list_: Annotated[bool, typer.Option("--list", help="List the experiments and exit.")] =
+        False,
+    dump_config: Annotated[bool, typer.Option(
+        "--dump-config", help="Print the experiment's config (TOML) and exit.")] = False,
+    data_dir: DataDirOpt = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override one field of every experiment's config, e.g. --set "
+        "train.epochs=500 (repeatable).")] = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", help="Reproduction directory (default runs/reproduce-<scale>); run again "
+        "to skip what is done.")] = None,
+    report: Annotated[bool, typer.Option(
+        "--report/--no-report", help="Write report.html in the reproduction directory.")] =
+        True,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Reproduce the paper: run its experiments, print our figures beside its, and a
+    verdict per claim (holds / does not hold / inconclusive within the seed spread)."""
+    from multigrade.experiments.presets import SCALES, select
+
+    if scale not in SCALES:
+        raise ValueError(f"--scale must be quick or paper, got {scale!r}")
+    if list_:
+        _list(scale)
+        return
+    if name is None:
+        raise ValueError("name an experiment, a group or all (`mgdl reproduce --list`)")
+    chosen = select(name, scale)  # an unknown name is refused before anything starts
+    if dump_config:
+        from multigrade import runs
+
+        if len(chosen) != 1:
+            raise ValueError(f"--dump-config prints one experiment; {name!r} is "
+                             f"{len(chosen)} of them")
+        cfg = chosen[0].config(scale)
+        if data_dir is not None:
+            cfg = cfg.replace(problem={"data_dir": data_dir})
+        from multigrade.experiments.config import apply_overrides
+
+        cfg = apply_overrides(cfg, overrides or [])
+        print(runs.toml_text(cfg.to_dict()), end="")
+        return
+    from multigrade.experiments.reproduce import reproduce, table_rows
+
+    def on_run(exp: str, seed: int, what: str) -> None:
+        if not quiet:
+            word = {"done": "done already", "train": "training", "resume": "resuming"}[what]
+            err_console.print(f"[bold]{exp}[/bold] seed {seed}: {word}")
+
+    with progress_bars(quiet) as progress:
+        result = reproduce(name, scale=scale, seeds=seeds, data_dir=data_dir,
+                           out=out or f"runs/reproduce-{scale}", overrides=overrides or [],
+                           overwrite=overwrite,
+                           command=command_line(ctx), progress=progress, on_run=on_run)
+    from multigrade.experiments.reproduce import COLUMNS
+
+    table = Table(title=f"reproduction ({scale} scale, {seeds} seed{'s' * (seeds > 1)}): "
+                        "ours (mean ± std) beside the paper's")
+    for c in COLUMNS[:-1]:  # the notes are in summary.md and the report
+        table.add_column(c, justify="left" if c in ("experiment", "measure", "verdict",
+                                                     "other") else "right",
+                         no_wrap=c in ("experiment", "verdict"))
+    for cells in table_rows(result.rows):
+        table.add_row(*cells[:-1])
+    console.print(table)
+    console.print(f"summary: {result.out / 'summary.md'} ({result.ran} runs trained now)")
+    if report:
+        from multigrade.report_html import write_report
+
+        path = write_report([result.out], result.out / "report.html")
+        console.print(f"report: {path}")
+
+
+@app.command("report")
+@_guard
+@no_type_check  # Typer passes its own (vendored) Click context as ctx
+def report_cmd(
+    run_dirs: Annotated[list[str], typer.Argument(
+        help="Run directories, comparisons, studies or reproduction directories.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="The HTML file to write.")] =
+        "report.html",
+):
+    """One self-contained HTML report (figures embedded) of the given runs."""
+    from multigrade.report_html import write_report
+
+    path = write_report(run_dirs, output)
+    console.print(f"report: {path}")

@@ -1,0 +1,212 @@
+"""Every experiment of the paper as plain data: one `RunConfig` per scale.
+
+`paper` is the paper's sizes, depths and budgets (SPEC §3-§4; meant for a GPU). `quick` is
+the same methods and hyper-parameters, reduced to finish on 2 CPU cores:
+
+- images are resized: regression to 128², restoration to 64², the studies to 64²
+  (the eigenvalue study's image regression to 32²);
+- budgets are shorter: regression 1 500 epochs per grade (paper 10 000), restoration 2 000
+  (paper 20 000), the GD studies 2 000-3 000 steps per grade; MGDL and SGDL always get the
+  same number of epochs per grade, as in the paper (equal epochs per layer);
+- `all` runs a subset of the restoration grid (`QUICK_ALL`): denoising at σ_n = 10/255 on
+  butterfly, male and chest and at 30 and 50 on butterfly; deblurring at σ_b = 3 on
+  butterfly and male and at 5 on butterfly. Every other experiment can still be named
+  alone at either scale.
+
+`EXPERIMENTS` maps a name to its `Experiment`; `GROUPS` names sets of them
+(`regression`, `denoise`, `deblur`, `lr-study`, `eigen-study`, `msdl`, `all`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from multigrade.experiments.config import (
+    ModelConfig,
+    ProblemConfig,
+    RunConfig,
+    StudySection,
+    TrainConfig,
+)
+
+SCALES = ("quick", "paper")
+REGRESSION_IMAGES = ("camera", "barbara")
+RESTORATION_IMAGES = ("butterfly", "male", "chest")
+NOISE_LEVELS = (10, 20, 30, 40, 50, 60)
+BLUR_LEVELS = (3, 5, 7)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One experiment of the paper.
+
+    Attributes:
+        name: what `mgdl reproduce NAME` takes.
+        group: the group it belongs to.
+        title: one line saying what it is.
+        claims: which of the paper's claims it tests (see `verdicts.CLAIMS`).
+        paper: the authors' figures (SPEC §5), by method, when the paper gives them.
+        build: the configuration at a scale.
+    """
+
+    name: str
+    group: str
+    title: str
+    claims: tuple[int, ...]
+    build: Callable[[str], RunConfig]
+    paper: dict = dataclasses.field(default_factory=dict)
+
+    def config(self, scale: str) -> RunConfig:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose quick or paper")
+        return self.build(scale)
+
+
+def _regression(image: str) -> Callable[[str], RunConfig]:
+    def build(scale: str) -> RunConfig:
+        quick = scale == "quick"
+        return RunConfig(
+            command="compare",
+            problem=ProblemConfig(task="regression", image=image, size=128 if quick else None),
+            model=ModelConfig(grades=4, layers_per_grade=2, width=128),
+            train=TrainConfig(optimizer="adam", lr=1e-3, epochs=1500 if quick else 10_000,
+                              record_every=50 if quick else 100))
+    return build
+
+
+def _restoration(task: str, image: str, level: float) -> Callable[[str], RunConfig]:
+    def build(scale: str) -> RunConfig:
+        quick = scale == "quick"
+        levels = {"sigma": float(level)} if task == "denoise" else {
+            "blur_sigma": float(level), "noise": 3.0}
+        return RunConfig(
+            command="compare",
+            problem=ProblemConfig(task=task, image=image, size=64 if quick else None,
+                                  beta=0.1, lam=0.01, alpha=0.99, **levels),
+            model=ModelConfig(grades=4, layers_per_grade=3, width=128),
+            train=TrainConfig(optimizer="adam", lr=1e-3, epochs=2000 if quick else 20_000,
+                              record_every=100))
+    return build
+
+
+def _study(command: str, task: str, *, methods=("mgdl", "sgdl"), lrs, width: int,
+           layers: int, quick_steps: int, paper_steps: int, interval_parts: int = 4,
+           image: str | None = None, quick_size: int = 64, paper_size: int | None = None,
+           setting: int = 1, sigma: float = 10.0, dense_max: int = 8000,
+           record_every: int = 10) -> Callable[[str], RunConfig]:
+    """A GD study (He initialisation, zero biases), `interval_parts` + 1 spectra per grade
+    (quick: at most 3, at the start, the middle and the end).
+    Hessians up to 8 000 parameters are formed densely (the eigenvalue study's SGDL
+    [48]×4 has 7 200), so every spectrum is complete and claim 4 can be measured."""
+    def build(scale: str) -> RunConfig:
+        quick = scale == "quick"
+        steps = quick_steps if quick else paper_steps
+        parts = min(interval_parts, 2) if quick else interval_parts
+        return RunConfig(
+            command=command,
+            problem=ProblemConfig(task=task, image=image or "camera", setting=setting,
+                                  size=quick_size if quick else paper_size, sigma=sigma,
+                                  beta=1e-3, lam=1e-4),
+            model=ModelConfig(grades=4, layers_per_grade=layers, width=width, init="he"),
+            train=TrainConfig(optimizer="gd", lr=max(lrs), epochs=steps,
+                              record_every=record_every if quick else 100),
+            study=StudySection(methods=methods, learning_rates=tuple(lrs),
+                               interval=max(steps // parts, 1), dense_max=dense_max))
+    return build
+
+
+SWEEP_RATES = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 2e-1, 5e-1)
+
+
+def _all_experiments() -> dict[str, Experiment]:
+    found: list[Experiment] = []
+    for image in REGRESSION_IMAGES:
+        found.append(Experiment(
+            f"regression-{image}", "regression",
+            f"image regression on {image}: MGDL 4×[128,128] vs SGDL [128]×8, Adam 1e-3",
+            (1, 5), _regression(image)))
+    paper_restoration = {
+        ("denoise", "butterfly", 10): {"mgdl": 31.67, "sgdl": 27.53, "observed": 28.12,
+                                       "mgdl_grades": [21.96, 27.68, 30.65, 31.67]},
+        ("deblur", "butterfly", 3): {"mgdl": 27.05, "sgdl": 25.43, "observed": 24.62,
+                                     "mgdl_grades": [22.14, 25.81, 26.95, 27.05]},
+    }
+    for task, levels, unit in (("denoise", NOISE_LEVELS, "σ_n = {}/255"),
+                               ("deblur", BLUR_LEVELS, "σ_b = {}, σ_n = 3/255")):
+        for image in RESTORATION_IMAGES:
+            for level in levels:
+                found.append(Experiment(
+                    f"{task}-{image}-{level}", task,
+                    f"{'denoising' if task == 'denoise' else 'deblurring'} {image}, "
+                    f"{unit.format(level)}: MGDL 4×[128]×3 vs SGDL [128]×12, Adam 1e-3, "
+                    "β 0.1, λ 0.01", (1, 5), _restoration(task, image, level),
+                    paper_restoration.get((task, image, level), {})))
+    found += [
+        Experiment("lr-synthetic-1", "lr-study",
+                   "GD learning-rate sweep, synthetic setting 1: MGDL 4×[32] vs SGDL [32]×4",
+                   (2,), _study("lr-sweep", "synthetic", lrs=SWEEP_RATES, width=32, layers=1,
+                                quick_steps=2000, paper_steps=20_000)),
+        Experiment("lr-synthetic-2", "lr-study",
+                   "GD learning-rate sweep, synthetic setting 2: MGDL 4×[32] vs SGDL [32]×4",
+                   (2,), _study("lr-sweep", "synthetic", setting=2, lrs=SWEEP_RATES, width=32,
+                                layers=1, quick_steps=2000, paper_steps=20_000)),
+        Experiment("lr-regression", "lr-study",
+                   "GD learning-rate sweep, image regression on resolutionchart: MGDL "
+                   "4×[128,128] vs SGDL [128]×8", (2,),
+                   _study("lr-sweep", "regression", image="resolutionchart", lrs=SWEEP_RATES,
+                          width=128, layers=2, quick_steps=1000, paper_steps=10_000)),
+        Experiment("eigen-synthetic", "eigen-study",
+                   "GD-Jacobian spectra, synthetic setting 1: MGDL η 6e-2 vs SGDL η 5e-3",
+                   (3, 4), _study("spectrum", "synthetic", lrs=(6e-2, 5e-3), width=32, layers=1,
+                                  quick_steps=3000, paper_steps=100_000)),
+        Experiment("eigen-regression", "eigen-study",
+                   "GD-Jacobian spectra, image regression on resolutionchart: MGDL 4×[48] "
+                   "η 0.2 vs SGDL [48]×4 η 5e-2", (3, 4),
+                   _study("spectrum", "regression", image="resolutionchart", lrs=(0.2, 5e-2),
+                          width=48, layers=1, quick_steps=2000, paper_steps=20_000,
+                          quick_size=32),
+                   {"mgdl": 12.04, "sgdl": 12.48, "metric": "test_psnr"}),
+    ]
+    for sigma in (10, 30):
+        found.append(Experiment(
+            f"eigen-denoise-{sigma}", "eigen-study",
+            f"GD-Jacobian spectra, denoising butterfly 64², σ_n = {sigma}/255: MGDL 4×[48] "
+            "η 5e-5 vs SGDL [48]×4 η 1e-5, β 1e-3, λ 1e-4 (both)", (3, 4),
+            _study("spectrum", "denoise", image="butterfly", sigma=sigma, lrs=(5e-5, 1e-5),
+                   width=48, layers=1, quick_steps=2000, paper_steps=20_000, paper_size=64)))
+    found.append(Experiment(
+        "msdl", "msdl",
+        "MGDL vs SGDL vs multi-scale MSDL (4 × [1,8,8,8,8,1], scales 1,2,4,8), synthetic "
+        "setting 1, GD at η 6e-2 / 5e-3 / 4e-3", (1,),
+        _study("spectrum", "synthetic", methods=("mgdl", "sgdl", "msdl"),
+               lrs=(6e-2, 5e-3, 4e-3), width=32, layers=1, quick_steps=5000,
+               paper_steps=250_000, interval_parts=1),
+        {"mgdl": 8.39e-5, "sgdl": 0.364, "msdl": 1.12e-2, "metric": "train_loss",
+         "mgdl_grades": [0.440, 0.114, 3.18e-3, 8.39e-5]}))
+    return {e.name: e for e in found}
+
+
+EXPERIMENTS: dict[str, Experiment] = _all_experiments()
+
+# What `all --scale quick` runs of the restoration grid (everything else runs whole).
+QUICK_ALL = ("denoise-butterfly-10", "denoise-male-10", "denoise-chest-10",
+             "denoise-butterfly-30", "denoise-butterfly-50", "deblur-butterfly-3",
+             "deblur-male-3", "deblur-butterfly-5")
+GROUP_NAMES = ("regression", "denoise", "deblur", "lr-study", "eigen-study", "msdl")
+
+
+def select(name: str, scale: str = "quick") -> list[Experiment]:
+    """The experiments `name` stands for: one experiment, a group, or `all` (at the quick
+    scale, `all` takes the restoration subset `QUICK_ALL`)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose quick or paper")
+    if name in EXPERIMENTS:
+        return [EXPERIMENTS[name]]
+    if name in GROUP_NAMES:
+        return [e for e in EXPERIMENTS.values() if e.group == name]
+    if name == "all":
+        return [e for e in EXPERIMENTS.values() if scale == "paper"
+                or e.group not in ("denoise", "deblur") or e.name in QUICK_ALL]
+    raise ValueError(f"unknown experiment {name!r}; `mgdl reproduce --list` shows them "
+                     f"(groups: {', '.join(GROUP_NAMES)}, all)")

@@ -1,0 +1,293 @@
+"""`mgdl report`: one self-contained HTML page (figures embedded as PNG data) of run
+directories, comparisons, studies and reproductions. It needs no network access and no
+script: open it in any browser, mail it, archive it.
+
+What it shows: a summary table (a reproduction's claims and verdicts; otherwise one row
+per run with its final metrics), then per run its configuration, loss and PSNR curves
+against epochs, seconds and FLOPs with grade boundaries, the image after each grade beside
+the observation and the baselines, and the studies' figures (learning-rate sweeps,
+GD-Jacobian spectra and critical learning rates).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from multigrade import runs
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.3em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.holds { background: #dff3df; } td.does-not-hold { background: #f8dcdc; }
+td.inconclusive { background: #fff3cd; }
+figure { margin: 0.5em 0 1.5em; } figure img { max-width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+pre { background: #f7f7f7; padding: 0.6em; font-size: 0.8em; overflow-x: auto; }
+details { margin-bottom: 1em; }
+"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _png(draw: Callable[[io.BytesIO], object]) -> str:
+    buf = io.BytesIO()
+    draw(buf)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(data: str | None, caption: str) -> str:
+    if not data:
+        return ""
+    return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>\n")
+
+
+def _file_png(path: Path) -> str | None:
+    return base64.b64encode(path.read_bytes()).decode("ascii") if path.is_file() else None
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
+           classes: Sequence[str | None] | None = None) -> str:
+    out = ["<table><thead><tr>", *[f"<th>{_esc(h)}</th>" for h in header], "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        out.append("<tr>")
+        for j, cell in enumerate(row):
+            cls = classes[i] if classes and header[j] == "verdict" else None
+            attr = f' class="{cls}"' if cls else ""
+            out.append(f"<td{attr}>{_esc(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>\n")
+    return "".join(out)
+
+
+def _num(v, spec=".4g") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else \
+        format(v, spec)
+
+
+# ---------------------------------------------------------------------------------------
+# What a directory is
+
+
+def kind_of(path: Path) -> str:
+    """reproduction, compare, fit, lr-sweep, spectrum, or unknown."""
+    from multigrade.experiments.reproduce import is_reproduction
+
+    if is_reproduction(path):
+        return "reproduction"
+    if (path / "comparison.json").is_file():
+        return "compare"
+    if (path / "sweep.json").is_file():
+        return "lr-sweep"
+    if (path / "spectrum.csv").is_file():
+        return "spectrum"
+    if (path / "metrics.json").is_file():
+        return "fit"
+    return "unknown"
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+
+
+def plot_timelines(run_dirs: dict[str, Path], buf) -> None:
+    """Loss (log) and PSNR against epochs, seconds and GFLOP, grade boundaries dotted."""
+    from multigrade.experiments.verdicts import psnr_key, timeline
+    from multigrade.report import _pyplot
+
+    plt = _pyplot()
+    lines = {label: timeline(d) for label, d in run_dirs.items()}
+    key = next((psnr_key(t) for t in lines.values() if psnr_key(t)), None)
+    has_psnr = key is not None
+    rows = 2 if has_psnr else 1
+    xs = (("step", "epoch"), ("seconds", "seconds"), ("flops", "GFLOP"))
+    fig, axes = plt.subplots(rows, 3, figsize=(14, 3.4 * rows), squeeze=False)
+    for i, (label, t) in enumerate(lines.items()):
+        if not len(t["step"]):
+            continue
+        ends = [np.flatnonzero(t["grade"] == g)[-1] for g in np.unique(t["grade"])[:-1]]
+        for col, (key, _) in enumerate(xs):
+            x = t[key] / (1e9 if key == "flops" else 1.0)
+            axes[0, col].semilogy(x, t["train_loss"], color=f"C{i}", label=label)
+            if has_psnr and key in t:
+                axes[1, col].plot(x, t[key], color=f"C{i}", label=label)
+            for e in ends:
+                for r in range(rows):
+                    axes[r, col].axvline(x[e], color=f"C{i}", ls=":", lw=0.8)
+    for col, (_, name) in enumerate(xs):
+        axes[rows - 1, col].set_xlabel(name)
+        for r in range(rows):
+            axes[r, col].grid(alpha=0.3)
+            axes[r, col].legend(fontsize=8)
+    axes[0, 0].set_ylabel("train loss")
+    if has_psnr:
+        axes[1, 0].set_ylabel(key.replace("_psnr", " PSNR (dB)"))
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _grades_png(run_dir: Path, extra: list | None = None) -> str | None:
+    from multigrade.report import grade_panels, plot_images
+
+    panels = grade_panels(run_dir)
+    if not panels:
+        return None
+    return _png(lambda b: plot_images(panels + (extra or []), b))
+
+
+# ---------------------------------------------------------------------------------------
+# Sections
+
+
+def _config_block(run_dir: Path) -> str:
+    path = run_dir / runs.CONFIG
+    if not path.is_file():
+        path = run_dir / "config.json"
+    if not path.is_file():
+        return ""
+    return (f"<details><summary>configuration ({_esc(path.name)})</summary>"
+            f"<pre>{_esc(path.read_text(encoding='utf-8'))}</pre></details>\n")
+
+
+def _metrics_rows(run_dir: Path) -> list[list[str]]:
+    """One row per method of a fit or comparison directory."""
+    dirs = [run_dir] if kind_of(run_dir) == "fit" else \
+        [d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()]
+    rows = []
+    for d in dirs:
+        m = runs.read_json(d / "metrics.json")
+        per_grade = "/".join(_num(g["metrics"].get("test_psnr"), ".2f") for g in m["grades"])
+        rows.append([str(run_dir), m["model"], _num(m["metrics"].get("train_loss")),
+                     _num(m["metrics"].get("test_psnr"), ".2f"),
+                     _num(m["metrics"].get("test_ssim"), ".3f"), per_grade, str(m["epochs"]),
+                     _num(m["seconds"], ".1f")])
+    return rows
+
+
+METRIC_HEADER = ("run", "model", "train loss", "test dB", "SSIM", "dB after each grade",
+                 "epochs", "seconds")
+
+
+def _run_section(run_dir: Path, title: str | None = None) -> str:
+    kind = kind_of(run_dir)
+    parts = [f"<h2>{_esc(title or run_dir)}</h2>\n<p>{_esc(kind)} · {_esc(run_dir)}</p>\n",
+             _config_block(run_dir)]
+    if kind in ("fit", "compare"):
+        parts.append(_table(METRIC_HEADER, _metrics_rows(run_dir)))
+        if kind == "compare" and (run_dir / "baselines.json").is_file():
+            parts.append(_table(("baseline", "parameter", "test dB", "SSIM"), [
+                [b["name"], ", ".join(f"{k} {v:.3g}" for k, v in b.items()
+                                      if k not in ("name", "test_psnr", "test_ssim")),
+                 _num(b["test_psnr"], ".2f"), _num(b["test_ssim"], ".3f")]
+                for b in runs.read_json(run_dir / "baselines.json")]))
+        dirs = {runs.read_json(run_dir / "metrics.json")["model"]: run_dir} if kind == "fit" \
+            else {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
+        parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),
+                             "training loss and PSNR against epochs, seconds and GFLOP "
+                             "(dotted: grade boundaries)"))
+        if kind == "compare":
+            from multigrade.report import comparison_panels, plot_images
+
+            panels = comparison_panels(run_dir)
+            if panels:
+                parts.append(_figure(_png(lambda b: plot_images(panels, b)),
+                                     "the references, the classical baselines and each "
+                                     "method's final image"))
+            if "mgdl" in dirs:
+                parts.append(_figure(_grades_png(dirs["mgdl"]), "MGDL after each grade"))
+        else:
+            parts.append(_figure(_grades_png(run_dir), "the image after each grade"))
+    elif kind == "lr-sweep":
+        sweep = runs.read_json(run_dir / "sweep.json")
+        parts.append(_table(("method", "η", "label", "train loss", "epochs"), [
+            [r["method"], f"{r['lr']:g}", r["label"], _num(r.get("train_loss")),
+             str(r["epochs"])] for r in sweep["runs"]]))
+        parts.append(_table(("method", "largest stable η"), [
+            [m, _num(v)] for m, v in sweep["largest_stable_lr"].items()]))
+        parts.append(_figure(_file_png(run_dir / "sweep.png"),
+                             "training loss per learning rate (GD), one panel per method"))
+    elif kind == "spectrum":
+        rows = runs.read_rows(run_dir / "spectrum.csv")
+        parts.append(_table(
+            ("method", "η", "grade", "step", "λ_max(H)", "min eig J", "max eig J",
+             "outside [-1,1]", "critical η = 2/λ_max"),
+            [[r["method"], _num(r.get("lr")), _num(r.get("grade"), ".0f"),
+              _num(r.get("step"), ".0f"), _num(r.get("lambda_max")),
+              _num(r.get("jacobian_min")), _num(r.get("jacobian_max")),
+              _num(r.get("num_outside"), ".0f"), _num(r.get("critical_lr"))] for r in rows]))
+        parts.append(_figure(_file_png(run_dir / "spectrum.png"),
+                             "eigenvalues of I − ηH along training (band [−1, 1]) and the "
+                             "sharpness λ_max against 2/η (the critical learning rate)"))
+    return "".join(parts)
+
+
+def _reproduction_section(out: Path) -> str:
+    from multigrade.experiments.reproduce import COLUMNS, MANIFEST, table_rows
+    from multigrade.experiments.verdicts import CLAIMS
+
+    manifest = runs.read_json(out / MANIFEST)
+    rows = runs.read_json(out / "summary.json")["rows"] if (out / "summary.json").is_file() \
+        else []
+    parts = [f"<h2>Reproduction: {_esc(out)}</h2>\n",
+             f"<p>scale {_esc(manifest['scale'])}, {manifest['seeds']} seed(s) per experiment. "
+             "Ours: mean ± standard deviation over seeds; a verdict holds or fails only when "
+             "the difference exceeds the spread.</p>\n",
+             "<ol>", *[f"<li>{_esc(c)}</li>" for c in CLAIMS.values()], "</ol>\n",
+             _table(COLUMNS, table_rows(rows),
+                    [r["verdict"].replace(" ", "-") for r in rows])]
+    for name in manifest["experiments"]:
+        d = out / name / "seed0"
+        if runs.is_run_dir(d) and runs.read_status(d).get("state") == "completed":
+            parts.append(_run_section(d, f"{name} (seed 0)"))
+    return "".join(parts)
+
+
+def write_report(paths: Sequence[str | Path], output: str | Path) -> Path:
+    """Writes the HTML report of `paths` (run, comparison, study or reproduction
+    directories) to `output`."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("name at least one run directory")
+    for p in paths:
+        if not p.is_dir():
+            raise ValueError(f"{p} is not a directory")
+        if kind_of(p) == "unknown":
+            raise ValueError(f"{p} is not a run, comparison, study or reproduction directory")
+        if kind_of(p) != "reproduction" and runs.read_status(p).get("state") != "completed":
+            raise ValueError(f"{p} is not completed ({runs.read_status(p).get('state')}): "
+                             "`mgdl resume` it first")
+    output = Path(output)
+    if output.is_dir():
+        raise ValueError(f"{output} is a directory: give the report's file name")
+    body = ["<h1>multigrade report</h1>\n",
+            f"<p>written {_esc(_dt.datetime.now().isoformat(timespec='seconds'))}</p>\n"]
+    runs_only = [p for p in paths if kind_of(p) in ("fit", "compare")]
+    if runs_only:
+        body += ["<h2>Summary</h2>\n", _table(
+            METRIC_HEADER, [r for p in runs_only for r in _metrics_rows(p)])]
+    for p in paths:
+        if kind_of(p) == "reproduction":
+            body.append(_reproduction_section(p))
+        else:
+            body.append(_run_section(p))
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>multigrade report</title><link rel=\"icon\" href=\"data:,\">"
+            f"<style>{CSS}</style></head><body>\n{''.join(body)}</body></html>\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_text(output, page)
+    return output
