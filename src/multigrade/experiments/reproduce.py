@@ -89,8 +89,8 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
                for e in chosen}
     _claim_out(out, [e.name for e in chosen], scale, seeds, overwrite)
     ran = 0
-    for e in chosen:
-        for seed in range(seeds):
+    for seed in range(seeds):  # every experiment once before any is repeated
+        for e in chosen:
             d = run_dir_of(out, e.name, seed)
             cfg = configs[e.name].replace(train={"seed": seed})
             state = runs.read_status(d)["state"] if runs.is_run_dir(d) else None
