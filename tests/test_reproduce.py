@@ -149,6 +149,11 @@ def test_reproduction_run_again_trains_only_what_is_missing(tiny_reproduction):
     shutil.rmtree(out / "msdl" / "seed1")
     again = reproduce("msdl", scale="quick", seeds=2, out=out, overrides=TINY)
     assert again.ran == 1 and runs.read_status(out / "msdl" / "seed1")["state"] == "completed"
+    # a run found with another configuration is neither skipped nor reported as this one
+    with pytest.raises(ValueError, match="another configuration"):
+        reproduce("msdl", scale="quick", seeds=1, out=out, overrides=[*TINY, "model.width=6"])
+    with pytest.raises(ValueError, match="quick-scale reproduction"):
+        reproduce("msdl", scale="paper", seeds=1, out=out, overrides=TINY)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,3 +226,13 @@ def test_report_refuses_what_it_cannot_show(tmp_path):
     r = mgdl("report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html"))
     assert r.returncode == 2 and "not a run" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_demo_ends_with_its_report(tmp_path):
+    out = tmp_path / "demo"
+    r = mgdl("demo", "--size", "16", "--epochs", "20", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"report: {out / 'report.html'}" in " ".join(r.stdout.split())
+    page = (out / "report.html").read_text()
+    # the comparison's curves, final images and MGDL's grades, as the browser test counts
+    assert page.count("<img") == 3 and "dB after each grade" in page

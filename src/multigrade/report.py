@@ -100,16 +100,25 @@ def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]
         return []
     first = runs.read_npz(methods[0] / "images.npz")
     panels = _references(first, runs.read_json(methods[0] / "metrics.json"))
-    if (run_dir / "baselines.json").is_file():
-        found = runs.read_npz(run_dir / "baselines.npz")
-        for i, b in enumerate(runs.read_json(run_dir / "baselines.json")):
-            panels.append((b["name"].split(",")[0] + _db(b["test_psnr"]), found[f"baseline{i}"]))
+    panels += baseline_panels(run_dir)
     for d in methods:
         metrics = runs.read_json(d / "metrics.json")
         last = metrics["grades"][-1]["grade"]
         panels.append((metrics["model"] + _db(metrics["metrics"].get("test_psnr")),
                        runs.read_npz(d / "images.npz")[f"grade{last}"]))
     return panels
+
+
+def baseline_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """The classical baselines of a comparison directory (`baselines.npz`), with PSNRs."""
+    from multigrade import runs
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "baselines.json").is_file():
+        return []
+    found = runs.read_npz(run_dir / "baselines.npz")
+    return [(b["name"].split(",")[0] + _db(b["test_psnr"]), found[f"baseline{i}"])
+            for i, b in enumerate(runs.read_json(run_dir / "baselines.json"))]
 
 
 def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -> None:

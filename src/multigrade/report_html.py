@@ -209,7 +209,11 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
                                      "the references, the classical baselines and each "
                                      "method's final image"))
             if "mgdl" in dirs:
-                parts.append(_figure(_grades_png(dirs["mgdl"]), "MGDL after each grade"))
+                from multigrade.report import baseline_panels
+
+                parts.append(_figure(_grades_png(dirs["mgdl"], baseline_panels(run_dir)),
+                                     "MGDL after each grade, beside the observation and the "
+                                     "classical baselines"))
         else:
             parts.append(_figure(_grades_png(run_dir), "the image after each grade"))
     elif kind == "lr-sweep":

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from multigrade.cli._app import _guard, app, command_line, console, err_console, progress_bars
-from multigrade.cli.options import DataDirOpt, OverwriteOpt, QuietOpt
+from multigrade.cli.options import DataDirOpt, QuietOpt
 
 
 def _list(scale: str) -> None:
@@ -47,6 +47,9 @@ def reproduce_cmd(
         "quick",
     seeds: Annotated[int, typer.Option(
         "--seeds", help="Runs per experiment (initialisation seeds 0..N-1).")] = 1,
+    vary_noise: Annotated[bool, typer.Option(
+        "--vary-noise", help="Draw a new observation per seed (noise seed = seed); by "
+        "default every seed restores the same one.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the experiments and exit.")] =
         False,
     dump_config: Annotated[bool, typer.Option(
@@ -61,7 +64,8 @@ def reproduce_cmd(
     report: Annotated[bool, typer.Option(
         "--report/--no-report", help="Write report.html in the reproduction directory.")] =
         True,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Train every run again, even those found completed.")] = False,
     quiet: QuietOpt = False,
 ):
     """Reproduce the paper: run its experiments, print our figures beside its, and a
@@ -100,6 +104,7 @@ def reproduce_cmd(
     with progress_bars(quiet) as progress:
         result = reproduce(name, scale=scale, seeds=seeds, data_dir=data_dir,
                            out=out or f"runs/reproduce-{scale}", overrides=overrides or [],
+                           vary_noise=vary_noise,
                            overwrite=overwrite,
                            command=command_line(ctx), progress=progress, on_run=on_run)
     from multigrade.experiments.reproduce import COLUMNS
@@ -113,6 +118,15 @@ def reproduce_cmd(
     for cells in table_rows(result.rows):
         table.add_row(*cells[:-1])
     console.print(table)
+    notes = Table(title="notes: observations, oracle-tuned baselines, per-grade figures")
+    notes.add_column("experiment", no_wrap=True)
+    notes.add_column("claim", justify="right")
+    notes.add_column("notes")
+    for r in result.rows:
+        if r["extra"]:
+            notes.add_row(r["experiment"], str(r["claim"]), r["extra"])
+    if notes.rows:
+        console.print(notes)
     console.print(f"summary: {result.out / 'summary.md'} ({result.ran} runs trained now)")
     if report:
         from multigrade.report_html import write_report

@@ -44,7 +44,7 @@ def is_reproduction(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def _claim_out(out: Path, names: list[str], scale: str, seeds: int, overwrite: bool) -> None:
+def _claim_out(out: Path, names: list[str], scale: str, seeds: int) -> None:
     if str(out).strip() == "":
         raise ValueError("--out must name a directory, got an empty string")
     if out.exists() and not out.is_dir():
@@ -54,7 +54,7 @@ def _claim_out(out: Path, names: list[str], scale: str, seeds: int, overwrite: b
                          "choose another --out")
     if is_reproduction(out):
         old = runs.read_json(out / MANIFEST)
-        if old.get("scale") != scale and not overwrite:
+        if old.get("scale") != scale:
             raise ValueError(f"{out} holds a {old.get('scale')}-scale reproduction; choose "
                              "another --out for this scale")
     out.mkdir(parents=True, exist_ok=True)
@@ -70,12 +70,15 @@ def run_dir_of(out: Path, name: str, seed: int) -> Path:
 
 def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Path,
               data_dir: str | None = None, overrides: Sequence[str] = (),
-              overwrite: bool = False, command: str | None = None,
+              vary_noise: bool = False, overwrite: bool = False, command: str | None = None,
               progress=None, on_run: Callable[[str, int, str], None] | None = None
               ) -> Reproduction:
     """Runs the experiments `name` stands for (see `presets.select`) `seeds` times each.
 
     `overrides` (`["train.epochs=100", ...]`, as `--set`) change every experiment's config.
+    Seed k sets `train.seed = k`; with `vary_noise`, also `problem.noise_seed = k` (a new
+    observation per seed; otherwise every seed restores the same observation).
+    With `overwrite`, runs found in `out` are trained again instead of skipped or resumed.
     `on_run(experiment, seed, what)` is told when a run starts ("train", "resume") or is
     found done ("done"); `progress` makes the training progress bars (as in `execute`).
     """
@@ -87,21 +90,24 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
     out = Path(out)
     configs = {e.name: apply_overrides(_with_data(e.config(scale), data_dir), list(overrides))
                for e in chosen}
-    _claim_out(out, [e.name for e in chosen], scale, seeds, overwrite)
+    _claim_out(out, [e.name for e in chosen], scale, seeds)
     ran = 0
     for seed in range(seeds):  # every experiment once before any is repeated
         for e in chosen:
             d = run_dir_of(out, e.name, seed)
-            cfg = configs[e.name].replace(train={"seed": seed})
+            cfg = configs[e.name].replace(train={"seed": seed}, **(
+                {"problem": {"noise_seed": seed}} if vary_noise else {}))
             state = runs.read_status(d)["state"] if runs.is_run_dir(d) else None
-            if state == "completed":
+            if state is not None and not overwrite:
+                _check_same_config(d, cfg)
+            if state == "completed" and not overwrite:
                 if on_run:
                     on_run(e.name, seed, "done")
                 continue
             if on_run:
                 on_run(e.name, seed, "resume" if state == "interrupted" else "train")
             t0 = time.perf_counter()
-            if state == "interrupted" and not cfg.is_study:
+            if state == "interrupted" and not cfg.is_study and not overwrite:
                 resume(d, command=command, progress=progress)
             else:
                 execute(cfg, d, overwrite=state is not None, command=command,
@@ -113,6 +119,17 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
     rows = summarize(out, everything, scale)
     write_summary(out, rows)
     return Reproduction(out, scale, chosen, seeds, rows, ran)
+
+
+def _check_same_config(run_dir: Path, cfg) -> None:
+    """A run found in the directory must be the one asked for (else skipping or resuming
+    it would report another experiment's figures)."""
+    from multigrade.experiments.config import load_config
+
+    if (run_dir / runs.CONFIG).is_file() and load_config(run_dir) != cfg:
+        raise ValueError(f"{run_dir} was run with another configuration (other --set, "
+                         "--data-dir or --vary-noise?): choose another --out, or --overwrite "
+                         "to run it again")
 
 
 WALL_TIMES = "wall_times.json"
