@@ -96,10 +96,14 @@ def test_verdict_rule_on_hand_made_results():
         == "does not hold"
 
 
-def test_condition_numbers_ignore_the_zero_eigenvalues():
-    lam = np.array([0.0, 1e-14, -1e-13, 0.5, 1.0, 2.0, 8.0])
+def test_condition_numbers_ignore_the_near_zero_eigenvalues():
+    # 8 + 4 + 2 + 1 = 15 of the positive sum 15.0003: the four dominant ones hold 99 %
+    lam = np.array([-1e-3, 0.0, 1e-4, 1e-4, 1e-4, 1.0, 2.0, 4.0, 8.0])
     kappa, spread = V.condition_numbers(lam)
-    assert math.isclose(kappa, 8.0 / 0.5) and math.isclose(spread, 8.0 / 1.5)
+    assert math.isclose(kappa, 8.0 / 1.0) and math.isclose(spread, 8.0 / 3.0)
+    # with only 70 % of the mass, 8 and 4 (12/15 = 80 %) are enough
+    assert V.condition_numbers(lam, mass=0.7) == (2.0, 8.0 / 6.0)
+    assert all(math.isnan(x) for x in V.condition_numbers(np.array([-1.0, 0.0])))
 
 
 # ---------------------------------------------------------------------------------------

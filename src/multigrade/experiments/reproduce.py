@@ -256,8 +256,8 @@ def _spectrum_rows(e: Experiment, found: list[dict]) -> list[dict]:
                          [f["sgdl"]["fraction_unstable"] for f in found], higher=False,
                          extra=f"{ends('mgdl')}; {ends('sgdl')}"))
     if 4 in e.claims:
-        for key, label in (("kappa", "condition number κ over non-zero eigenvalues"),
-                           ("spread", "spread λ_max / λ_median")):
+        for key, label in (("kappa", "κ = λ_max/λ_min over the dominant eigenvalues"),
+                           ("spread", "spread λ_max/λ_median over the dominant eigenvalues")):
             per_grade = found[0]["mgdl"][f"{key}_per_grade"]
             extra = "MGDL per grade " + "/".join(_fmt(v, ".3g") for v in per_grade.values()) \
                 if per_grade else "no dense spectrum (Lanczos extremes only)"
