@@ -225,6 +225,29 @@ def test_html_report_in_headless_chromium(tiny_reproduction, tmp_path):
         driver.quit()
 
 
+def test_report_curves_are_the_histories(tiny_reproduction):
+    from multigrade.experiments.verdicts import timeline
+    from multigrade.report_html import timeline_series
+
+    out, _ = tiny_reproduction
+    for name, psnr in (("denoise-butterfly-10", "test_psnr"), ("regression-camera", "val_psnr")):
+        d = out / name / "seed0"
+        series, found = timeline_series({"mgdl": d / "mgdl", "sgdl": d / "sgdl"})
+        assert found == psnr
+        h = runs.read_history(d / "mgdl" / "history.csv")
+        curves = {(row, col): y for row, col, label, x, y, _ in series if label == "mgdl"}
+        assert set(curves) == {(r, c) for r in (0, 1) for c in (0, 1, 2)}
+        for col in (0, 1, 2):
+            np.testing.assert_array_equal(curves[0, col], h["train_loss"])
+            np.testing.assert_array_equal(curves[1, col], h[psnr])
+        # against seconds: increasing, ending at the run's training seconds
+        t = timeline(d / "mgdl")["seconds"]
+        assert np.all(np.diff(t) > 0)
+        assert np.isclose(t[-1], runs.read_json(d / "mgdl" / "metrics.json")["seconds"])
+        # MGDL's 3 grade boundaries on every panel, SGDL's none
+        assert all(len(s[5]) == (3 if s[2] == "mgdl" else 0) for s in series)
+
+
 def test_report_refuses_what_it_cannot_show(tmp_path):
     (tmp_path / "empty").mkdir()
     r = mgdl("report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html"))

@@ -104,38 +104,52 @@ def kind_of(path: Path) -> str:
 # Figures
 
 
-def plot_timelines(run_dirs: dict[str, Path], buf) -> None:
-    """Loss (log) and PSNR against epochs, seconds and GFLOP, grade boundaries dotted."""
-    from multigrade.experiments.verdicts import psnr_key, timeline
-    from multigrade.report import _pyplot
+TIMELINE_AXES = (("step", "epoch"), ("seconds", "seconds"), ("flops", "GFLOP"))
 
-    plt = _pyplot()
+
+def timeline_series(run_dirs: dict[str, Path]) -> tuple[list[tuple], str | None]:
+    """What `plot_timelines` draws, as data: `(row, col, label, x, y, boundaries)` per
+    curve (row 0 the training loss, row 1 the PSNR the history records), and that PSNR's
+    name."""
+    from multigrade.experiments.verdicts import psnr_key, timeline
+
     lines = {label: timeline(d) for label, d in run_dirs.items()}
-    key = next((psnr_key(t) for t in lines.values() if psnr_key(t)), None)
-    has_psnr = key is not None
-    rows = 2 if has_psnr else 1
-    xs = (("step", "epoch"), ("seconds", "seconds"), ("flops", "GFLOP"))
-    fig, axes = plt.subplots(rows, 3, figsize=(14, 3.4 * rows), squeeze=False)
-    for i, (label, t) in enumerate(lines.items()):
+    psnr = next((psnr_key(t) for t in lines.values() if psnr_key(t)), None)
+    series = []
+    for label, t in lines.items():
         if not len(t["step"]):
             continue
         ends = [np.flatnonzero(t["grade"] == g)[-1] for g in np.unique(t["grade"])[:-1]]
-        for col, (key, _) in enumerate(xs):
-            x = t[key] / (1e9 if key == "flops" else 1.0)
-            axes[0, col].semilogy(x, t["train_loss"], color=f"C{i}", label=label)
-            if has_psnr and key in t:
-                axes[1, col].plot(x, t[key], color=f"C{i}", label=label)
-            for e in ends:
-                for r in range(rows):
-                    axes[r, col].axvline(x[e], color=f"C{i}", ls=":", lw=0.8)
-    for col, (_, name) in enumerate(xs):
+        for col, (axis, _) in enumerate(TIMELINE_AXES):
+            x = t[axis] / (1e9 if axis == "flops" else 1.0)
+            series.append((0, col, label, x, t["train_loss"], x[ends]))
+            if psnr is not None and psnr in t:
+                series.append((1, col, label, x, t[psnr], x[ends]))
+    return series, psnr
+
+
+def plot_timelines(run_dirs: dict[str, Path], buf) -> None:
+    """Loss (log) and PSNR against epochs, seconds and GFLOP, grade boundaries dotted."""
+    from multigrade.report import _pyplot
+
+    plt = _pyplot()
+    series, psnr = timeline_series(run_dirs)
+    rows = 2 if psnr is not None else 1
+    fig, axes = plt.subplots(rows, 3, figsize=(14, 3.4 * rows), squeeze=False)
+    colors = {label: f"C{i}" for i, label in enumerate(run_dirs)}
+    for row, col, label, x, y, ends in series:
+        ax = axes[row, col]
+        (ax.semilogy if row == 0 else ax.plot)(x, y, color=colors[label], label=label)
+        for e in ends:
+            ax.axvline(e, color=colors[label], ls=":", lw=0.8)
+    for col, (_, name) in enumerate(TIMELINE_AXES):
         axes[rows - 1, col].set_xlabel(name)
         for r in range(rows):
             axes[r, col].grid(alpha=0.3)
             axes[r, col].legend(fontsize=8)
     axes[0, 0].set_ylabel("train loss")
-    if has_psnr:
-        axes[1, 0].set_ylabel(key.replace("_psnr", " PSNR (dB)"))
+    if psnr is not None:
+        axes[1, 0].set_ylabel(psnr.replace("_psnr", " PSNR (dB)"))
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
