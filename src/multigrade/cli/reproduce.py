@@ -81,20 +81,9 @@ def reproduce_cmd(
         raise ValueError("name an experiment, a group or all (`mgdl reproduce --list`)")
     chosen = select(name, scale)  # an unknown name is refused before anything starts
     if dump_config:
-        from multigrade import runs
-
-        if len(chosen) != 1:
-            raise ValueError(f"--dump-config prints one experiment; {name!r} is "
-                             f"{len(chosen)} of them")
-        cfg = chosen[0].config(scale)
-        if data_dir is not None:
-            cfg = cfg.replace(problem={"data_dir": data_dir})
-        from multigrade.experiments.config import apply_overrides
-
-        cfg = apply_overrides(cfg, overrides or [])
-        print(runs.toml_text(cfg.to_dict()), end="")
+        _dump_config(name, chosen, scale, data_dir, overrides or [])
         return
-    from multigrade.experiments.reproduce import reproduce, table_rows
+    from multigrade.experiments.reproduce import reproduce
 
     def on_run(exp: str, seed: int, what: str) -> None:
         if not quiet:
@@ -104,13 +93,34 @@ def reproduce_cmd(
     with progress_bars(quiet) as progress:
         result = reproduce(name, scale=scale, seeds=seeds, data_dir=data_dir,
                            out=out or f"runs/reproduce-{scale}", overrides=overrides or [],
-                           vary_noise=vary_noise,
-                           overwrite=overwrite,
+                           vary_noise=vary_noise, overwrite=overwrite,
                            command=command_line(ctx), progress=progress, on_run=on_run)
-    from multigrade.experiments.reproduce import COLUMNS
+    _print_reproduction(result)
+    if report:
+        from multigrade.report_html import write_report
 
-    table = Table(title=f"reproduction ({scale} scale, {seeds} seed{'s' * (seeds > 1)}): "
-                        "ours (mean ± std) beside the paper's")
+        path = write_report([result.out], result.out / "report.html")
+        console.print(f"report: {path}")
+
+
+def _dump_config(name: str, chosen: list, scale: str, data_dir, overrides: list[str]) -> None:
+    from multigrade import runs
+    from multigrade.experiments.reproduce import experiment_config
+
+    if len(chosen) != 1:
+        raise ValueError(f"--dump-config prints one experiment; {name!r} is "
+                         f"{len(chosen)} of them")
+    cfg = experiment_config(chosen[0], scale, data_dir, overrides)
+    print(runs.toml_text(cfg.to_dict()), end="")
+
+
+def _print_reproduction(result) -> None:
+    """The summary table (the notes in a second table), then where the summary is."""
+    from multigrade.experiments.reproduce import COLUMNS, table_rows
+
+    seeds = result.seeds
+    table = Table(title=f"reproduction ({result.scale} scale, {seeds} "
+                        f"seed{'s' * (seeds > 1)}): ours (mean ± std) beside the paper's")
     for c in COLUMNS[:-1]:  # the notes are in summary.md and the report
         table.add_column(c, justify="left" if c in ("experiment", "measure", "verdict",
                                                      "other") else "right",
@@ -128,11 +138,6 @@ def reproduce_cmd(
     if notes.rows:
         console.print(notes)
     console.print(f"summary: {result.out / 'summary.md'} ({result.ran} runs trained now)")
-    if report:
-        from multigrade.report_html import write_report
-
-        path = write_report([result.out], result.out / "report.html")
-        console.print(f"report: {path}")
 
 
 @app.command("report")

@@ -119,7 +119,8 @@ def _study(command: str, task: str, *, methods=("mgdl", "sgdl"), lrs, width: int
 SWEEP_RATES = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 2e-1, 5e-1)
 
 
-def _all_experiments() -> dict[str, Experiment]:
+def _image_experiments() -> list[Experiment]:
+    """Section 4: image regression, denoising and deblurring (Adam, MGDL vs SGDL)."""
     found: list[Experiment] = []
     for image in REGRESSION_IMAGES:
         found.append(Experiment(
@@ -142,7 +143,12 @@ def _all_experiments() -> dict[str, Experiment]:
                     f"{unit.format(level)}: MGDL 4×[128]×3 vs SGDL [128]×12, Adam 1e-3, "
                     "β 0.1, λ 0.01", (1, 5), _restoration(task, image, level),
                     paper_restoration.get((task, image, level), {})))
-    found += [
+    return found
+
+
+def _study_experiments() -> list[Experiment]:
+    """Sections 5-6 and the MSDL comparison: full-batch GD studies."""
+    found = [
         Experiment("lr-synthetic-1", "lr-study",
                    "GD learning-rate sweep, synthetic setting 1: MGDL 4×[32] vs SGDL [32]×4",
                    (2,), _study("lr-sweep", "synthetic", lrs=SWEEP_RATES, width=32, layers=1,
@@ -184,10 +190,11 @@ def _all_experiments() -> dict[str, Experiment]:
                paper_steps=250_000, interval_parts=1),
         {"mgdl": 8.39e-5, "sgdl": 0.364, "msdl": 1.12e-2, "metric": "train_loss",
          "mgdl_grades": [0.440, 0.114, 3.18e-3, 8.39e-5]}))
-    return {e.name: e for e in found}
+    return found
 
 
-EXPERIMENTS: dict[str, Experiment] = _all_experiments()
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for e in [*_image_experiments(), *_study_experiments()]}
 
 # What `all --scale quick` runs of the restoration grid (everything else runs whole).
 QUICK_ALL = ("denoise-butterfly-10", "denoise-male-10", "denoise-chest-10",

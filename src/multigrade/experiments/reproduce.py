@@ -88,8 +88,7 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     chosen = select(name, scale)
     out = Path(out)
-    configs = {e.name: apply_overrides(_with_data(e.config(scale), data_dir), list(overrides))
-               for e in chosen}
+    configs = {e.name: experiment_config(e, scale, data_dir, overrides) for e in chosen}
     _claim_out(out, [e.name for e in chosen], scale, seeds)
     ran = 0
     for seed in range(seeds):  # every experiment once before any is repeated
@@ -144,15 +143,19 @@ def _record_wall_time(out: Path, name: str, seed: int, seconds: float) -> None:
     runs.write_json(path, times)
 
 
-def _wall_time(out: Path, name: str, dirs: Sequence[Path]) -> float:
-    path = out / WALL_TIMES
-    times = runs.read_json(path) if path.is_file() else {}
+def _wall_time(times: dict, name: str, dirs: Sequence[Path]) -> float:
     found = [times[f"{name}/{d.name}"] for d in dirs if f"{name}/{d.name}" in times]
     return float(sum(found) / len(found)) if found else math.nan
 
 
-def _with_data(cfg, data_dir: str | None):
-    return cfg if data_dir is None else cfg.replace(problem={"data_dir": str(data_dir)})
+def experiment_config(e: Experiment, scale: str, data_dir: str | None = None,
+                      overrides: Sequence[str] = ()):
+    """The config an experiment runs with: its preset at `scale`, the images from
+    `data_dir`, then the `--set` overrides."""
+    cfg = e.config(scale)
+    if data_dir is not None:
+        cfg = cfg.replace(problem={"data_dir": str(data_dir)})
+    return apply_overrides(cfg, list(overrides))
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,12 +192,13 @@ def summarize(out: str | Path, experiments: Sequence[Experiment], scale: str) ->
     completed seed of each experiment)."""
     out = Path(out)
     rows: list[dict] = []
+    times = runs.read_json(out / WALL_TIMES) if (out / WALL_TIMES).is_file() else {}
     for e in experiments:
         dirs = _seed_dirs(out, e.name)
         if not dirs:
             continue
         cfg = e.config(scale)
-        wall = _wall_time(out, e.name, dirs)
+        wall = _wall_time(times, e.name, dirs)
         if cfg.command == "compare":
             found = _compare_rows(e, [V.read_compare(d) for d in dirs])
         elif cfg.command == "lr-sweep":
