@@ -89,7 +89,8 @@ def test_fit_denoise_and_compare_deblur(tmp_path):
     metrics = json.loads((tmp_path / "dn" / "metrics.json").read_text())
     assert metrics["problem"]["kind"] == "denoise"
     assert abs(metrics["problem"]["noise_sigma"] - 20 / 255) < 1e-12
-    assert set(metrics["metrics"]) == {"train_loss", "test_loss", "test_psnr", "test_ssim"}
+    assert set(metrics["metrics"]) == {"train_loss", "test_loss", "test_psnr", "test_ssim",
+                                       "residual"}
     res = runner.invoke(app, ["compare", "deblur", *TINY, "--blur-sigma", "1", "--noise", "3",
                               "--out", str(tmp_path / "db")])
     assert res.exit_code == 0, res.output

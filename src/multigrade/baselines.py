@@ -1,13 +1,20 @@
-"""Classical restoration baselines, tuned by oracle (PSNR against the clean image).
+"""Classical restoration baselines, their one weight chosen three ways.
 
-They show where the networks stand. Like the networks' hyper-parameters in the paper,
-their one weight is chosen from a grid by PSNR against the clean image, so they are
-labelled "oracle": an upper bound on what each method gives, not a blind result.
+They show where the networks stand. Each has one weight (TV's, Wiener's balance), chosen
+from a grid:
+
+- "oracle": by PSNR against the clean image, as the networks' hyper-parameters are in the
+  paper: an upper bound on what the method gives, not a blind result;
+- "SURE" (denoising): by Monte-Carlo SURE (`selection.mc_sure`), from the observation and
+  σ alone;
+- "discrepancy": the largest weight whose residual ‖A(f(y)) − y‖²/N is at most τσ²
+  (Morozov; `selection.discrepancy_tau`), from the observation and σ alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -15,6 +22,8 @@ from multigrade.operators import gaussian_kernel
 
 TV_WEIGHTS = np.geomspace(0.005, 1.0, 25)
 WIENER_BALANCES = np.geomspace(1e-4, 1.0, 17)
+CHOICES = ("oracle", "sure", "discrepancy")
+_LABELS = {"oracle": "oracle", "sure": "SURE", "discrepancy": "discrepancy"}
 
 
 @dataclasses.dataclass
@@ -25,41 +34,84 @@ class Baseline:
     psnr: float
     ssim: float
     image: np.ndarray
+    choice: str = "oracle"  # how `value` was chosen: one of CHOICES
 
 
 def _psnr(a, b) -> float:
     return float(-10 * np.log10(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def _best(name, parameter, grid, restore, clean) -> Baseline:
+def _choose(method: str, parameter: str, grid, restore: Callable, clean: np.ndarray,
+            choice: str, *, observed=None, sigma=None, forward=None) -> Baseline:
+    """The grid value `choice` picks (larger weights regularise more)."""
+    from multigrade import selection
     from multigrade.metrics import ssim
 
-    scores = [(_psnr(im := restore(v), clean), v, im) for v in grid]
-    psnr, value, image = max(scores, key=lambda s: s[0])
-    return Baseline(name, parameter, float(value), psnr, ssim(image, clean), image)
+    if choice == "oracle":
+        value = max(grid, key=lambda v: _psnr(restore(v), clean))
+    elif choice == "sure":
+        value = min(grid, key=lambda v: selection.mc_sure(lambda y: restore(v, y), observed,
+                                                          sigma))
+    elif choice == "discrepancy":
+        tau = selection.discrepancy_tau(np.asarray(observed).size)
+        fits = [v for v in grid
+                if np.mean((forward(restore(v)) - observed) ** 2) <= tau * sigma**2]
+        value = max(fits) if fits else min(grid)
+    else:
+        raise ValueError(f"unknown choice {choice!r}; choose one of {', '.join(CHOICES)}")
+    image = restore(value)
+    return Baseline(f"{method}, {_LABELS[choice]}", parameter, float(value),
+                    _psnr(image, clean), ssim(image, clean), image, choice)
+
+
+def tv_denoise(observed: np.ndarray, clean: np.ndarray, *, choice: str = "oracle",
+               sigma: float | None = None, weights=TV_WEIGHTS) -> Baseline:
+    """Chambolle's TV denoising (scikit-image), its weight chosen by `choice` (SURE and
+    discrepancy need the noise level `sigma`)."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    axis = -1 if observed.ndim == 3 else None
+
+    def restore(w, y=observed):
+        return denoise_tv_chambolle(y, weight=w, channel_axis=axis)
+
+    return _choose("TV (Chambolle)", "weight", weights, restore, clean, choice,
+                   observed=observed, sigma=sigma, forward=lambda x: x)
+
+
+def wiener(observed: np.ndarray, clean: np.ndarray, blur_sigma: float, *,
+           choice: str = "oracle", sigma: float | None = None,
+           balances=WIENER_BALANCES) -> Baseline:
+    """Wiener deconvolution (scikit-image, periodic boundary), its balance chosen by
+    `choice` ("oracle" or "discrepancy", the residual through the problem's blur)."""
+    from skimage.restoration import wiener as skimage_wiener
+
+    from multigrade.operators import blur_matrix
+
+    psf = gaussian_kernel(blur_sigma)
+
+    def restore(balance, y=observed):
+        channels = y[..., None] if y.ndim == 2 else y
+        out = np.stack([skimage_wiener(channels[..., c], psf, balance, clip=False)
+                        for c in range(channels.shape[-1])], axis=-1)
+        return np.clip(out if y.ndim == 3 else out[..., 0], 0, 1)
+
+    rows, cols = (blur_matrix(n, blur_sigma) for n in observed.shape[:2])
+
+    def forward(x):
+        return np.einsum("ij,jk...,lk->il...", rows, x, cols)
+
+    return _choose("Wiener", "balance", balances, restore, clean, choice,
+                   observed=observed, sigma=sigma, forward=forward)
 
 
 def tv_denoise_oracle(observed: np.ndarray, clean: np.ndarray,
                       weights=TV_WEIGHTS) -> Baseline:
-    """Chambolle's TV denoising (scikit-image) with the weight of best PSNR."""
-    from skimage.restoration import denoise_tv_chambolle
-
-    axis = -1 if observed.ndim == 3 else None
-    return _best("TV (Chambolle), oracle", "weight", weights,
-                 lambda w: denoise_tv_chambolle(observed, weight=w, channel_axis=axis), clean)
+    """Chambolle's TV denoising with the weight of best PSNR."""
+    return tv_denoise(observed, clean, weights=weights)
 
 
 def wiener_oracle(observed: np.ndarray, clean: np.ndarray, blur_sigma: float,
                   balances=WIENER_BALANCES) -> Baseline:
-    """Wiener deconvolution (scikit-image, periodic boundary) with the balance of best PSNR."""
-    from skimage.restoration import wiener
-
-    psf = gaussian_kernel(blur_sigma)
-
-    def restore(balance):
-        channels = observed[..., None] if observed.ndim == 2 else observed
-        out = np.stack([wiener(channels[..., c], psf, balance, clip=False)
-                        for c in range(channels.shape[-1])], axis=-1)
-        return np.clip(out if observed.ndim == 3 else out[..., 0], 0, 1)
-
-    return _best("Wiener, oracle", "balance", balances, restore, clean)
+    """Wiener deconvolution with the balance of best PSNR."""
+    return wiener(observed, clean, blur_sigma, balances=balances)

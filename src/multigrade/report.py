@@ -117,7 +117,7 @@ def baseline_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     if not (run_dir / "baselines.json").is_file():
         return []
     found = runs.read_npz(run_dir / "baselines.npz")
-    return [(b["name"].split(",")[0] + _db(b["test_psnr"]), found[f"baseline{i}"])
+    return [(b["name"].replace(" (Chambolle)", "") + _db(b["test_psnr"]), found[f"baseline{i}"])
             for i, b in enumerate(runs.read_json(run_dir / "baselines.json"))]
 
 
@@ -136,19 +136,28 @@ def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -
 
 def plot_history(run_dirs: dict[str, str | os.PathLike], path: str | os.PathLike) -> None:
     """Loss (log scale) and PSNR against epochs of one or more run directories (read from
-    their `history.csv` and `metrics.json`), grade boundaries dotted."""
+    their `history.csv` and `metrics.json`), grade boundaries dotted. Restoration adds the
+    residual ‖A(P) − y‖²/N to the loss panel (with the discrepancy principle's level τσ²
+    when the run stopped by it) and SURE's estimate of the PSNR beside the true PSNR."""
     from multigrade import runs
 
-    curves = {}
+    curves, levels = {}, {}
     for label, d in run_dirs.items():
         d = Path(d)
-        ends = np.cumsum([g["epochs"] for g in runs.read_json(d / "metrics.json")["grades"]])
+        metrics = runs.read_json(d / "metrics.json")
+        grades = metrics["grades"] + metrics.get("dropped", [])
+        ends = np.cumsum([g["epochs"] for g in grades])
         curves[label] = (runs.read_history(d / "history.csv"), ends[:-1])
-    plot_curves(curves, path)
+        sel = metrics.get("selection") or {}
+        if sel.get("mode") == "discrepancy":
+            levels[label] = sel["tau"] * (sel["noise_level"] / 255) ** 2
+    plot_curves(curves, path, levels)
 
 
-def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathLike) -> None:
-    """`{label: (history columns, grade-boundary steps)}` as loss and PSNR panels."""
+def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathLike,
+                levels: dict[str, float] | None = None) -> None:
+    """`{label: (history columns, grade-boundary steps)}` as loss and PSNR panels;
+    `levels` draws a residual level per label (the discrepancy principle's τσ²)."""
     plt = _pyplot()
     has_psnr = any(k.endswith("psnr") for h, _ in curves.values() for k in h)
     ncols = 2 if has_psnr else 1
@@ -164,6 +173,15 @@ def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathL
             if has_psnr and f"{name}_psnr" in h:
                 axes[0, 1].plot(h["step"], h[f"{name}_psnr"], style, color=color,
                                 label=f"{label} {name}")
+        if "residual" in h:
+            axes[0, 0].semilogy(h["step"], h["residual"], ":", color=color, lw=1,
+                                label=f"{label} residual")
+        if (levels or {}).get(label) is not None:
+            axes[0, 0].axhline(levels[label], color=color, ls="--", lw=0.8,
+                               label=f"{label} τσ²")
+        if has_psnr and "sure_psnr" in h:
+            axes[0, 1].plot(h["step"], h["sure_psnr"], ":", color=color,
+                            label=f"{label} SURE estimate")
         for ax in axes[0]:
             for e in ends:
                 ax.axvline(e, color=color, ls=":", lw=0.8)

@@ -206,7 +206,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
         if kind == "compare" and (run_dir / "baselines.json").is_file():
             parts.append(_table(("baseline", "parameter", "test dB", "SSIM"), [
                 [b["name"], ", ".join(f"{k} {v:.3g}" for k, v in b.items()
-                                      if k not in ("name", "test_psnr", "test_ssim")),
+                                      if k not in ("name", "choice", "test_psnr", "test_ssim")),
                  _num(b["test_psnr"], ".2f"), _num(b["test_ssim"], ".3f")]
                 for b in runs.read_json(run_dir / "baselines.json")]))
         dirs = {runs.read_json(run_dir / "metrics.json")["model"]: run_dir} if kind == "fit" \

@@ -66,6 +66,30 @@ def stop_index(records: Sequence[float], window: int, tol: float | None) -> int 
     return None
 
 
+class Selector:
+    """Chooses the epoch kept in each grade, and how many grades, from what is recorded
+    (never the clean image). `multigrade.selection` implements SURE, the discrepancy
+    principle and a held-out pixel set on top of this.
+
+    With a selector, `fit` records every `record_every` epochs in a chunk of its own, so
+    that the state of any record can be kept. After each record it calls `score(row)`
+    (which may add columns to the history row). With `keep_best`, a grade ends in the state
+    of its lowest score, and a grade whose lowest score is not below the previous grade's
+    is dropped and ends the fit. `done(row)` True ends the grade at that record and adds
+    no further grade.
+    """
+
+    keep_best: bool = True
+    needs_divergence: bool = False  # the rows need `divergence` (fit's divergence_probes)
+
+    def score(self, row: dict[str, float]) -> float:
+        """The criterion of one record, lower is better."""
+        raise NotImplementedError
+
+    def done(self, row: dict[str, float]) -> bool:
+        return False
+
+
 # ---------------------------------------------------------------------------------------
 # Results and checkpoints
 
@@ -81,6 +105,9 @@ class GradeSummary:
     compile_seconds: float
     scale: float  # s_k, the factor of this grade's output
     metrics: dict[str, float]  # every split, after this grade
+    # with a Selector: the epoch whose state the grade kept, and its score
+    selected_epoch: int | None = None
+    criterion: float | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -106,6 +133,17 @@ class Pending:
     seconds: float
     compile_seconds: float
     initial_loss: float
+    tangent: GradeState | None = None  # d(state)/dy along the divergence probes
+    best: Best | None = None  # a Selector's best record so far in this grade
+
+
+class Best(NamedTuple):
+    """The lowest-scoring record of a grade so far, and its state."""
+
+    score: float
+    epoch: int
+    state: GradeState
+    tangent: GradeState | None
 
 
 @dataclasses.dataclass
@@ -123,6 +161,9 @@ class Checkpoint:
     history: list[dict[str, float]]
     aux: PyTree | None  # after the last finished grade; None before grade 1
     pending: Pending | None = None
+    # with divergence probes: d/dy of the frozen features, predictions, next scale and aux
+    # after the last finished grade (they cannot be recomputed from the parameters)
+    tangent: dict | None = None
 
     @property
     def finished(self) -> int:
@@ -188,6 +229,9 @@ class FitResult:
     aux: Any
     problem: Problem
     probes: list[dict] = dataclasses.field(default_factory=list)
+    dropped: list[GradeSummary] = dataclasses.field(default_factory=list)
+    dropped_params: list[PyTree] = dataclasses.field(default_factory=list)
+    tangent: dict | None = None  # Checkpoint.tangent after the last grade
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -221,7 +265,7 @@ class FitResult:
         n = len(self.history.get("step", ()))
         rows = [{k: v[i].item() for k, v in self.history.items()} for i in range(n)]
         return Checkpoint(list(self.params), list(self.scales), list(self.grades), rows,
-                          self.aux)
+                          self.aux, tangent=self.tangent)
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,6 +346,122 @@ def _freeze(params, problem, aux, feats: dict, base: dict, scale, *, model, bloc
 _STATIC = ("model", "tx", "num_records", "record_every", "block")
 
 
+# -- Derivatives along the observation (SURE's divergence) ------------------------------
+# The trained prediction is a function of the observation y through every epoch. Beside
+# the state, the loop carries, per probe b (leading axis), either its derivative along b
+# (`eps` None: exact, a JVP of every epoch) or a twin trained on y + eps·b in lockstep
+# (a finite difference, read as (twin − state)/eps). Integer leaves (optimiser step
+# counts) are shared, and None in the carried tree.
+
+
+def _is_int(a) -> bool:
+    return not jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+
+
+def _split_ints(tree):
+    """`(float leaves, int leaves, rebuild)`; `rebuild(floats, ints)` is the tree again."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    kinds = [_is_int(a) for a in leaves]
+
+    def rebuild(floats, ints):
+        fl, it = iter(floats), iter(ints)
+        return treedef.unflatten([next(it) if k else next(fl) for k in kinds])
+
+    return ([a for a, k in zip(leaves, kinds) if not k],
+            [a for a, k in zip(leaves, kinds) if k], rebuild)
+
+
+def zero_tangent(tree, probes: int, twin: bool = False):
+    """What the loop carries beside `tree` at the start, one per probe (leading axis):
+    zero derivatives, or (`twin`) copies of `tree`; None for integer leaves."""
+    return jax.tree_util.tree_map(
+        lambda a: None if _is_int(a) else jnp.broadcast_to(
+            a if twin else jnp.zeros_like(a), (probes, *jnp.shape(a))), tree)
+
+
+def _along(f, primals, carried, eps):
+    """`(f(primals)[0], what is carried after f, f(primals)[1])` for `f` returning
+    `(differentiated, aux)`: the JVP along the batch of tangents `carried` (`eps` None),
+    or f of the batch of twins `carried`. A JVP that comes out NaN is 0·∞ (Adam's √v has an
+    infinite derivative where a gradient is exactly zero, on a ReLU unit dead on every
+    sample, and there the map is locally constant): NaNs are set to 0."""
+    if eps is None:
+        out, t_out, aux = jax.vmap(lambda t: jax.jvp(f, primals, t, has_aux=True),
+                                   out_axes=(None, 0, None))(carried)
+        return out, jax.tree_util.tree_map(lambda t: jnp.where(jnp.isnan(t), 0.0, t),
+                                           t_out), aux
+    out, aux = f(*primals)
+    return out, jax.vmap(lambda t: f(*t)[0])(carried), aux
+
+
+def _derivative(out, carried, eps):
+    """d(out) along the probes from what `_along` carried."""
+    return carried if eps is None else (carried - out[None]) / eps
+
+
+def _chunk_jvp(state, tstate, problem, probes, feats, tfeats, base, tbase, scale, tscale, *,
+               model, tx, num_records, record_every, block, eps):
+    """`_chunk` with the derivative of every epoch along each probe b of the observation
+    (`_along`); the metrics gain `divergence`, the mean over probes of bᵀ(∂P/∂y)b, at
+    every record."""
+    _, _, rebuild = _split_ints(state)
+    y = problem.observed
+    ty = probes if eps is None else y[None] + eps * probes
+
+    def step(fl, ints, y, fe, ba, sc):  # one epoch, as a function of y and the inputs
+        epoch = make_epoch(problem.with_observation(y), tx, fe["train"], ba["train"], sc,
+                           block, model.grade_output)
+        fl_out, ints_out, _ = _split_ints(epoch(rebuild(fl, ints))[0])
+        return fl_out, ints_out
+
+    def epoch(carry, _):
+        fl, ints, tfl = carry
+        out, tout, ints = _along(lambda *a: step(a[0], ints, *a[1:]),
+                                 (fl, y, feats, base, scale),
+                                 (tfl, ty, tfeats, tbase, tscale), eps)
+        return (out, ints, tout), None
+
+    def predict(params, fe, ba, sc):
+        return _split_predictions(model, params, {"train": fe["train"]},
+                                  {"train": ba["train"]}, sc, block)["train"], None
+
+    def record(carry, _):
+        carry, _ = jax.lax.scan(epoch, carry, None, length=record_every)
+        fl, ints, tfl = carry
+        st = rebuild(fl, ints)
+        tparams = rebuild(tfl, [None] * len(ints)).params
+        pred, tpred, _ = _along(predict, (st.params, feats, base, scale),
+                                (tparams, tfeats, tbase, tscale), eps)
+        dpred = _derivative(pred, tpred, eps)
+        metrics = problem.metrics(_split_predictions(model, st.params, feats, base, scale,
+                                                     block), st.aux)
+        div = jnp.sum(probes.reshape(probes.shape[0], -1) * dpred.reshape(dpred.shape[0], -1),
+                      axis=1)
+        return carry, {**metrics, "divergence": jnp.mean(div)}
+
+    floats, ints, _ = _split_ints(state)
+    (fl, ints, tfl), metrics = jax.lax.scan(
+        record, (floats, ints, jax.tree_util.tree_leaves(tstate)), None, length=num_records)
+    return rebuild(fl, ints), rebuild(tfl, [None] * len(ints)), metrics
+
+
+def _freeze_jvp(params, tparams, problem, probes, aux, taux, feats, tfeats, base, tbase,
+                scale, tscale, *, model, block, eps):
+    """`_freeze` and the derivatives of its features, predictions and next scale."""
+
+    def f(p, y, a, fe, ba, sc):
+        nf, preds, metrics, ns = _freeze(p, problem.with_observation(y), a, fe, ba, sc,
+                                         model=model, block=block)
+        return (nf, preds, ns), metrics
+
+    y = problem.observed
+    ty = probes if eps is None else y[None] + eps * probes
+    (nf, preds, ns), (tnf, tpreds, tns), metrics = _along(
+        f, (params, y, aux, feats, base, scale), (tparams, ty, taux, tfeats, tbase, tscale),
+        eps)
+    return (nf, preds, metrics, ns), (tnf, tpreds, tns)
+
+
 def _vmapped(fn, in_axes, static):
     return jax.jit(lambda *args, **kw: jax.vmap(functools.partial(fn, **kw),
                                                 in_axes=in_axes)(*args),
@@ -356,6 +516,14 @@ class _Engine:
         if self.members is None:
             return jax.jit(_freeze, static_argnames=("model", "block"))
         return _vmapped(_freeze, (0, None, 0, 0, 0, 0), ("model", "block"))
+
+    @functools.cached_property
+    def chunk_jvp(self):
+        return jax.jit(_chunk_jvp, static_argnames=(*_STATIC, "eps"))
+
+    @functools.cached_property
+    def freeze_jvp(self):
+        return jax.jit(_freeze_jvp, static_argnames=("model", "block", "eps"))
 
     @functools.cached_property
     def initial_loss(self):
@@ -431,6 +599,9 @@ def fit(
     start: Checkpoint | None = None,
     init_params: Sequence[PyTree | None] | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
+    select: Selector | None = None,
+    divergence_probes: Array | None = None,
+    divergence_eps: float | None = None,
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
@@ -462,6 +633,20 @@ def fit(
             warm starts and for comparisons with other code from the same start.
         divergence_factor: a grade diverges when its loss is non-finite or exceeds its
             initial loss by this factor.
+        select: a `Selector`: which epoch of each grade is kept, and how many grades, from
+            the records alone (see `multigrade.selection`). Records then end chunks.
+        divergence_probes: `(p, *observation shape)` probe vectors b for a problem with an
+            observation y (restoration): the derivative of the training along each b is
+            carried beside it (forward mode, about 2–3× the cost of an epoch), and every
+            record gets `divergence`, the mean of bᵀ(∂P/∂y)b over the probes: the
+            Monte-Carlo divergence of the whole training, as a map from y to the
+            prediction P, that SURE needs.
+        divergence_eps: None: those derivatives are exact (forward mode, a JVP of every
+            epoch, about 3× an epoch's cost); a number ε: finite differences, each probe a
+            twin trained on y + εb in lockstep (about 2×). Training at the edge of
+            stability (Adam too) is chaotic: its exact derivative grows without bound
+            along training, while a difference at the scale of the noise stays finite
+            (`multigrade.selection`).
 
     Returns:
         A `FitResult`. A diverged grade keeps its history and no later grade is trained.
@@ -482,10 +667,29 @@ def fit(
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
+    probes_b = _check_probes(problem, divergence_probes)
+    if select is not None and select.needs_divergence and probes_b is None:
+        raise ValueError(f"{type(select).__name__} needs divergence_probes")
     loop = _Loop(model, problem, _Engine(None), txs, budgets, key, record_every, window, tol,
                  block, probe, probe_every, tuple(callbacks), checkpoint_every,
-                 divergence_factor, init_params)
+                 divergence_factor, init_params, select=select, probes_b=probes_b,
+                 probe_eps=divergence_eps)
     return loop.run(start)[0]
+
+
+def _check_probes(problem: Problem, probes) -> Array | None:
+    if probes is None:
+        return None
+    observed = getattr(problem, "observed", None)
+    if observed is None or not hasattr(problem, "with_observation"):
+        raise ValueError("divergence probes need a problem with an observation "
+                         "(denoising or deblurring)")
+    probes = as_float(probes)
+    if probes.ndim != observed.ndim + 1 or probes.shape[1:] != observed.shape \
+            or probes.shape[0] < 1:
+        raise ValueError(f"divergence probes must have shape (p, *{tuple(observed.shape)}), "
+                         f"got {tuple(probes.shape)}")
+    return probes
 
 
 def fit_sweep(
@@ -542,6 +746,7 @@ class _Frozen:
     base: dict
     scale: Array
     aux: PyTree
+    tangent: dict | None = None  # d/dy of feats, base, scale and aux (divergence probes)
 
 
 @dataclasses.dataclass
@@ -563,6 +768,9 @@ class _Loop:
     divergence_factor: float
     init_params: Sequence | None
     lrs: np.ndarray | None = None
+    select: Selector | None = None
+    probes_b: Array | None = None  # (p, *observation shape): divergence probes
+    probe_eps: float | None = None  # None: exact derivatives; else finite differences
 
     def __post_init__(self):
         self.probes: list[dict] = []
@@ -587,19 +795,34 @@ class _Loop:
             if start.finished < self.model.num_grades and start.finished \
                     and start.grades[-1].status == "diverged":
                 raise ValueError("the checkpoint's last grade diverged: no grade can follow it")
+            if self.probes_b is not None and start.finished:
+                if start.tangent is None:
+                    raise ValueError("the checkpoint holds no derivatives along the "
+                                     "divergence probes: it was made without them")
+                frozen.tangent = start.tangent
         step0 = sum(g.epochs for g in summaries[0])
         alive = np.ones(m, bool)
+        dropped, dropped_params = [], []
         for k in range(len(params_out), self.model.num_grades):
             pending = start.pending if start is not None and start.pending is not None \
                 and start.pending.grade == k + 1 else None
-            state, status, summary_k = self._train_grade(k, frozen, step0, pending, rows,
-                                                         alive, params_out, scales, summaries)
-            frozen_next, render, final = self._freeze(state.params, frozen, None, state.aux)
+            state, tstate, status, summary_k = self._train_grade(
+                k, frozen, step0, pending, rows, alive, params_out, scales, summaries)
+            summary = dict(grade=k + 1, epochs=summary_k["epochs"],
+                           seconds=summary_k["seconds"] / m,
+                           compile_seconds=summary_k["compile_seconds"] / m,
+                           selected_epoch=summary_k.get("selected_epoch"),
+                           criterion=summary_k.get("criterion"))
+            if self._no_gain(summary["criterion"], summaries[0]):
+                dropped.append(GradeSummary(**summary, status="dropped",
+                                            scale=float(frozen.scale), metrics={}))
+                dropped_params.append(state.params)
+                break
+            frozen_next, render, final = self._freeze(state.params, frozen, None, state.aux,
+                                                      tstate)
             for j in range(m):
                 summaries[j].append(GradeSummary(
-                    grade=k + 1, epochs=summary_k["epochs"], status=status[j],
-                    seconds=summary_k["seconds"] / m,
-                    compile_seconds=summary_k["compile_seconds"] / m,
+                    **summary, status=status[j],
                     scale=float(eng.rows(frozen.scale)[j].reshape(-1)[0]),
                     metrics={n: float(eng.rows(v)[j].reshape(-1)[0]) for n, v in final.items()}))
             params_out.append(state.params)
@@ -609,10 +832,12 @@ class _Loop:
             frozen = frozen_next
             if eng.members is None:
                 ckpt = Checkpoint(list(params_out), [float(s[0]) for s in scales],
-                                  list(summaries[0]), rows[0], state.aux)
+                                  list(summaries[0]), rows[0], state.aux,
+                                  tangent=frozen.tangent)
                 for cb in self.callbacks:
                     cb.on_grade_end(ckpt)
-            if not alive.any() or (eng.members is None and status[0] == "diverged"):
+            if not alive.any() or (eng.members is None and status[0] in ("diverged",
+                                                                          "selected")):
                 break
 
         results = []
@@ -622,28 +847,67 @@ class _Loop:
                 self.model, [eng.member(p, j) for p in params_out],
                 [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
                 [eng.rows(r)[j] for r in renders], aux_j, self.problem,
-                self.probes if eng.members is None else []))
+                self.probes if eng.members is None else [], dropped, dropped_params,
+                frozen.tangent))
         return results
+
+    def _no_gain(self, criterion: float | None, done: list[GradeSummary]) -> bool:
+        """A keep-best selector's grade that did not lower the previous grade's score."""
+        if self.select is None or not self.select.keep_best or not done:
+            return False
+        previous = done[-1].criterion
+        if criterion is None or previous is None:
+            return False
+        return not criterion < previous
 
     def _initial_frozen(self) -> _Frozen:
         dtype = float_dtype()
         feats = {s: jnp.asarray(v, dtype) for s, v in self.problem.inputs.items()}
         base = {s: jnp.zeros((v.shape[0], self.model.out_dim), dtype) for s, v in feats.items()}
         aux = self.problem.init_aux(base["train"])
-        return _Frozen(*self.engine.expand((feats, base, jnp.asarray(1.0, dtype), aux)))
+        frozen = _Frozen(*self.engine.expand((feats, base, jnp.asarray(1.0, dtype), aux)))
+        if self.probes_b is not None:
+            frozen.tangent = zero_tangent({"feats": feats, "base": base,
+                                           "scale": jnp.asarray(1.0, dtype), "aux": aux},
+                                          self.probes_b.shape[0], self.probe_eps is not None)
+        return frozen
 
-    def _freeze(self, params, frozen: _Frozen, scale=None, aux=None):
-        """Freezes a grade: `(next _Frozen, render-split prediction, final metrics)`."""
+    def _freeze(self, params, frozen: _Frozen, scale=None, aux=None, tstate=None):
+        """Freezes a grade: `(next _Frozen, render-split prediction, final metrics)`;
+        with the grade's derivatives `tstate`, the next _Frozen carries its own."""
         dtype = float_dtype()
         if scale is not None:  # replaying a checkpoint: its recorded scale is s_k
             frozen.scale = self.engine.expand(jnp.asarray(scale, dtype))
         aux = frozen.aux if aux is None else aux
-        feats, preds, final, next_scale = self.engine.freeze(
-            params, self.problem, aux, frozen.feats, frozen.base, frozen.scale,
-            model=self.model, block=self.block)
+        args = dict(model=self.model, block=self.block)
+        tangent = None
+        if tstate is None:
+            feats, preds, final, next_scale = self.engine.freeze(
+                params, self.problem, aux, frozen.feats, frozen.base, frozen.scale, **args)
+        else:
+            t = frozen.tangent
+            (feats, preds, final, next_scale), (tfeats, tpreds, tscale) = \
+                self.engine.freeze_jvp(params, tstate.params, self.problem, self.probes_b, aux,
+                                       tstate.aux, frozen.feats, t["feats"], frozen.base,
+                                       t["base"], frozen.scale, t["scale"], **args,
+                                       eps=self.probe_eps)
+            tangent = {"feats": tfeats, "base": tpreds, "scale": tscale, "aux": tstate.aux}
         render = np.asarray(preds[self.problem.render_split])
-        return (_Frozen(feats, preds, jnp.asarray(next_scale, dtype), aux), render,
+        return (_Frozen(feats, preds, jnp.asarray(next_scale, dtype), aux, tangent), render,
                 jax.device_get(final))
+
+    def _init_tangent(self, state: GradeState, frozen: _Frozen,
+                      pending: Pending | None) -> GradeState | None:
+        if self.probes_b is None:
+            return None
+        if pending is not None:
+            if pending.tangent is None:
+                raise ValueError("the checkpoint's pending grade holds no derivatives along "
+                                 "the divergence probes")
+            return pending.tangent
+        p, twin = self.probes_b.shape[0], self.probe_eps is not None
+        return GradeState(zero_tangent(state.params, p, twin),
+                          zero_tangent(state.opt_state, p, twin), frozen.tangent["aux"])
 
     def _init_state(self, k: int, pending: Pending | None, aux) -> GradeState:
         eng, tx = self.engine, self.txs[k]
@@ -665,6 +929,8 @@ class _Loop:
     def _chunk_length(self, done: int, total: int) -> int:
         """Records in the next chunk: up to the next window, probe or checkpoint boundary."""
         r = self.record_every
+        if self.select is not None:
+            return 1  # a selector may keep the state of any record
         n = min(self.window - done % self.window, total - done)
         for every in (self.probe_every, self.checkpoint_every):
             if every is not None:
@@ -672,25 +938,36 @@ class _Loop:
                 n = min(n, stride - done % stride)
         return n
 
-    def _run_chunk(self, k, state, frozen, rfeats, rbase, n, epochs_per_record):
+    def _run_chunk(self, k, state, tstate, frozen, rfeats, rbase, n, epochs_per_record):
+        """One compiled chunk: `(state, tstate, metrics, seconds, compile seconds)`."""
         tx = self.txs[k]
-        args = (state, self.problem, rfeats, rbase, frozen.scale)
-        sig = (self.engine.members, n, epochs_per_record, tx, self.model, self.block,
-               jax.config.jax_enable_x64, jax.tree_util.tree_structure(args),
+        if tstate is None:
+            args, jitted = (state, self.problem, rfeats, rbase, frozen.scale), self.engine.chunk
+        else:
+            t = frozen.tangent
+            args = (state, tstate, self.problem, self.probes_b, rfeats,
+                    {s: t["feats"][s] for s in rfeats}, rbase, {s: t["base"][s] for s in rbase},
+                    frozen.scale, t["scale"])
+            jitted = self.engine.chunk_jvp
+        extra = {} if tstate is None else {"eps": self.probe_eps}
+        sig = (self.engine.members, tstate is None, self.probe_eps, n, epochs_per_record, tx,
+               self.model, self.block, jax.config.jax_enable_x64,
+               jax.tree_util.tree_structure(args),
                tuple((jnp.shape(a), jnp.result_type(a))
                      for a in jax.tree_util.tree_leaves(args)))
         program, compile_s = _COMPILED.get(sig), 0.0
         if program is None:
             t0 = time.perf_counter()
-            program = self.engine.chunk.lower(
-                *args, model=self.model, tx=tx, num_records=n,
-                record_every=epochs_per_record, block=self.block).compile()
+            program = jitted.lower(*args, model=self.model, tx=tx, num_records=n,
+                                   record_every=epochs_per_record, block=self.block,
+                                   **extra).compile()
             compile_s = time.perf_counter() - t0
             _COMPILED.put(sig, program)
         t0 = time.perf_counter()
-        state, metrics = program(*args)
-        metrics = jax.device_get(metrics)
-        return state, metrics, time.perf_counter() - t0, compile_s
+        out = program(*args)
+        state, metrics = out[0], jax.device_get(out[-1])
+        tstate = out[1] if tstate is not None else None
+        return state, tstate, metrics, time.perf_counter() - t0, compile_s
 
     def _next_chunk(self, done: int, total: int, rest: int) -> tuple[int, int]:
         """`(records, epochs per record)` of the next chunk; a budget that is not a
@@ -716,6 +993,7 @@ class _Loop:
                      scales, summaries):
         eng, r, budget = self.engine, self.record_every, self.budgets[k]
         state = self._init_state(k, pending, frozen.aux)
+        tstate = self._init_tangent(state, frozen, pending)
         rec = tuple(self.problem.record_splits)
         rec = rec if "train" in rec else ("train", *rec)
         rfeats = {s: frozen.feats[s] for s in rec}
@@ -723,23 +1001,25 @@ class _Loop:
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
         if pending is None:
-            done, seconds, compile_s = 0, 0.0, 0.0
+            done, seconds, compile_s, best = 0, 0.0, 0.0, None
             loss0 = eng.rows(eng.initial_loss(
                 state.params, self.problem, state.aux, frozen.feats, frozen.base,
                 frozen.scale, model=self.model, block=self.block)).reshape(-1)
         else:
             done = -(-pending.epochs // r)
-            seconds, compile_s = pending.seconds, pending.compile_seconds
+            seconds, compile_s, best = pending.seconds, pending.compile_seconds, pending.best
             loss0 = np.full(eng.m, pending.initial_loss)
         status = np.where(alive, "max_epochs", "diverged").astype(object)
         monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
+        last_score = None
         for cb in self.callbacks:
             cb.on_grade_start(k + 1, budget, min(done * r, budget))
         if self.probe is not None and done == 0:
             self._probe(k, state, frozen, 0, step0)
         while done < total:
             n, per = self._next_chunk(done, total, rest)
-            state, metrics, sec, csec = self._run_chunk(k, state, frozen, rfeats, rbase, n, per)
+            state, tstate, metrics, sec, csec = self._run_chunk(k, state, tstate, frozen,
+                                                                rfeats, rbase, n, per)
             seconds, compile_s = seconds + sec, compile_s + csec
             epoch_before = min(done * r, budget)
             for j in range(eng.m):
@@ -753,10 +1033,20 @@ class _Loop:
             bad = self._diverged(metrics, loss0)
             status[alive & bad] = "diverged"
             alive &= ~bad
+            selected = False
+            if self.select is not None and alive[0]:
+                last_score = self.select.score(rows[0][-1])
+                if self.select.keep_best and math.isfinite(last_score) and (
+                        best is None or last_score < best.score):
+                    best = Best(last_score, epochs_done, state, tstate)
+                selected = self.select.done(rows[0][-1])
             monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
             for cb in self.callbacks:
                 cb.on_records(k + 1, rows[0][-n:])
             if not alive.any():
+                break
+            if selected:
+                status[0] = "selected"
                 break
             if eng.members is None and should_stop(monitor, self.window, self.tol):
                 status[0] = "stopped"
@@ -767,9 +1057,17 @@ class _Loop:
                 self._maybe_checkpoint(done, Checkpoint(
                     list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None,
-                    Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0]))))
-        return state, list(status), {"epochs": min(done * r, budget), "seconds": seconds,
-                                     "compile_seconds": compile_s}
+                    Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0]),
+                            tstate, best), frozen.tangent if params_out else None))
+        epochs = min(done * r, budget)
+        summary = {"epochs": epochs, "seconds": seconds, "compile_seconds": compile_s}
+        if self.select is not None:
+            if best is not None and status[0] != "diverged":
+                state, tstate = best.state, best.tangent
+                summary.update(selected_epoch=best.epoch, criterion=best.score)
+            else:
+                summary.update(selected_epoch=epochs, criterion=last_score)
+        return state, tstate, list(status), summary
 
     def _maybe_checkpoint(self, done: int, ckpt: Checkpoint) -> None:
         """Hands `ckpt` to the callbacks at checkpoint boundaries and when a stop is

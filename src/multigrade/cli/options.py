@@ -54,3 +54,17 @@ OverwriteOpt = Annotated[bool, typer.Option(
 CheckpointOpt = Annotated[int, typer.Option(
     "--checkpoint-every", help="Epochs between checkpoints within a grade (finished grades "
     "are always saved at once).")]
+SelectOpt = Annotated[str, typer.Option(
+    "--select", help="Choose epochs and grades without the clean image: sure (denoising), "
+    "discrepancy, holdout, or none (the fixed budget).")]
+NoiseLevelOpt = Annotated[float | None, typer.Option(
+    "--noise-level", help="σ_n that --select sure|discrepancy assume, in units of 1/255 "
+    "(default: estimated from the observation).")]
+HoldoutOpt = Annotated[float, typer.Option(
+    "--holdout", help="--select holdout: the fraction of pixels hidden from the loss.")]
+SureProbesOpt = Annotated[int, typer.Option(
+    "--sure-probes", help="--select sure: random probes of the divergence (each costs about "
+    "one more pass per epoch).")]
+SureEpsOpt = Annotated[float, typer.Option(
+    "--sure-eps", help="--select sure: the divergence's finite-difference step in units of "
+    "σ_n (0: exact derivatives, forward mode).")]

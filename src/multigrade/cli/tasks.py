@@ -32,12 +32,14 @@ from multigrade.cli.options import (
     DataDirOpt,
     EpochsOpt,
     GradesOpt,
+    HoldoutOpt,
     ImageOpt,
     InitOpt,
     LamOpt,
     LayersOpt,
     LrOpt,
     MethodOpt,
+    NoiseLevelOpt,
     NoiseOpt,
     NoiseSeedOpt,
     OptimOpt,
@@ -46,8 +48,11 @@ from multigrade.cli.options import (
     QuietOpt,
     RecordOpt,
     SeedOpt,
+    SelectOpt,
     SigmaOpt,
     SizeOpt,
+    SureEpsOpt,
+    SureProbesOpt,
     TolOpt,
     WidthOpt,
 )
@@ -128,7 +133,31 @@ def print_outcome(outcome) -> None:
                       _num(m, "test_ssim", ".3f"), per_grade, str(r.epochs),
                       f"{r.seconds:.1f}", _status(r))
     console.print(table)
+    _print_selection(outcome)
     console.print(f"run directory: {outcome.run_dir}")
+
+
+def _print_selection(outcome) -> None:
+    """Restoration: what each method kept without the clean image against the oracle's
+    choice (the record of best PSNR to the clean image), and the gap."""
+    found = {m: s for m, s in outcome.selection.items() if s and "oracle" in s}
+    if not found:
+        return
+    first = next(iter(found.values()))
+    how = first["mode"] if first["mode"] != "none" else "none (the fixed budget)"
+    if "noise_level" in first:
+        how += f", σ_n = {first['noise_level']:.2f}/255 ({first['noise_level_source']})"
+    table = Table(title=f"Chosen without the clean image: {how}")
+    for col in ("method", "choice dB", "SSIM", "grades", "epochs kept", "stopped by",
+                "oracle dB", "oracle grade/epoch", "gap dB"):
+        table.add_column(col, justify="left" if col in ("method", "stopped by") else "right")
+    for m, s in found.items():
+        o = s["oracle"]
+        table.add_row(outcome.results[m].model.name, _db(s), _num(s, "test_ssim", ".3f"),
+                      str(s["grades"]), ",".join(map(str, s["epochs"])), s["stopped_by"],
+                      f"{o['test_psnr']:.2f}", f"{o['grade']}/{o['epoch']}",
+                      f"{s['gap']:.2f}")
+    console.print(table)
 
 
 def _print_study(outcome) -> None:
@@ -273,7 +302,10 @@ def fit_denoise(
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
     optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000, out: OutOpt = None,
+    checkpoint_every: CheckpointOpt = 1000, select: SelectOpt = "none",
+    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
+    sure_probes: SureProbesOpt = 1,
+    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
     """Denoising with TV splitting (paper §2.2): the network is the restored image."""
@@ -292,7 +324,10 @@ def fit_deblur(
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
     optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000, out: OutOpt = None,
+    checkpoint_every: CheckpointOpt = 1000, select: SelectOpt = "none",
+    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
+    sure_probes: SureProbesOpt = 1,
+    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
     """Deblurring with TV splitting (paper §2.2): Gaussian blur, symmetric padding."""
@@ -310,7 +345,11 @@ def compare_denoise(
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
     lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    out: OutOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+    select: SelectOpt = "none",
+    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
+    sure_probes: SureProbesOpt = 1,
+    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None, overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ):
     """MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an oracle-tuned TV baseline."""
     _execute(ctx, _config("compare", "denoise", locals()), out, overwrite, quiet)
@@ -328,7 +367,11 @@ def compare_deblur(
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
     lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    out: OutOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+    select: SelectOpt = "none",
+    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
+    sure_probes: SureProbesOpt = 1,
+    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None, overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ):
     """MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener baselines."""
     _execute(ctx, _config("compare", "deblur", locals()), out, overwrite, quiet)

@@ -31,6 +31,12 @@ record_every = 10
 tol = 1e-5                 # optional: the paper's stopping rule
 seed = 0
 checkpoint_every = 1000
+select = "none"            # restoration: sure, discrepancy or holdout choose epochs and
+                           # grades without the clean image (multigrade.selection)
+noise_level = 10.0         # σ_n those rules use (1/255 units); left out: estimated
+holdout = 0.1              # holdout: the fraction of pixels hidden from the loss
+sure_probes = 1            # sure: random probes of the divergence
+sure_eps = 1.0             # sure: finite-difference step, in units of σ_n (0: exact JVP)
 
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)
 methods = ["mgdl", "sgdl"] # mgdl, sgdl, msdl
@@ -211,9 +217,25 @@ class TrainConfig:
     tol: float | None = None
     seed: int = 0
     checkpoint_every: int = 1000
+    select: str = "none"
+    noise_level: float | None = None
+    holdout: float = 0.1
+    sure_probes: int = 1
+    sure_eps: float = 1.0
 
     def __post_init__(self):
+        from multigrade.selection import MODES
+
         check_optimizer(self.optimizer)
+        if self.select not in MODES:
+            raise ValueError(f"unknown selection {self.select!r}; choose one of "
+                             f"{', '.join(MODES)}")
+        if self.noise_level is not None:
+            _finite("noise_level", self.noise_level, positive=True)
+        _finite("holdout", self.holdout, positive=True, high=0.9)
+        if self.sure_probes < 1:
+            raise ValueError(f"sure_probes must be at least 1, got {self.sure_probes}")
+        _finite("sure_eps", self.sure_eps, low=0)
         _finite("learning rate", self.lr, positive=True)
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
@@ -274,9 +296,20 @@ class RunConfig:
             if self.train.epochs % self.train.record_every:
                 raise ValueError(f"a study's train.epochs ({self.train.epochs}) must be a "
                                  f"multiple of train.record_every ({self.train.record_every})")
+            if self.train.select != "none":
+                raise ValueError(f"the {self.command} study trains fixed budgets: "
+                                 f"train.select must be none, got {self.train.select!r}")
             if self.command == "spectrum" and self.study.interval % self.train.record_every:
                 raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
                                  f"of train.record_every ({self.train.record_every})")
+
+        if self.train.select != "none" and not self.is_study:
+            if self.problem.task not in ("denoise", "deblur"):
+                raise ValueError(f"train.select chooses epochs without the clean image in "
+                                 f"restoration (denoise, deblur), not {self.problem.task}")
+            if self.train.select == "sure" and self.problem.task != "denoise":
+                raise ValueError("SURE estimates the error of a denoiser: use select = "
+                                 "\"discrepancy\" or \"holdout\" for deblurring")
 
     @property
     def is_study(self) -> bool:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multigrade import runs
+from multigrade._types import Array
 from multigrade.experiments.config import (
     ModelConfig,
     ProblemConfig,
@@ -39,6 +40,7 @@ from multigrade.experiments.config import (
 )
 from multigrade.problems import Problem
 from multigrade.train import (
+    Best,
     Callback,
     Checkpoint,
     FitInterrupted,
@@ -46,7 +48,9 @@ from multigrade.train import (
     GradeState,
     GradeSummary,
     Pending,
+    Selector,
     fit,
+    zero_tangent,
 )
 
 ProgressFactory = Callable[[str, int], Callback]  # (label, number of grades) -> callback
@@ -77,6 +81,7 @@ class Outcome:
     problem: Problem
     baselines: list = dataclasses.field(default_factory=list)
     study: dict | None = None  # lr-sweep / spectrum: {method: SweepResult or FitResult}
+    selection: dict = dataclasses.field(default_factory=dict)  # method: choice_summary
 
 
 # ---------------------------------------------------------------------------------------
@@ -103,6 +108,67 @@ def build_problem(pcfg: ProblemConfig) -> Problem:
     if pcfg.task == "denoise":
         return denoising(clean, pcfg.sigma / 255, **kw)
     return deblurring(clean, pcfg.blur_sigma, pcfg.noise / 255, **kw)
+
+
+def problem_for(cfg: RunConfig) -> Problem:
+    """The problem a run trains on: `build_problem`, with the held-out pixels of
+    `train.select = "holdout"` (drawn from the noise seed: the same for every method)."""
+    problem = build_problem(cfg.problem)
+    if cfg.train.select == "holdout" and not cfg.is_study:
+        key = jax.random.fold_in(jax.random.key(cfg.problem.noise_seed), 1)
+        problem = problem.held_out(cfg.train.holdout, key)
+    return problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """How a run chooses epochs and grades without the clean image (`multigrade.selection`):
+    the rule, the noise level it uses and where that came from, and SURE's probes."""
+
+    mode: str
+    sigma: float | None = None  # in image units
+    sigma_source: str | None = None  # "given" or "estimated"
+    selector: Selector | None = None
+    probes: Array | None = None  # (p, *observation shape), for SURE
+    eps: float | None = None  # SURE's finite-difference step (image units); None: exact
+    holdout: float | None = None  # the fraction of pixels held out
+
+    def describe(self) -> dict:
+        out = {"mode": self.mode}
+        if self.sigma is not None:
+            out.update(noise_level=self.sigma * 255, noise_level_source=self.sigma_source)
+        if hasattr(self.selector, "tau"):
+            out["tau"] = self.selector.tau
+        if self.probes is not None:
+            out["sure_probes"] = int(self.probes.shape[0])
+            out["sure_eps"] = None if self.eps is None else self.eps * 255
+        if self.holdout is not None:
+            out["holdout"] = self.holdout
+        return out
+
+
+def selection_for(cfg: RunConfig, problem: Problem) -> Selection:
+    """The `Selection` of a run: σ given (`train.noise_level`) or estimated from the
+    observation, the selector, and SURE's probe vectors (drawn from the noise seed)."""
+    from multigrade import selection
+
+    t = cfg.train
+    if t.select == "none" or cfg.is_study:
+        return Selection("none")
+    if t.select == "holdout":
+        return Selection("holdout", selector=selection.Holdout(), holdout=t.holdout)
+    observed = np.asarray(problem.observed)
+    if t.noise_level is not None:
+        sigma, source = t.noise_level / 255, "given"
+    else:
+        sigma, source = selection.estimate_sigma(observed), "estimated"
+    sel = selection.selector(t.select, sigma=sigma, n=observed.size)
+    probes = eps = None
+    if t.select == "sure":
+        key = jax.random.fold_in(jax.random.key(cfg.problem.noise_seed), 2)
+        probes = jax.random.normal(key, (t.sure_probes, *observed.shape))
+        eps = t.sure_eps * sigma if t.sure_eps > 0 else None
+    return Selection(t.select, sigma, source, sel, probes, eps)
 
 
 def _physical_memory() -> int | None:
@@ -181,6 +247,9 @@ def _checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     pending = None if ckpt.pending is None else {
         k: getattr(ckpt.pending, k) for k in
         ("grade", "epochs", "seconds", "compile_seconds", "initial_loss")}
+    best = None if ckpt.pending is None else ckpt.pending.best
+    if best is not None:
+        pending["best"] = {"score": best.score, "epoch": best.epoch}
     meta = {"finished": ckpt.finished, "grades": [dataclasses.asdict(g) for g in ckpt.grades],
             "pending": pending}
     arrays = {"meta": np.asarray(json.dumps(runs.strict(meta), allow_nan=False))}
@@ -188,8 +257,13 @@ def _checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
         arrays.update(runs.tree_to_arrays(p, f"params/grade{k}"))
     if ckpt.aux is not None:
         arrays.update(runs.tree_to_arrays(ckpt.aux, "aux"))
+    if ckpt.tangent is not None:  # SURE's derivatives along the probes
+        arrays.update(runs.tree_to_arrays(ckpt.tangent, "tangent"))
     if ckpt.pending is not None:
         arrays.update(runs.tree_to_arrays(ckpt.pending.state, "pending"))
+        arrays.update(runs.tree_to_arrays(ckpt.pending.tangent, "pending_tangent"))
+    if best is not None:
+        arrays.update(runs.tree_to_arrays((best.state, best.tangent), "pending_best"))
     names = list(dict.fromkeys(n for r in ckpt.history for n in r))
     for n in names:
         arrays[f"history/{n}"] = np.asarray([r.get(n, np.nan) for r in ckpt.history])
@@ -200,9 +274,11 @@ def _none_to_nan(d: dict) -> dict:
     return {k: float("nan") if v is None else v for k, v in d.items()}
 
 
-def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence) -> Checkpoint:
+def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence, *,
+                    probes: int = 0) -> Checkpoint:
     """The checkpoint of a run directory, its arrays shaped and checked against the model,
-    the problem and the optimisers (one per grade)."""
+    the problem and the optimisers (one per grade); with `probes`, also the derivatives
+    along that many divergence probes (SURE)."""
     path = Path(run_dir) / runs.CHECKPOINT
     if not path.is_file():
         raise ValueError(f"{run_dir} has no checkpoint yet: nothing to continue "
@@ -220,6 +296,9 @@ def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence
     n_train = problem.inputs["train"].shape[0]
     aux_like = jax.eval_shape(problem.init_aux, jnp.zeros((n_train, problem.out_dim)))
     aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
+    tangent = None
+    if probes and params:
+        tangent = _tangent_from(arrays, probes, aux_like, src)
     pending = None
     if meta["pending"] is not None:
         p = meta["pending"]
@@ -227,15 +306,38 @@ def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence
         p_like = like(k)
         state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_like)
         state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
+        t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
+        best = None
+        if p.get("best") is not None:
+            b_state, b_tangent = runs.arrays_to_tree(arrays, "pending_best",
+                                                     (state_like, t_like), source=src)
+            best = Best(p["best"]["score"], p["best"]["epoch"], b_state, b_tangent)
         pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
-                          p["initial_loss"])
+                          p["initial_loss"],
+                          runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=src)
+                          if probes else None, best)
     cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
     n_rows = len(next(iter(cols.values()))) if cols else 0
     history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
     grades = [GradeSummary(**{**g, "metrics": _none_to_nan(g["metrics"]),
                               "scale": float("nan") if g["scale"] is None else g["scale"]})
               for g in meta["grades"]]
-    return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending)
+    return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
+                      tangent)
+
+
+def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:
+    """The frozen grades' derivatives (`Checkpoint.tangent`), shaped from the file: their
+    features' width is the last finished grade's."""
+    def stored(prefix):
+        names = [n for n in arrays if n.startswith(prefix + "/")]
+        return {n[len(prefix) + 1:]: jax.ShapeDtypeStruct(arrays[n].shape, arrays[n].dtype)
+                for n in names}
+
+    like = {"feats": stored("tangent/feats"), "base": stored("tangent/base"),
+            "scale": jax.ShapeDtypeStruct((probes,), arrays["tangent/scale"].dtype),
+            "aux": jax.eval_shape(lambda: zero_tangent(aux_like, probes))}
+    return runs.arrays_to_tree(arrays, "tangent", like, source=source)
 
 
 class _Recorder(Callback):
@@ -302,21 +404,49 @@ def result_summary(result: FitResult) -> dict:
         "seconds": result.seconds, "diverged": result.diverged,
         "grades": [{**dataclasses.asdict(g), "seconds_per_epoch": g.seconds_per_epoch}
                    for g in result.grades],
+        "dropped": [dataclasses.asdict(g) for g in result.dropped],
     }
 
 
-def save_result(run_dir: Path, result: FitResult, *, figures: bool = True) -> None:
+def choice_summary(result: FitResult, sel: Selection) -> dict:
+    """What the run kept without the clean image beside the oracle's choice, the record
+    of best PSNR against the clean image over the whole run (every grade and epoch,
+    dropped grades included); `gap` = oracle − choice, in dB."""
+    h, m = result.history, result.metrics
+    kept = [g.epochs if g.selected_epoch is None else g.selected_epoch for g in result.grades]
+    last = result.grades[-1].status if result.grades else None
+    out = {**sel.describe(), "grades": len(result.grades), "epochs": kept,
+           "dropped": [g.grade for g in result.dropped],
+           "stopped_by": ("no gain" if result.dropped else
+                          "discrepancy" if last == "selected" else
+                          "diverged" if result.diverged else "budget"),
+           "test_psnr": m.get("test_psnr"), "test_ssim": m.get("test_ssim")}
+    psnr = np.asarray(h.get("test_psnr", []), dtype=float)
+    if psnr.size and np.isfinite(psnr).any():
+        i = int(np.nanargmax(psnr))
+        out["oracle"] = {"grade": int(h["grade"][i]), "epoch": int(h["epoch"][i]),
+                         "test_psnr": float(psnr[i])}
+        out["gap"] = float(psnr[i]) - m.get("test_psnr", np.nan)
+    return out
+
+
+def save_result(run_dir: Path, result: FitResult, *, figures: bool = True,
+                selection: dict | None = None) -> None:
     """The finished run's files (then the caller marks it completed)."""
     from multigrade import report
 
     runs.write_npz(run_dir / runs.CHECKPOINT, _checkpoint_arrays(result.checkpoint()))
     runs.save_params(run_dir / "params.npz", result.params, result.scales)
+    if result.dropped_params:  # grades a selector dropped: kept, not part of the model
+        runs.save_params(run_dir / "dropped.npz", result.dropped_params,
+                         [g.scale for g in result.dropped])
     runs.write_npz(run_dir / "predictions.npz",
                    {f"grade{k}": p for k, p in enumerate(result.predictions, start=1)})
     runs.write_history(run_dir / "history.csv", result.history)
     runs.write_json(run_dir / "metrics.json", {
         **result_summary(result), "model_description": result.model.describe(),
-        "problem": result.problem.describe()})
+        "problem": result.problem.describe(),
+        **({} if selection is None else {"selection": selection})})
     images = [result.problem.render(p) for p in result.predictions]
     if images and images[0] is not None:
         runs.write_npz(run_dir / "images.npz", {
@@ -337,12 +467,14 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
     callbacks = [_Recorder(run_dir, flag, command)]
     if progress is not None:
         callbacks.append(progress(cfg.model.method, model.num_grades))
+    sel = selection_for(cfg, problem)
     try:
         result = fit(model, problem, optimizer=cfg.train.make_optimizer(),
                      epochs=cfg.train.epochs, key=jax.random.key(cfg.train.seed),
                      record_every=cfg.train.record_every, tol=cfg.train.tol,
                      checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
-                     start=start)
+                     start=start, select=sel.selector, divergence_probes=sel.probes,
+                     divergence_eps=sel.eps)
     except (FitInterrupted, KeyboardInterrupt):
         status = runs.read_status(run_dir)
         runs.write_status(run_dir, "interrupted", command=command,
@@ -356,7 +488,7 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
                           pending=status.get("pending"), error=f"{type(e).__name__}: {e}")
         raise
     add_ssim(result)
-    save_result(run_dir, result)
+    save_result(run_dir, result, selection=choice_summary(result, sel))
     runs.write_status(run_dir, "completed", command=command,
                       finished=[g.grade for g in result.grades])
     return result
@@ -381,8 +513,9 @@ def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoi
     if not (run_dir / runs.CHECKPOINT).is_file():
         return None
     model = cfg.model.build(problem.out_dim)
+    probes = cfg.train.sure_probes if cfg.train.select == "sure" else 0
     return load_checkpoint(run_dir, model, problem,
-                           [cfg.train.make_optimizer()] * model.num_grades)
+                           [cfg.train.make_optimizer()] * model.num_grades, probes=probes)
 
 
 def _replay(cfg: RunConfig, problem: Problem, start: Checkpoint) -> FitResult:
@@ -406,7 +539,7 @@ def _methods(cfg: RunConfig) -> tuple[str, ...]:
 
 def _prepare_problem(cfg: RunConfig) -> Problem:
     check_memory(cfg.problem, cfg.model, None, _methods(cfg))
-    problem = build_problem(cfg.problem)
+    problem = problem_for(cfg)
     image = problem.target_image()
     if image is not None:
         check_memory(cfg.problem, cfg.model, image.shape, _methods(cfg))
@@ -439,7 +572,8 @@ def _execute(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progre
         if cfg.command == "fit":
             result = _fit_into(run_dir, cfg, problem, flag=flag, command=command,
                                progress=progress, start=start)
-            return Outcome(run_dir, cfg, {cfg.model.method: result}, problem)
+            return Outcome(run_dir, cfg, {cfg.model.method: result}, problem,
+                           selection={cfg.model.method: _selection_of(run_dir).get("selection")})
         return _compare_into(run_dir, cfg, problem, flag=flag, command=command,
                              progress=progress)
 
@@ -453,13 +587,13 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     runs.write_status(run_dir, "running", command=command)
     results, baselines = {}, []
     try:
-        baselines = restoration_baselines(problem)
+        baselines = restoration_baselines(problem, selection_for(cfg, problem))
         if baselines:
             runs.write_npz(run_dir / "baselines.npz",
                            {f"baseline{i}": b.image for i, b in enumerate(baselines)})
             runs.write_json(run_dir / "baselines.json", [
-                {"name": b.name, b.parameter: b.value, "test_psnr": b.psnr,
-                 "test_ssim": b.ssim} for b in baselines])
+                {"name": b.name, b.parameter: b.value, "choice": b.choice,
+                 "test_psnr": b.psnr, "test_ssim": b.ssim} for b in baselines])
         for method in ("mgdl", "sgdl"):
             sub = dataclasses.replace(cfg, command="fit",
                                       model=dataclasses.replace(cfg.model, method=method))
@@ -474,11 +608,20 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
         runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
         raise
     runs.write_json(run_dir / "comparison.json",
-                    {m: result_summary(r) for m, r in results.items()})
+                    {m: {**result_summary(r), **_selection_of(run_dir / m)}
+                     for m, r in results.items()})
     report.plot_history({m: run_dir / m for m in results}, run_dir / "history.png")
     report.plot_comparison(run_dir)
     runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
-    return Outcome(run_dir, cfg, results, problem, baselines)
+    return Outcome(run_dir, cfg, results, problem, baselines,
+                   selection={m: _selection_of(run_dir / m).get("selection") for m in results})
+
+
+def _selection_of(run_dir: Path) -> dict:
+    """`{"selection": ...}` of a completed method's run directory ({} if it has none)."""
+    path = run_dir / "metrics.json"
+    found = runs.read_json(path).get("selection") if path.is_file() else None
+    return {} if found is None else {"selection": found}
 
 
 def study_config(cfg: RunConfig):
@@ -521,18 +664,28 @@ def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
     return Outcome(run_dir, cfg, {}, problem, study=found)
 
 
-def restoration_baselines(problem: Problem) -> list:
-    """Oracle-tuned TV (and Wiener for deblurring) on a restoration problem; [] otherwise."""
-    from multigrade import baselines
+def restoration_baselines(problem: Problem, sel: Selection | None = None) -> list:
+    """TV (and Wiener for deblurring) on a restoration problem, [] otherwise: tuned by
+    oracle, and when the run selects without the clean image (`sel`), also by SURE
+    (denoising) and the discrepancy principle, with the run's noise level (estimated when
+    the run's rule needs none)."""
+    from multigrade import baselines, selection
     from multigrade.problems import Restoration
 
     if not isinstance(problem, Restoration):
         return []
     clean, observed = problem.target_image(), problem.observed_image()
-    found = [baselines.tv_denoise_oracle(observed, clean)]
+    blind = sel is not None and sel.mode != "none"
+    sigma = None
+    if blind:
+        sigma = sel.sigma if sel.sigma is not None else selection.estimate_sigma(observed)
+    choices = ["oracle"] + (["sure"] if problem.task == "denoise" else []) + ["discrepancy"] \
+        if blind else ["oracle"]
+    found = [baselines.tv_denoise(observed, clean, choice=c, sigma=sigma) for c in choices]
     if problem.task == "deblur":
-        found.append(baselines.wiener_oracle(observed, clean, dict(problem.settings)[
-            "blur_sigma"]))
+        blur = dict(problem.settings)["blur_sigma"]
+        found += [baselines.wiener(observed, clean, blur, choice=c, sigma=sigma)
+                  for c in choices if c != "sure"]
     return found
 
 
@@ -594,7 +747,7 @@ def load_result(run_dir: str | Path) -> FitResult:
     if cfg.command != "fit":
         raise ValueError(f"{run_dir} is a comparison: load its mgdl/ or sgdl/ directory")
     _enable_x64(cfg)
-    problem = build_problem(cfg.problem)
+    problem = problem_for(cfg)
     return _replay(cfg, problem, _checkpoint_for(run_dir, cfg, problem))
 
 

@@ -33,7 +33,7 @@ from multigrade.operators import apply_blur, blur_matrix, forward_differences, s
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["coords", "observed", "clean", "blur", "beta", "lam", "alpha"],
+    data_fields=["coords", "observed", "clean", "blur", "beta", "lam", "alpha", "mask"],
     meta_fields=["task", "settings", "name"],
 )
 @typing.no_type_check  # JAX rebuilds it with placeholders while lowering; see denoising()
@@ -48,6 +48,8 @@ class Restoration:
         blur: `(B_v, B_h)` 1-D blur matrices, or None for denoising.
         beta, lam, alpha: the splitting weights β, λ and the relaxation α (arrays, so that
             sweeps over them do not recompile).
+        mask: `(H, W, 1)` 1 for the observed pixels the loss sees, 0 for pixels held out
+            as a validation set (`holdout`); None: every pixel is in the loss.
         task: `"denoise"` or `"deblur"`.
         settings: the noise / blur levels, for the record.
     """
@@ -59,6 +61,7 @@ class Restoration:
     beta: Scalar
     lam: Scalar
     alpha: Scalar
+    mask: Float[Array, "h w 1"] | None = None
     task: str = "denoise"
     settings: tuple = ()
     name: str = "image"
@@ -81,7 +84,11 @@ class Restoration:
 
     record_splits = ("train",)
     render_split = "train"
-    monitor = "train_loss"
+
+    @property
+    def monitor(self) -> str:
+        """The stopping rule watches the held-out pixels' loss when some are held out."""
+        return "train_loss" if self.mask is None else "val_loss"
 
     def image(self, pred: Float[Array, "n c"]) -> Float[Array, "h w c"]:
         return pred.reshape(self.shape)
@@ -100,14 +107,25 @@ class Restoration:
 
     def loss(self, pred_train, u) -> Scalar:
         P = self.image(pred_train)
-        fidelity = 0.5 * jnp.sum((self.forward(P) - self.observed) ** 2)
+        r2 = (self.forward(P) - self.observed) ** 2
+        fidelity = 0.5 * jnp.sum(r2 if self.mask is None else self.mask * r2)
         coupling = 0.5 * self.beta * jnp.sum((forward_differences(P) - u) ** 2)
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
 
     def metrics(self, preds: dict[str, Array], u) -> dict[str, Scalar]:
-        mse = jnp.mean((self.image(preds["train"]) - self.clean) ** 2)
-        return {"train_loss": self.loss(preds["train"], u), "test_loss": 0.5 * mse,
-                "test_psnr": psnr_from_mse(mse)}
+        """Also `residual`, mean((A(P) − y)²) over the pixels in the loss (what the
+        discrepancy principle and SURE read), and with held-out pixels `val_loss`,
+        ½·mean((A(P) − y)²) over them."""
+        P = self.image(preds["train"])
+        mse = jnp.mean((P - self.clean) ** 2)
+        r2 = (self.forward(P) - self.observed) ** 2
+        out = {"train_loss": self.loss(preds["train"], u), "test_loss": 0.5 * mse,
+               "test_psnr": psnr_from_mse(mse)}
+        if self.mask is None:
+            return {**out, "residual": jnp.mean(r2)}
+        seen = jnp.broadcast_to(self.mask, r2.shape)
+        return {**out, "residual": jnp.sum(seen * r2) / jnp.sum(seen),
+                "val_loss": 0.5 * jnp.sum((1 - seen) * r2) / jnp.sum(1 - seen)}
 
     def next_scale(self, pred_train) -> Scalar:
         return jnp.sqrt(jnp.mean((self.image(pred_train) - self.observed) ** 2))
@@ -134,10 +152,30 @@ class Restoration:
         return {"clean": self.target_image(), "observed": self.observed_image()}
 
     def describe(self) -> dict:
+        held = 0.0 if self.mask is None else 1 - float(jnp.mean(self.mask))
         return {"kind": self.task, "name": self.name, "shape": list(self.shape),
                 **dict(self.settings), "beta": float(self.beta), "lam": float(self.lam),
                 "alpha": float(self.alpha), "observed_psnr": self.observed_psnr(),
-                "observed_ssim": self.observed_ssim()}
+                "observed_ssim": self.observed_ssim(), "held_out": held}
+
+    def with_observation(self, observed) -> Restoration:
+        """The same problem with another observation y (SURE perturbs y)."""
+        return dataclasses.replace(self, observed=observed)
+
+    def held_out(self, fraction: float, key: PRNGKeyArray) -> Restoration:
+        """The same problem with `round(fraction·H·W)` random pixels (every channel of
+        each) hidden from the loss: their residual is recorded as `val_loss`, which for
+        independent noise has expectation ½·(error to the clean pixels + σ_n²)."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+        h, w, _ = self.shape
+        hidden = max(1, round(fraction * h * w))
+        if hidden >= h * w:
+            raise ValueError(f"holding out {fraction:g} of {h * w} pixels leaves none to fit")
+        order = np.asarray(jr.permutation(key, h * w))
+        mask = np.ones(h * w)
+        mask[order[:hidden]] = 0.0
+        return dataclasses.replace(self, mask=as_float(mask.reshape(h, w, 1)))
 
 
 def _squeeze(image: np.ndarray) -> np.ndarray:
