@@ -332,6 +332,13 @@ def test_compare_with_each_selection(tmp_path, mode):
     assert names[0] == "TV (Chambolle), oracle"
     if mode != "none":
         assert names[1:] == ["TV (Chambolle), SURE", "TV (Chambolle), discrepancy"]
+    page = tmp_path / "report.html"
+    assert _mgdl("report", str(out), "-o", str(page)).returncode == 0
+    section = page.read_text().split("Chosen without the clean image")[1]
+    table = section.split("</table>")[0]
+    assert table.count("<tr>") == 3 and f"<td>{mode}</td>" in table  # header + 2 methods
+    assert ("SURE&#x27;s PSNR estimate" in section or "SURE's PSNR estimate" in section) \
+        == (mode != "none")
 
 
 def test_sure_is_refused_for_deblurring_in_one_line(tmp_path):

@@ -195,6 +195,26 @@ def _metrics_rows(run_dir: Path) -> list[list[str]]:
 
 METRIC_HEADER = ("run", "model", "train loss", "test dB", "SSIM", "dB after each grade",
                  "epochs", "seconds")
+SELECTION_HEADER = ("model", "rule", "σ_n (1/255)", "choice dB", "SSIM", "grades",
+                    "epochs kept", "stopped by", "oracle dB", "oracle grade/epoch", "gap dB")
+
+
+def _selection_rows(dirs: dict[str, Path]) -> list[list[str]]:
+    """What each method kept without the clean image against the oracle's choice."""
+    rows = []
+    for d in dirs.values():
+        m = runs.read_json(d / "metrics.json")
+        s = m.get("selection")
+        if not s or "oracle" not in s:
+            continue
+        sigma = s.get("noise_level")
+        rows.append([m["model"], s["mode"], "" if sigma is None else
+                     f"{sigma:.2f} ({s['noise_level_source']})", _num(s["test_psnr"], ".2f"),
+                     _num(s.get("test_ssim"), ".3f"), str(s["grades"]),
+                     ",".join(map(str, s["epochs"])), s["stopped_by"],
+                     _num(s["oracle"]["test_psnr"], ".2f"),
+                     f"{s['oracle']['grade']}/{s['oracle']['epoch']}", _num(s["gap"], ".2f")])
+    return rows
 
 
 def _run_section(run_dir: Path, title: str | None = None) -> str:
@@ -214,6 +234,16 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
         parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),
                              "training loss and PSNR against epochs, seconds and GFLOP "
                              "(dotted: grade boundaries)"))
+        selected = _selection_rows(dirs)
+        if selected:
+            parts.append("<h3>Chosen without the clean image</h3>\n"
+                         + _table(SELECTION_HEADER, selected))
+        if any(r[1] != "none" for r in selected):
+            from multigrade.report import plot_history
+
+            parts.append(_figure(_png(lambda b: plot_history(dirs, b)),
+                                 "residual, SURE's PSNR estimate and the held-out loss "
+                                 "beside the true PSNR"))
         if kind == "compare":
             from multigrade.report import comparison_panels, plot_images
 

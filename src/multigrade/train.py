@@ -783,23 +783,9 @@ class _Loop:
         frozen = self._initial_frozen()
         params_out, scales, summaries, renders = [], [], [[] for _ in range(m)], []
         rows: list[list[dict]] = [[] for _ in range(m)]
-        if start is not None:  # replay the finished grades: same programs, same numbers
+        if start is not None:
+            frozen = self._replay(start, frozen, params_out, scales, summaries[0], renders)
             rows[0] = [dict(r) for r in start.history]
-            for k, p in enumerate(start.params):
-                frozen, render, _ = self._freeze(p, frozen, start.grades[k].scale)
-                frozen.aux = eng.expand(start.aux if k == start.finished - 1 else frozen.aux)
-                params_out.append(p)
-                scales.append(eng.rows(start.grades[k].scale).reshape(-1))
-                summaries[0].append(start.grades[k])
-                renders.append(render)
-            if start.finished < self.model.num_grades and start.finished \
-                    and start.grades[-1].status == "diverged":
-                raise ValueError("the checkpoint's last grade diverged: no grade can follow it")
-            if self.probes_b is not None and start.finished:
-                if start.tangent is None:
-                    raise ValueError("the checkpoint holds no derivatives along the "
-                                     "divergence probes: it was made without them")
-                frozen.tangent = start.tangent
         step0 = sum(g.epochs for g in summaries[0])
         alive = np.ones(m, bool)
         dropped, dropped_params = [], []
@@ -850,6 +836,28 @@ class _Loop:
                 self.probes if eng.members is None else [], dropped, dropped_params,
                 frozen.tangent))
         return results
+
+    def _replay(self, start: Checkpoint, frozen: _Frozen, params_out, scales, summaries,
+                renders) -> _Frozen:
+        """The checkpoint's finished grades, frozen again (same programs, same numbers);
+        appends to the lists and returns what they leave frozen."""
+        eng = self.engine
+        for k, p in enumerate(start.params):
+            frozen, render, _ = self._freeze(p, frozen, start.grades[k].scale)
+            frozen.aux = eng.expand(start.aux if k == start.finished - 1 else frozen.aux)
+            params_out.append(p)
+            scales.append(eng.rows(start.grades[k].scale).reshape(-1))
+            summaries.append(start.grades[k])
+            renders.append(render)
+        if start.finished < self.model.num_grades and start.finished \
+                and start.grades[-1].status == "diverged":
+            raise ValueError("the checkpoint's last grade diverged: no grade can follow it")
+        if self.probes_b is not None and start.finished:
+            if start.tangent is None:
+                raise ValueError("the checkpoint holds no derivatives along the "
+                                 "divergence probes: it was made without them")
+            frozen.tangent = start.tangent
+        return frozen
 
     def _no_gain(self, criterion: float | None, done: list[GradeSummary]) -> bool:
         """A keep-best selector's grade that did not lower the previous grade's score."""
@@ -1000,15 +1008,7 @@ class _Loop:
         rbase = {s: frozen.base[s] for s in rec}
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
-        if pending is None:
-            done, seconds, compile_s, best = 0, 0.0, 0.0, None
-            loss0 = eng.rows(eng.initial_loss(
-                state.params, self.problem, state.aux, frozen.feats, frozen.base,
-                frozen.scale, model=self.model, block=self.block)).reshape(-1)
-        else:
-            done = -(-pending.epochs // r)
-            seconds, compile_s, best = pending.seconds, pending.compile_seconds, pending.best
-            loss0 = np.full(eng.m, pending.initial_loss)
+        done, seconds, compile_s, best, loss0 = self._grade_start(state, frozen, pending)
         status = np.where(alive, "max_epochs", "diverged").astype(object)
         monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
         last_score = None
@@ -1021,13 +1021,7 @@ class _Loop:
             state, tstate, metrics, sec, csec = self._run_chunk(k, state, tstate, frozen,
                                                                 rfeats, rbase, n, per)
             seconds, compile_s = seconds + sec, compile_s + csec
-            epoch_before = min(done * r, budget)
-            for j in range(eng.m):
-                for i in range(n):
-                    epoch = epoch_before + (i + 1) * per
-                    rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
-                                    **{name: float(eng.rows(v)[j][i])
-                                       for name, v in metrics.items()}})
+            self._append_rows(rows, metrics, k, min(done * r, budget), per, step0)
             done += n
             epochs_done = min(done * r, budget)
             bad = self._diverged(metrics, loss0)
@@ -1035,11 +1029,8 @@ class _Loop:
             alive &= ~bad
             selected = False
             if self.select is not None and alive[0]:
-                last_score = self.select.score(rows[0][-1])
-                if self.select.keep_best and math.isfinite(last_score) and (
-                        best is None or last_score < best.score):
-                    best = Best(last_score, epochs_done, state, tstate)
-                selected = self.select.done(rows[0][-1])
+                last_score, best, selected = self._score(rows[0][-1], best, epochs_done,
+                                                         state, tstate)
             monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
             for cb in self.callbacks:
                 cb.on_records(k + 1, rows[0][-n:])
@@ -1054,11 +1045,12 @@ class _Loop:
             if self.probe is not None and epochs_done % self.probe_every == 0:
                 self._probe(k, state, frozen, epochs_done, step0)
             if eng.members is None and done < total:
+                pending = Pending(k + 1, state, epochs_done, seconds, compile_s,
+                                  float(loss0[0]), tstate, best)
                 self._maybe_checkpoint(done, Checkpoint(
                     list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
-                    rows[0], frozen.aux if params_out else None,
-                    Pending(k + 1, state, epochs_done, seconds, compile_s, float(loss0[0]),
-                            tstate, best), frozen.tangent if params_out else None))
+                    rows[0], frozen.aux if params_out else None, pending,
+                    frozen.tangent if params_out else None))
         epochs = min(done * r, budget)
         summary = {"epochs": epochs, "seconds": seconds, "compile_seconds": compile_s}
         if self.select is not None:
@@ -1068,6 +1060,37 @@ class _Loop:
             else:
                 summary.update(selected_epoch=epochs, criterion=last_score)
         return state, tstate, list(status), summary
+
+    def _grade_start(self, state, frozen: _Frozen, pending: Pending | None):
+        """`(records done, seconds, compile seconds, best record, initial loss)` of a grade
+        starting fresh or continuing `pending`."""
+        eng = self.engine
+        if pending is not None:
+            return (-(-pending.epochs // self.record_every), pending.seconds,
+                    pending.compile_seconds, pending.best, np.full(eng.m, pending.initial_loss))
+        loss0 = eng.rows(eng.initial_loss(
+            state.params, self.problem, state.aux, frozen.feats, frozen.base, frozen.scale,
+            model=self.model, block=self.block)).reshape(-1)
+        return 0, 0.0, 0.0, None, loss0
+
+    def _append_rows(self, rows, metrics: dict, k: int, epoch_before: int, per: int,
+                     step0: int) -> None:
+        """A chunk's records as history rows, per member."""
+        eng = self.engine
+        for j in range(eng.m):
+            for i in range(len(eng.rows(metrics["train_loss"])[j])):
+                epoch = epoch_before + (i + 1) * per
+                rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
+                                **{name: float(eng.rows(v)[j][i])
+                                   for name, v in metrics.items()}})
+
+    def _score(self, row: dict, best: Best | None, epoch: int, state, tstate):
+        """The selector on the latest record: `(score, best record so far, done)`."""
+        score = self.select.score(row)
+        if self.select.keep_best and math.isfinite(score) and (best is None
+                                                               or score < best.score):
+            best = Best(score, epoch, state, tstate)
+        return score, best, self.select.done(row)
 
     def _maybe_checkpoint(self, done: int, ckpt: Checkpoint) -> None:
         """Hands `ckpt` to the callbacks at checkpoint boundaries and when a stop is

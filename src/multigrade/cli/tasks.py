@@ -99,6 +99,13 @@ def _num(metrics: dict, key: str, fmt: str) -> str:
     return "-" if v is None or not math.isfinite(v) else format(v, fmt)
 
 
+def _depth(result) -> int:
+    """Hidden layers of the grades kept (a selector may keep fewer than the model has)."""
+    if len(result.params) == result.model.num_grades:
+        return result.model.depth
+    return sum(len(getattr(p, "hidden", ())) for p in result.params)
+
+
 def _status(result) -> str:
     return "diverged" if result.diverged else ",".join(sorted({g.status for g in result.grades}))
 
@@ -128,7 +135,8 @@ def print_outcome(outcome) -> None:
     for r in outcome.results.values():
         m = r.metrics
         per_grade = "/".join(_db(g.metrics) for g in r.grades) if len(r.grades) > 1 else ""
-        table.add_row(r.model.name, str(r.model.num_grades), str(r.model.depth),
+        kept = str(len(r.grades)) + (f" (+{len(r.dropped)} dropped)" if r.dropped else "")
+        table.add_row(r.model.name, kept, str(_depth(r)),
                       _num(m, "train_loss", ".4g"), _db(m, "val_psnr"), _db(m),
                       _num(m, "test_ssim", ".3f"), per_grade, str(r.epochs),
                       f"{r.seconds:.1f}", _status(r))
