@@ -253,6 +253,28 @@ def test_baseline_choices_follow_their_rules():
     assert oracle.psnr >= max(by_sure.psnr, by_disc.psnr)
 
 
+def test_wiener_by_discrepancy_reads_the_residual_away_from_the_border():
+    from multigrade.operators import apply_blur
+
+    sigma = 0.005  # small enough that the boundary mismatch dominates the whole residual
+    problem = deblurring(_smooth_image(64), 2.0, sigma, key=jax.random.key(0))
+    y, clean = problem.observed_image(), problem.target_image()
+    balances = np.geomspace(1e-3, 1.0, 7)
+    found = baselines.wiener(y, clean, 2.0, choice="discrepancy", sigma=sigma,
+                             balances=balances)
+    inner = (slice(12, 52), slice(12, 52))  # twice the 6-pixel radius of σ_b = 2
+    tau = selection.discrepancy_tau(40 * 40)
+
+    def residual(b):
+        x = baselines.wiener(y, clean, 2.0, balances=[b]).image
+        blurred = np.asarray(apply_blur(problem.blur, jnp.asarray(x[..., None])))[..., 0]
+        return np.mean((blurred[inner] - y[inner]) ** 2)
+
+    fits = [b for b in balances if residual(b) <= tau * sigma**2]
+    assert fits and found.value == max(fits)
+    assert found.psnr > 25  # not the noise-amplifying smallest balance
+
+
 # ---------------------------------------------------------------------------------------
 # Interrupted and resumed
 

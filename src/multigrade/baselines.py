@@ -8,7 +8,11 @@ from a grid:
 - "SURE" (denoising): by Monte-Carlo SURE (`selection.mc_sure`), from the observation and
   σ alone;
 - "discrepancy": the largest weight whose residual ‖A(f(y)) − y‖²/N is at most τσ²
-  (Morozov; `selection.discrepancy_tau`), from the observation and σ alone.
+  (Morozov; `selection.discrepancy_tau`), from the observation and σ alone; the smallest
+  weight when none is. For Wiener the residual is taken on the pixels at least twice the
+  blur's radius from the border: Wiener assumes a periodic boundary, the observation was
+  blurred with a symmetric one, and only far from the border do the two agree (with the
+  whole image, the boundary mismatch alone exceeds τσ² at σ_n = 3/255 for every balance).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ def _psnr(a, b) -> float:
 
 
 def _choose(method: str, parameter: str, grid, restore: Callable, clean: np.ndarray,
-            choice: str, *, observed=None, sigma=None, forward=None) -> Baseline:
-    """The grid value `choice` picks (larger weights regularise more)."""
+            choice: str, *, observed=None, sigma=None, forward=None, margin: int = 0
+            ) -> Baseline:
+    """The grid value `choice` picks (larger weights regularise more); the discrepancy
+    principle reads the residual `margin` pixels away from the border."""
     from multigrade import selection
     from multigrade.metrics import ssim
 
@@ -53,9 +59,11 @@ def _choose(method: str, parameter: str, grid, restore: Callable, clean: np.ndar
         value = min(grid, key=lambda v: selection.mc_sure(lambda y: restore(v, y), observed,
                                                           sigma))
     elif choice == "discrepancy":
-        tau = selection.discrepancy_tau(np.asarray(observed).size)
-        fits = [v for v in grid
-                if np.mean((forward(restore(v)) - observed) ** 2) <= tau * sigma**2]
+        inner = (slice(margin, observed.shape[0] - margin),
+                 slice(margin, observed.shape[1] - margin))
+        tau = selection.discrepancy_tau(np.asarray(observed)[inner].size)
+        fits = [v for v in grid if np.mean(
+            (forward(restore(v))[inner] - observed[inner]) ** 2) <= tau * sigma**2]
         value = max(fits) if fits else min(grid)
     else:
         raise ValueError(f"unknown choice {choice!r}; choose one of {', '.join(CHOICES)}")
@@ -101,8 +109,14 @@ def wiener(observed: np.ndarray, clean: np.ndarray, blur_sigma: float, *,
     def forward(x):
         return np.einsum("ij,jk...,lk->il...", rows, x, cols)
 
+    margin = 2 * (len(psf) // 2)
+    if choice == "discrepancy" and min(observed.shape[:2]) <= 2 * margin:
+        raise ValueError(f"an image of {observed.shape[0]} × {observed.shape[1]} pixels has "
+                         f"no pixels {margin} away from its border for the discrepancy "
+                         f"principle at σ_b = {blur_sigma:g}")
     return _choose("Wiener", "balance", balances, restore, clean, choice,
-                   observed=observed, sigma=sigma, forward=forward)
+                   observed=observed, sigma=sigma, forward=forward,
+                   margin=margin if choice == "discrepancy" else 0)
 
 
 def tv_denoise_oracle(observed: np.ndarray, clean: np.ndarray,
