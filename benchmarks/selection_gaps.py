@@ -7,7 +7,7 @@ every grade and epoch), the fixed budget's final PSNR, and each rule's choice wi
 to that oracle and the grades / epochs it kept; for the baselines, the oracle, SURE and
 discrepancy choices of their weight.
 
-    python benchmarks/selection_gaps.py --out /tmp/selection --run   # about 80 min, 2 cores
+    python benchmarks/selection_gaps.py --out /tmp/selection --run   # about 100 min, 2 cores
     python benchmarks/selection_gaps.py --out /tmp/selection         # the table only
 
 Runs already in `--out` are kept (delete one to run it again).
