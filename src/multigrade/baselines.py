@@ -118,14 +118,3 @@ def wiener(observed: np.ndarray, clean: np.ndarray, blur_sigma: float, *,
                    observed=observed, sigma=sigma, forward=forward,
                    margin=margin if choice == "discrepancy" else 0)
 
-
-def tv_denoise_oracle(observed: np.ndarray, clean: np.ndarray,
-                      weights=TV_WEIGHTS) -> Baseline:
-    """Chambolle's TV denoising with the weight of best PSNR."""
-    return tv_denoise(observed, clean, weights=weights)
-
-
-def wiener_oracle(observed: np.ndarray, clean: np.ndarray, blur_sigma: float,
-                  balances=WIENER_BALANCES) -> Baseline:
-    """Wiener deconvolution with the balance of best PSNR."""
-    return wiener(observed, clean, blur_sigma, balances=balances)

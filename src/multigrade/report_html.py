@@ -217,6 +217,22 @@ def _selection_rows(dirs: dict[str, Path]) -> list[list[str]]:
     return rows
 
 
+def _selection_section(dirs: dict[str, Path]) -> str:
+    """The table of what each method kept without the clean image, and, when a rule chose
+    it, the curves of that rule beside the true PSNR ("" for runs without a record)."""
+    selected = _selection_rows(dirs)
+    if not selected:
+        return ""
+    out = "<h3>Chosen without the clean image</h3>\n" + _table(SELECTION_HEADER, selected)
+    if any(r[1] != "none" for r in selected):
+        from multigrade.report import plot_history
+
+        out += _figure(_png(lambda b: plot_history(dirs, b)),
+                       "residual, SURE's PSNR estimate and the held-out loss beside the "
+                       "true PSNR")
+    return out
+
+
 def _run_section(run_dir: Path, title: str | None = None) -> str:
     kind = kind_of(run_dir)
     parts = [f"<h2>{_esc(title or run_dir)}</h2>\n<p>{_esc(kind)} · {_esc(run_dir)}</p>\n",
@@ -234,16 +250,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
         parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),
                              "training loss and PSNR against epochs, seconds and GFLOP "
                              "(dotted: grade boundaries)"))
-        selected = _selection_rows(dirs)
-        if selected:
-            parts.append("<h3>Chosen without the clean image</h3>\n"
-                         + _table(SELECTION_HEADER, selected))
-        if any(r[1] != "none" for r in selected):
-            from multigrade.report import plot_history
-
-            parts.append(_figure(_png(lambda b: plot_history(dirs, b)),
-                                 "residual, SURE's PSNR estimate and the held-out loss "
-                                 "beside the true PSNR"))
+        parts.append(_selection_section(dirs))
         if kind == "compare":
             from multigrade.report import comparison_panels, plot_images
 
