@@ -1,8 +1,9 @@
-"""Fully connected ReLU networks as plain parameter pytrees.
+"""Fully connected networks as plain parameter pytrees.
 
 A network is a list of `Layer(W, b)` with `W` of shape `(fan_in, fan_out)`, so a layer maps
-`x @ W + b`. Hidden layers are followed by ReLU; the last layer of a grade (its head) is
-linear.
+`x @ W + b`. Hidden layers are followed by ReLU (or, for SIREN, `sin(ω₀·(x @ W + b))`);
+the last layer of a grade (its head) is linear. Random Fourier features (Tancik et al.
+2020) are a fixed encoding in front of the first layer.
 """
 
 from __future__ import annotations
@@ -59,6 +60,39 @@ def init_mlp(key: PRNGKeyArray, sizes: Sequence[int], *, init: str = "glorot") -
     """Initialises an MLP with layer widths `sizes` (input first, output last)."""
     keys = jr.split(key, len(sizes) - 1)
     return [init_layer(k, m, n, init=init) for k, m, n in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def init_siren(key: PRNGKeyArray, sizes: Sequence[int], *, omega0: float = 30.0,
+               first: bool = True) -> list[Layer]:
+    """A SIREN (Sitzmann et al. 2020, Sec. 3.2 and their code): every layer
+    `W ~ U(−√(6/n)/ω₀, √(6/n)/ω₀)` for fan-in n, except a first layer on the input
+    coordinates (`first`), `W ~ U(−1/n, 1/n)`; biases keep PyTorch's `nn.Linear` default,
+    `U(−1/√n, 1/√n)`, which the SIREN code does not override. The head (last layer) is
+    linear with the hidden layers' weight law."""
+    dtype = float_dtype()
+    layers = []
+    for i, (k, n, m) in enumerate(zip(jr.split(key, len(sizes) - 1), sizes[:-1], sizes[1:])):
+        w_key, b_key = jr.split(k)
+        bound = 1.0 / n if first and i == 0 else (6.0 / n) ** 0.5 / omega0
+        W = jr.uniform(w_key, (n, m), dtype, -bound, bound)
+        b = jr.uniform(b_key, (m,), dtype, -(1.0 / n) ** 0.5, (1.0 / n) ** 0.5)
+        layers.append(Layer(W, b))
+    return layers
+
+
+def sine_features(layers: Sequence[Layer], x: Float[Array, "n d"], omega0: float
+                  ) -> Float[Array, "n h"]:
+    """SIREN's hidden layers: `sin(ω₀·(x @ W + b))` for every layer."""
+    for W, b in layers:
+        x = jnp.sin(omega0 * (x @ W + b[None, :]))
+    return x
+
+
+def fourier_features(x: Float[Array, "n d"], B: Float[Array, "d m"]) -> Float[Array, "n 2m"]:
+    """Random Fourier features γ(x) = [cos 2πxB, sin 2πxB] (Tancik et al. 2020, Eq. 4 with
+    a_j = 1)."""
+    z = 2.0 * jnp.pi * (x @ B)
+    return jnp.concatenate([jnp.cos(z), jnp.sin(z)], axis=-1)
 
 
 def hidden_features(

@@ -96,6 +96,10 @@ def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]
 
     run_dir = Path(run_dir)
     methods = [d for d in sorted(run_dir.iterdir()) if (d / "images.npz").is_file()]
+    if (run_dir / "comparison.json").is_file():  # the methods compared (one FFN of its grid)
+        comp = runs.read_json(run_dir / "comparison.json")
+        methods = [run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()
+                   if (run_dir / v.get("baseline", {}).get("dir", m) / "images.npz").is_file()]
     if not methods:
         return []
     first = runs.read_npz(methods[0] / "images.npz")

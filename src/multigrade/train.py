@@ -90,6 +90,71 @@ class Selector:
         return False
 
 
+def grade_gain(before: float, after: float) -> float:
+    """A grade's gain in dB on a loss: 10·log10(before / after) (−∞ if it blew up)."""
+    if not (math.isfinite(after) and after > 0 and before > 0):
+        return -math.inf if not math.isfinite(after) else math.inf
+    return 10.0 * math.log10(before / after)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSize:
+    """Gradient descent's step from the spectrum of each grade's loss Hessian H.
+
+    GD on a grade is locally stable while η·λ_max(H) ≤ 2 (SPEC §4). λ_max is estimated by
+    `order` Lanczos steps on Hessian-vector products of the current grade's loss (the
+    earlier grades and u fixed), at the start of each grade and every `every` epochs.
+
+    Attributes:
+        c: at the start of each grade η = c·2/λ_max; None keeps the optimiser's rate.
+        every: epochs between re-estimates (a multiple of `record_every`); None: only at
+            the start.
+        lower: at a re-estimate where λ_max > 2/η, lower η to c·2/λ_max.
+        eig_stop: end the grade at a re-estimate where the smallest eigenvalue of the GD
+            iteration's Jacobian, 1 − η·λ_max, is below this (the reference code's −0.95).
+        order: Lanczos steps per estimate.
+
+    The optimiser must carry its rate in its state: `optax.inject_hyperparams(optax.sgd)(
+    learning_rate=...)`. Records gain `lr` (the rate of that record's epochs) and, where an
+    estimate was made, `sharpness` (λ_max).
+    """
+
+    c: float | None = 0.5
+    every: int | None = None
+    lower: bool = False
+    eig_stop: float | None = None
+    order: int = 32
+
+    def __post_init__(self):
+        if self.c is not None and not 0 < self.c <= 1:
+            raise ValueError(f"the step factor c must lie in (0, 1], got {self.c}")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"sharpness estimates every {self.every} epochs: must be ≥ 1")
+        if (self.lower or self.eig_stop is not None) and self.every is None:
+            raise ValueError("lowering η or the eigenvalue stop needs re-estimates: set every")
+        if self.lower and self.c is None:
+            raise ValueError("lowering η sets it to c·2/λ_max: set c")
+        if self.order < 2:
+            raise ValueError(f"order must be at least 2, got {self.order}")
+
+
+def learning_rate(opt_state) -> Array:
+    """The rate an `optax.inject_hyperparams` state carries (what `StepSize` sets)."""
+    hp = getattr(opt_state, "hyperparams", None)
+    if not isinstance(hp, dict) or "learning_rate" not in hp:
+        raise ValueError("choosing the step from the spectrum needs an optimiser that "
+                         "carries its rate: optax.inject_hyperparams(optax.sgd)(learning_rate=…)")
+    return hp["learning_rate"]
+
+
+def with_learning_rate(state: GradeState, lr: float) -> GradeState:
+    opt = state.opt_state
+    rate = learning_rate(opt)
+    new = jnp.asarray(lr, jnp.result_type(rate)).reshape(jnp.shape(rate))
+    return state._replace(opt_state=opt._replace(hyperparams={**opt.hyperparams,
+                                                              "learning_rate": new}))
+
+
 # ---------------------------------------------------------------------------------------
 # Results and checkpoints
 
@@ -108,6 +173,9 @@ class GradeSummary:
     # with a Selector: the epoch whose state the grade kept, and its score
     selected_epoch: int | None = None
     criterion: float | None = None
+    # with a StepSize: the grade's starting rate and the λ_max it came from
+    lr: float | None = None
+    lambda_max: float | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -602,6 +670,9 @@ def fit(
     select: Selector | None = None,
     divergence_probes: Array | None = None,
     divergence_eps: float | None = None,
+    step_size: StepSize | None = None,
+    min_gain: float | None = None,
+    gain_metric: str = "val_loss",
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
@@ -647,6 +718,13 @@ def fit(
             stability (Adam too) is chaotic: its exact derivative grows without bound
             along training, while a difference at the scale of the noise stays finite
             (`multigrade.selection`).
+        step_size: choose (and watch) GD's rate from each grade's Hessian (`StepSize`).
+        min_gain: adaptive grades: a grade that does not lower `gain_metric` (after it)
+            by at least `min_gain` decibels, 10·log10(before / after), is dropped and ends
+            the fit (its parameters in `FitResult.dropped_params`); the model's number of
+            grades is the most that are tried. On the validation loss of an image this
+            is the validation PSNR's gain.
+        gain_metric: a recorded loss (lower is better), by default the validation loss.
 
     Returns:
         A `FitResult`. A diverged grade keeps its history and no later grade is trained.
@@ -670,10 +748,17 @@ def fit(
     probes_b = _check_probes(problem, divergence_probes)
     if select is not None and select.needs_divergence and probes_b is None:
         raise ValueError(f"{type(select).__name__} needs divergence_probes")
+    if step_size is not None and step_size.every is not None \
+            and step_size.every % record_every:
+        raise ValueError(f"sharpness estimates every {step_size.every} epochs: must be a "
+                         f"multiple of record_every ({record_every})")
+    if min_gain is not None and not (math.isfinite(min_gain) and min_gain >= 0):
+        raise ValueError(f"min_gain must be a finite non-negative number, got {min_gain}")
     loop = _Loop(model, problem, _Engine(None), txs, budgets, key, record_every, window, tol,
                  block, probe, probe_every, tuple(callbacks), checkpoint_every,
                  divergence_factor, init_params, select=select, probes_b=probes_b,
-                 probe_eps=divergence_eps)
+                 probe_eps=divergence_eps, step_size=step_size,
+                 gain=None if min_gain is None else (gain_metric, float(min_gain)))
     return loop.run(start)[0]
 
 
@@ -771,6 +856,8 @@ class _Loop:
     select: Selector | None = None
     probes_b: Array | None = None  # (p, *observation shape): divergence probes
     probe_eps: float | None = None  # None: exact derivatives; else finite differences
+    step_size: StepSize | None = None
+    gain: tuple[str, float] | None = None  # adaptive grades: (metric, least gain)
 
     def __post_init__(self):
         self.probes: list[dict] = []
@@ -798,7 +885,8 @@ class _Loop:
                            seconds=summary_k["seconds"] / m,
                            compile_seconds=summary_k["compile_seconds"] / m,
                            selected_epoch=summary_k.get("selected_epoch"),
-                           criterion=summary_k.get("criterion"))
+                           criterion=summary_k.get("criterion"), lr=summary_k.get("lr"),
+                           lambda_max=summary_k.get("lambda_max"))
             if self._no_gain(summary["criterion"], summaries[0]):
                 dropped.append(GradeSummary(**summary, status="dropped",
                                             scale=float(frozen.scale), metrics={}))
@@ -806,6 +894,12 @@ class _Loop:
                 break
             frozen_next, render, final = self._freeze(state.params, frozen, None, state.aux,
                                                       tstate)
+            if self._too_little(final, summaries[0], status[0]):
+                dropped.append(GradeSummary(**summary, status="dropped",
+                                            scale=float(frozen.scale),
+                                            metrics={n: float(v) for n, v in final.items()}))
+                dropped_params.append(state.params)
+                break
             for j in range(m):
                 summaries[j].append(GradeSummary(
                     **summary, status=status[j],
@@ -867,6 +961,17 @@ class _Loop:
         if criterion is None or previous is None:
             return False
         return not criterion < previous
+
+    def _too_little(self, final: dict, done: list[GradeSummary], status: str) -> bool:
+        """Adaptive grades: this grade lowered the watched loss by less than the least
+        gain, in dB (a first grade, or one that diverged, is judged elsewhere)."""
+        if self.gain is None or not done or status == "diverged":
+            return False
+        name, least = self.gain
+        if name not in final:
+            raise ValueError(f"adaptive grades watch {name!r}, which the problem does not "
+                             f"record (it records {', '.join(sorted(final))})")
+        return not grade_gain(done[-1].metrics[name], float(final[name])) >= least
 
     def _initial_frozen(self) -> _Frozen:
         dtype = float_dtype()
@@ -940,7 +1045,8 @@ class _Loop:
         if self.select is not None:
             return 1  # a selector may keep the state of any record
         n = min(self.window - done % self.window, total - done)
-        for every in (self.probe_every, self.checkpoint_every):
+        watch = None if self.step_size is None else self.step_size.every
+        for every in (self.probe_every, self.checkpoint_every, watch):
             if every is not None:
                 stride = max(1, -(-every // r))  # records
                 n = min(n, stride - done % stride)
@@ -1009,6 +1115,7 @@ class _Loop:
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
         done, seconds, compile_s, best, loss0 = self._grade_start(state, frozen, pending)
+        state, rate = self._start_rate(k, state, frozen, pending, rows[0])
         status = np.where(alive, "max_epochs", "diverged").astype(object)
         monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
         last_score = None
@@ -1027,6 +1134,8 @@ class _Loop:
             bad = self._diverged(metrics, loss0)
             status[alive & bad] = "diverged"
             alive &= ~bad
+            state, steep = self._watch_rate(k, state, frozen, rows[0][-n:], epochs_done,
+                                            bool(alive[0]))
             selected = False
             if self.select is not None and alive[0]:
                 last_score, best, selected = self._score(rows[0][-1], best, epochs_done,
@@ -1038,6 +1147,9 @@ class _Loop:
                 break
             if selected:
                 status[0] = "selected"
+                break
+            if steep:
+                status[0] = "eig_stop"
                 break
             if eng.members is None and should_stop(monitor, self.window, self.tol):
                 status[0] = "stopped"
@@ -1052,7 +1164,7 @@ class _Loop:
                     rows[0], frozen.aux if params_out else None, pending,
                     frozen.tangent if params_out else None))
         epochs = min(done * r, budget)
-        summary = {"epochs": epochs, "seconds": seconds, "compile_seconds": compile_s}
+        summary = {"epochs": epochs, "seconds": seconds, "compile_seconds": compile_s, **rate}
         if self.select is not None:
             if best is not None and status[0] != "diverged":
                 state, tstate = best.state, best.tangent
@@ -1060,6 +1172,58 @@ class _Loop:
             else:
                 summary.update(selected_epoch=epochs, criterion=last_score)
         return state, tstate, list(status), summary
+
+    def _sharpness(self, k: int, state: GradeState, frozen: _Frozen) -> float:
+        """λ_max of the current grade's loss Hessian (Lanczos on HVPs)."""
+        from multigrade.analysis.hessian import extreme_eigenvalues
+
+        loss = jax.tree_util.Partial(self.loss_fn, self.problem, frozen.feats["train"],
+                                     frozen.base["train"], frozen.scale, state.aux)
+        _, top = extreme_eigenvalues(loss, state.params, k=1, order=self.step_size.order,
+                                     key=jax.random.fold_in(self.key, 7919 + k))
+        return float(top[-1])
+
+    def _start_rate(self, k: int, state: GradeState, frozen: _Frozen,
+                    pending: Pending | None, rows: list[dict]):
+        """`(state, {"lr", "lambda_max"})` at a grade's start: η = c·2/λ_max with a
+        `StepSize` of factor c; a continued grade's from its first record."""
+        ss = self.step_size
+        if ss is None or self.engine.members is not None:
+            return state, {}
+        if pending is not None:
+            first = next((r for r in rows if r["grade"] == k + 1), None)
+            lr = float(learning_rate(state.opt_state)) if first is None else first["lr"]
+        elif ss.c is not None:
+            lam = self._sharpness(k, state, frozen)
+            if not (math.isfinite(lam) and lam > 0):
+                raise ValueError(f"grade {k + 1}: the loss Hessian's largest eigenvalue is "
+                                 f"{lam:.3g}; no step can be chosen from it")
+            lr = ss.c * 2.0 / lam
+            state = with_learning_rate(state, lr)
+        else:
+            lr = float(learning_rate(state.opt_state))
+        return state, {"lr": lr, "lambda_max": None if ss.c is None else 2.0 * ss.c / lr}
+
+    def _watch_rate(self, k: int, state: GradeState, frozen: _Frozen, new_rows: list[dict],
+                    epochs_done: int, alive: bool) -> tuple[GradeState, bool]:
+        """After a chunk with a `StepSize`: its rows get `lr` (and `sharpness`, where λ_max
+        is estimated); at a re-estimate, η is lowered past the edge if asked, and the
+        grade ends (True) where 1 − η·λ_max is below the eigenvalue stop."""
+        ss = self.step_size
+        if ss is None or self.engine.members is not None:
+            return state, False
+        lr = float(learning_rate(state.opt_state))
+        for row in new_rows:
+            row.update(lr=lr, sharpness=math.nan)
+        if not alive or ss.every is None or epochs_done % ss.every:
+            return state, False
+        lam = self._sharpness(k, state, frozen)
+        new_rows[-1]["sharpness"] = lam
+        if ss.eig_stop is not None and 1.0 - lr * lam < ss.eig_stop:
+            return state, True
+        if ss.lower and lam * lr > 2.0:
+            state = with_learning_rate(state, ss.c * 2.0 / lam)
+        return state, False
 
     def _grade_start(self, state, frozen: _Frozen, pending: Pending | None):
         """`(records done, seconds, compile seconds, best record, initial loss)` of a grade

@@ -13,8 +13,14 @@ SizeOpt = Annotated[int | None, typer.Option(
     "--size", help="Resize the image to SIZE × SIZE pixels (default: keep its size).")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", help="Folder to search for image names (also $MULTIGRADE_DATA).")]
-GradesOpt = Annotated[int, typer.Option(
-    "--grades", help="Number of grades K (SGDL: total depth is K × layers-per-grade).")]
+GradesOpt = Annotated[str, typer.Option(
+    "--grades", help="Number of grades K (SGDL: total depth is K × layers-per-grade), or "
+    "auto: add grades while the validation PSNR gains --min-gain dB, up to --max-grades.")]
+MaxGradesOpt = Annotated[int, typer.Option(
+    "--max-grades", help="--grades auto: the most grades tried.")]
+MinGainOpt = Annotated[float | None, typer.Option(
+    "--min-gain", help="--grades auto: the least validation PSNR gain (dB) that keeps a "
+    "grade (default 0.1; giving it implies --grades auto).")]
 LayersOpt = Annotated[int, typer.Option(
     "--layers-per-grade", help="Hidden layers per grade.")]
 WidthOpt = Annotated[int, typer.Option("--width", help="Units in every hidden layer.")]
@@ -22,7 +28,32 @@ InitOpt = Annotated[str, typer.Option(
     "--init", help="Weight initialiser: glorot (paper §4) or he (paper §5-6).")]
 OptimOpt = Annotated[str, typer.Option(
     "--optimizer", help="gd (full-batch gradient descent) or any Optax optimiser name.")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+LrOpt = Annotated[str, typer.Option(
+    "--lr", help="Learning rate, or auto[:c] with --optimizer gd: η = c·2/λ_max of each "
+    "grade's loss Hessian at its start (c = 0.5).")]
+LowerLrOpt = Annotated[bool, typer.Option(
+    "--lower-lr", help="With --lr auto: at each re-estimate, lower η to c·2/λ_max when "
+    "λ_max has risen past 2/η.")]
+EigStopOpt = Annotated[bool, typer.Option(
+    "--eig-stop", help="GD: end a grade when the smallest eigenvalue of I − ηH falls below "
+    "−0.95 (the reference code's stop).")]
+SharpnessEveryOpt = Annotated[int | None, typer.Option(
+    "--sharpness-every", help="Epochs between λ_max estimates for --lower-lr and "
+    "--eig-stop (default 100).")]
+ArchsOpt = Annotated[str | None, typer.Option(
+    "--archs", help="MGDL grades' architectures, comma-separated (one name: every grade): "
+    "relu, fourier (random Fourier features first), siren.")]
+FourierSigmaOpt = Annotated[float, typer.Option(
+    "--fourier-sigma", help="Fourier-feature grades: the scale σ of B ~ N(0, σ²).")]
+Omega0Opt = Annotated[float, typer.Option("--omega0", help="SIREN grades: ω₀.")]
+BaselinesOpt = Annotated[str | None, typer.Option(
+    "--baselines", help="Coordinate networks beside MGDL and SGDL, sized to MGDL's parameter "
+    "count: ffn (random Fourier features, σ chosen from --fourier-sigmas), siren.")]
+FourierSigmasOpt = Annotated[str | None, typer.Option(
+    "--fourier-sigmas", help="The FFN baseline's σ grid (default 1,3,10,30).")]
+BaselineLrOpt = Annotated[float | None, typer.Option(
+    "--baseline-lr", help="The baselines' learning rate (default with Adam: their papers', "
+    "FFN 1e-3, SIREN 1e-4; otherwise --lr).")]
 EpochsOpt = Annotated[int, typer.Option(
     "--epochs", help="Epochs per grade (SGDL trains the same number).")]
 RecordOpt = Annotated[int, typer.Option(
@@ -35,7 +66,8 @@ OutOpt = Annotated[Path | None, typer.Option(
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 ColorOpt = Annotated[bool, typer.Option(
     "--color", help="Keep colour: one network output per channel (default: convert to gray).")]
-MethodOpt = Annotated[str, typer.Option("--method", help="mgdl or sgdl.")]
+MethodOpt = Annotated[str, typer.Option(
+    "--method", help="mgdl, sgdl, ffn (random Fourier features) or siren.")]
 SigmaOpt = Annotated[float, typer.Option(
     "--sigma", help="Noise standard deviation in units of 1/255 (paper: 10, 20, ..., 60).")]
 BlurSigmaOpt = Annotated[float, typer.Option(

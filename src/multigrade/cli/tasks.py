@@ -25,23 +25,33 @@ from multigrade.cli._app import (
 )
 from multigrade.cli.options import (
     AlphaOpt,
+    ArchsOpt,
+    BaselineLrOpt,
+    BaselinesOpt,
     BetaOpt,
     BlurSigmaOpt,
     CheckpointOpt,
     ColorOpt,
     DataDirOpt,
+    EigStopOpt,
     EpochsOpt,
+    FourierSigmaOpt,
+    FourierSigmasOpt,
     GradesOpt,
     HoldoutOpt,
     ImageOpt,
     InitOpt,
     LamOpt,
     LayersOpt,
+    LowerLrOpt,
     LrOpt,
+    MaxGradesOpt,
     MethodOpt,
+    MinGainOpt,
     NoiseLevelOpt,
     NoiseOpt,
     NoiseSeedOpt,
+    Omega0Opt,
     OptimOpt,
     OutOpt,
     OverwriteOpt,
@@ -49,6 +59,7 @@ from multigrade.cli.options import (
     RecordOpt,
     SeedOpt,
     SelectOpt,
+    SharpnessEveryOpt,
     SigmaOpt,
     SizeOpt,
     SureEpsOpt,
@@ -61,12 +72,62 @@ from multigrade.cli.options import (
 # Options → config → run → table
 
 
+def _names(text: str | None, what: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names:
+        raise ValueError(f"{what} must name at least one, got {text!r}")
+    return names
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
+
+
+def _special(opts: dict) -> dict:
+    """The options that are not one config field each: `--lr auto[:c]`, `--grades auto`,
+    `--eig-stop`, comma-separated lists."""
+    out = dict(opts)
+    lr = out.get("lr")
+    if isinstance(lr, str):
+        word, _, c = lr.partition(":")
+        if word.strip() == "auto":
+            out["lr"], out["lr_auto"] = None, _number(c, "--lr auto:c") if c else 0.5
+        else:
+            out["lr"] = _number(lr, "--lr (a number or auto[:c])")
+    grades = out.get("grades")
+    if isinstance(grades, str):
+        if grades.strip() == "auto":
+            out["grades"] = out.get("max_grades")
+            out["min_gain"] = 0.1 if out.get("min_gain") is None else out["min_gain"]
+        else:
+            try:
+                out["grades"] = int(grades)
+            except ValueError:
+                raise ValueError(f"--grades must be an integer or auto, got {grades!r}") \
+                    from None
+    if out.get("eig_stop") is not None:
+        out["eig_stop"] = -0.95 if out["eig_stop"] else None
+    for name, what in (("archs", "--archs"), ("baselines", "--baselines")):
+        out[name] = _names(out.get(name), what)
+    sigmas = _names(out.get("fourier_sigmas"), "--fourier-sigmas")
+    out["fourier_sigmas"] = None if sigmas is None else tuple(
+        _number(v, "--fourier-sigmas") for v in sigmas)
+    return out
+
+
 def _config(command: str, task: str, opts: dict):
     """A `RunConfig` from a command's options (each option is the config field of the
-    same name)."""
+    same name, after `_special`)."""
     import jax
 
     from multigrade.experiments import ModelConfig, ProblemConfig, RunConfig, TrainConfig
+
+    opts = _special(opts)
 
     def section(cls):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -113,6 +174,8 @@ def _status(result) -> str:
 def print_outcome(outcome) -> None:
     """One row per method (after the observation and baselines, for restoration), the
     PSNR after each grade, then where the run directory is."""
+    from multigrade.nn import count_params
+
     problem, cfg = outcome.problem, outcome.config
     if outcome.study is not None:
         _print_study(outcome)
@@ -121,28 +184,72 @@ def print_outcome(outcome) -> None:
              f"{cfg.problem.image if cfg.problem.task != 'synthetic' else 'setting'}"
              f"{'' if cfg.problem.task != 'synthetic' else ' ' + str(cfg.problem.setting)}")
     table = Table(title=title)
-    cols = ["method", "grades", "layers", "train loss", "val dB", "test dB", "SSIM",
+    cols = ["method", "grades", "layers", "params", "train loss", "val dB", "test dB", "SSIM",
             "test dB after each grade", "epochs", "seconds", "status"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("method", "status") else "right")
     blank = [""] * (len(cols) - 3)
     if hasattr(problem, "observed_psnr"):
-        table.add_row("observation", "", "", "", "", f"{problem.observed_psnr():.2f}",
+        table.add_row("observation", *blank[:5], f"{problem.observed_psnr():.2f}",
                       f"{problem.observed_ssim():.3f}", "", "", "", "")
     for b in outcome.baselines:
-        table.add_row(f"{b.name} ({b.parameter} {b.value:.3g})", *blank[:4], f"{b.psnr:.2f}",
+        table.add_row(f"{b.name} ({b.parameter} {b.value:.3g})", *blank[:5], f"{b.psnr:.2f}",
                       f"{b.ssim:.3f}", "", "", "", "")
-    for r in outcome.results.values():
+    for name, r in outcome.results.items():
         m = r.metrics
         per_grade = "/".join(_db(g.metrics) for g in r.grades) if len(r.grades) > 1 else ""
         kept = str(len(r.grades)) + (f" (+{len(r.dropped)} dropped)" if r.dropped else "")
-        table.add_row(r.model.name, kept, str(_depth(r)),
+        table.add_row(_label(name, r, outcome.networks.get(name)), kept, str(_depth(r)),
+                      str(count_params(r.params)),
                       _num(m, "train_loss", ".4g"), _db(m, "val_psnr"), _db(m),
                       _num(m, "test_ssim", ".3f"), per_grade, str(r.epochs),
                       f"{r.seconds:.1f}", _status(r))
     console.print(table)
+    _print_adaptive(outcome)
+    _print_networks(outcome)
     _print_selection(outcome)
     console.print(f"run directory: {outcome.run_dir}")
+
+
+def _print_adaptive(outcome) -> None:
+    """Adaptive grades: how many MGDL kept, each grade's gain and why it stopped."""
+    from multigrade.experiments.runner import adaptive_summary
+
+    r = outcome.results.get("mgdl")
+    a = None if r is None else adaptive_summary(r, outcome.config)
+    if a is None:
+        return
+    gains = ", ".join(f"{g:+.2f}" for g in a["gains_db"][1:])
+    console.print(f"adaptive grades: kept {a['kept']} of at most {a['max_grades']}, stopped "
+                  f"by {a['stopped_by']} (least gain {a['min_gain_db']:g} dB; validation "
+                  f"gain of grades 2…: {gains or '-'} dB"
+                  + (f"; grade {a['dropped'][0]} dropped, kept in dropped.npz)"
+                     if a["dropped"] else ")"))
+
+
+def _label(name: str, result, info: dict | None) -> str:
+    if info is None:
+        return result.model.name
+    return f"{name} (σ {info['sigma']:g})" if "sigma" in info else name
+
+
+def _print_networks(outcome) -> None:
+    """The coordinate-network baselines: their size against MGDL's, rate, and the FFN's σ
+    grid with what chose it."""
+    from multigrade.experiments.networks import matched
+
+    for name, info in outcome.networks.items():
+        size = (f"{info['params']} parameters ({100 * (info['param_ratio'] - 1):+.1f} % of "
+                f"MGDL's{'' if matched(info) else ': NOT within 5 %'}), "
+                f"{info['layers']} × {info['width']}, lr {info['lr']:g}"
+                + (f", ω₀ {info['omega0']:g}" if "omega0" in info else "")
+                + (f", {info['features']} frequencies" if "features" in info else ""))
+        console.print(f"{name}: {size}")
+        if "grid" in info:
+            key = "val_psnr" if "val_psnr" in info["grid"][0] else "test_psnr"
+            grid = ", ".join(f"σ {g['sigma']:g}: {_db(g, key)}" for g in info["grid"])
+            console.print(f"{name}: σ {info['sigma']:g} chosen by {info['chosen_by']} "
+                          f"({key.replace('_psnr', '')} dB: {grid})")
 
 
 def _print_selection(outcome) -> None:
@@ -253,13 +360,18 @@ def grow(
     ctx: typer.Context,
     run_dir: RunDirArg,
     grades: Annotated[int, typer.Option("--grades", help="Number of grades to add.")] = 1,
+    min_gain: Annotated[float | None, typer.Option(
+        "--min-gain", help="A run with --grades auto: a new least gain (dB) for the grades "
+        "added.")] = None,
     quiet: QuietOpt = False,
 ):
-    """Add grades to a finished MGDL run (same result as training them all at once)."""
+    """Add grades to a finished MGDL run (same result as training them all at once); a run
+    with --grades auto tries up to --grades more under its rule."""
     from multigrade.experiments import grow as grow_run
 
     with progress_bars(quiet) as progress:
-        outcome = grow_run(run_dir, grades, command=command_line(ctx), progress=progress)
+        outcome = grow_run(run_dir, grades, command=command_line(ctx), progress=progress,
+                           min_gain=min_gain)
     print_outcome(outcome)
 
 
@@ -273,10 +385,13 @@ def grow(
 def fit_regression(
     ctx: typer.Context,
     image: ImageOpt, size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    method: MethodOpt = "mgdl", grades: GradesOpt = 4, layers_per_grade: LayersOpt = 2,
+    method: MethodOpt = "mgdl", grades: GradesOpt = "4", layers_per_grade: LayersOpt = 2,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
+    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
     out: OutOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
     """Coordinate image regression (paper §2.1): fit pixel values from pixel coordinates."""
@@ -289,10 +404,15 @@ def fit_regression(
 def compare_regression(
     ctx: typer.Context,
     image: ImageOpt, size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    grades: GradesOpt = 4, layers_per_grade: LayersOpt = 2, width: WidthOpt = 128,
-    init: InitOpt = "glorot", optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3,
+    grades: GradesOpt = "4", layers_per_grade: LayersOpt = 2, width: WidthOpt = 128,
+    init: InitOpt = "glorot", optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3",
     epochs: EpochsOpt = 2000, record_every: RecordOpt = 10, tol: TolOpt = None,
-    seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000, out: OutOpt = None,
+    seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
+    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
+    baseline_lr: BaselineLrOpt = None, out: OutOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
     """MGDL vs SGDL (same total depth, optimiser, epochs per grade and seed) on an image."""
@@ -306,11 +426,15 @@ def fit_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
     color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = 4,
+    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
+    optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000, select: SelectOpt = "none",
+    checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
+    select: SelectOpt = "none",
     noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
     sure_probes: SureProbesOpt = 1,
     sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
@@ -328,11 +452,15 @@ def fit_deblur(
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
     beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = 4,
+    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000,
+    optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000, select: SelectOpt = "none",
+    checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
+    select: SelectOpt = "none",
     noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
     sure_probes: SureProbesOpt = 1,
     sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
@@ -349,10 +477,15 @@ def compare_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
     color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = 4, layers_per_grade: LayersOpt = 3,
+    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
+    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
+    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
+    baseline_lr: BaselineLrOpt = None,
     select: SelectOpt = "none",
     noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
     sure_probes: SureProbesOpt = 1,
@@ -371,10 +504,15 @@ def compare_deblur(
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
     beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = 4, layers_per_grade: LayersOpt = 3,
+    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = 1e-3, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
+    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
+    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
+    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
+    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
+    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
+    baseline_lr: BaselineLrOpt = None,
     select: SelectOpt = "none",
     noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
     sure_probes: SureProbesOpt = 1,

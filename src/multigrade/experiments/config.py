@@ -16,12 +16,21 @@ noise_seed = 0
 setting = 1                # synthetic: setting 1 or 2
 
 [model]
-method = "mgdl"            # mgdl or sgdl (SGDL: grades × layers_per_grade hidden layers)
-grades = 4
+method = "mgdl"            # mgdl, sgdl (grades × layers_per_grade hidden layers in one
+                           # grade), ffn (random Fourier features) or siren
+grades = 4                 # with train.min_gain: the most grades tried
 layers_per_grade = 2
 width = 128
 init = "glorot"
 shared_grade_key = false   # true: every grade from one key, as the paper's code does
+archs = ["fourier", "relu", "relu", "relu"]  # per grade: relu, fourier or siren
+fourier_sigma = 10.0       # Fourier grades: B ~ N(0, σ²), m features, B's seed
+fourier_features = 256
+fourier_seed = 0
+omega0 = 30.0              # SIREN grades' ω₀
+baselines = ["ffn", "siren"]  # compare: baselines sized to MGDL's parameter count
+fourier_sigmas = [1.0, 3.0, 10.0, 30.0]  # the FFN baseline's σ grid (best on validation)
+baseline_layers = 4        # hidden layers of each baseline
 
 [train]
 optimizer = "adam"         # gd or one of SUPPORTED_OPTIMIZERS
@@ -37,6 +46,12 @@ noise_level = 10.0         # σ_n those rules use (1/255 units); left out: estim
 holdout = 0.1              # holdout: the fraction of pixels hidden from the loss
 sure_probes = 1            # sure: random probes of the divergence
 sure_eps = 1.0             # sure: finite-difference step, in units of σ_n (0: exact JVP)
+baseline_lr = 1e-4         # the baselines' rate (left out: FFN 1e-3, SIREN 1e-4, their papers')
+lr_auto = 0.5              # gd: η = c·2/λ_max of each grade's Hessian at its start
+sharpness_every = 100      # gd: epochs between λ_max estimates (for lower_lr, eig_stop)
+lower_lr = false           # gd: lower η to c·2/λ_max when λ_max passes 2/η
+eig_stop = -0.95           # gd: end a grade when 1 − η·λ_max falls below this
+min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of a grade
 
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)
 methods = ["mgdl", "sgdl"] # mgdl, sgdl, msdl
@@ -71,7 +86,11 @@ from multigrade.nn import INITS
 TASKS = ("regression", "denoise", "deblur", "synthetic")
 COMMANDS = ("fit", "compare", "lr-sweep", "spectrum")
 STUDY_METHODS = ("mgdl", "sgdl", "msdl")
-METHODS = ("mgdl", "sgdl")
+METHODS = ("mgdl", "sgdl", "ffn", "siren")
+BASELINES = ("ffn", "siren")
+# The baselines' own papers' Adam rates (Tancik et al. 2020; Sitzmann et al. 2020).
+BASELINE_LR = {"ffn": 1e-3, "siren": 1e-4}
+SHARPNESS_EVERY = 100  # default epochs between λ_max estimates
 MAX_SEED = 2**32 - 1
 
 # Optimisers that take a learning rate as their first argument and nothing else required.
@@ -175,29 +194,66 @@ class ModelConfig:
     width: int = 128
     init: str = "glorot"
     shared_grade_key: bool = False  # every grade from one key, as the paper's code does
+    archs: tuple[str, ...] = ()  # MGDL: per grade (or one for all); default relu
+    fourier_sigma: float = 10.0
+    fourier_features: int = 256
+    fourier_seed: int = 0
+    omega0: float = 30.0
+    baselines: tuple[str, ...] = ()  # compare: beside MGDL and SGDL
+    fourier_sigmas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+    baseline_layers: int = 4
 
     def __post_init__(self):
+        from multigrade.model import ARCHS
+
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
-        for name in ("grades", "layers_per_grade", "width"):
+        for name in ("grades", "layers_per_grade", "width", "fourier_features",
+                     "baseline_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, "
                                  f"got {getattr(self, name)}")
         if self.init not in INITS:
             raise ValueError(f"unknown initialiser {self.init!r}; choose one of {INITS}")
+        bad = [a for a in self.archs if a not in ARCHS]
+        if bad:
+            raise ValueError(f"unknown architecture(s) {bad}; choose from {', '.join(ARCHS)}")
+        if len(self.archs) > 1 and len(self.archs) != self.grades:
+            raise ValueError(f"{len(self.archs)} architectures for {self.grades} grades: give "
+                             "one per grade, or one for all")
+        if self.archs and self.method != "mgdl":
+            raise ValueError(f"archs sets MGDL's grades; method {self.method} has its own")
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad or len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines must be distinct names from {', '.join(BASELINES)}, "
+                             f"got {list(self.baselines)}")
+        if not self.fourier_sigmas:
+            raise ValueError("fourier_sigmas must name at least one σ")
+        for v in (self.fourier_sigma, self.omega0, *self.fourier_sigmas):
+            _finite("fourier_sigma, fourier_sigmas and omega0", v, positive=True)
+        _seed("fourier_seed", self.fourier_seed)
 
     @property
     def depth(self) -> int:
         return self.grades * self.layers_per_grade
 
     def build(self, out_dim: int = 1):
-        from multigrade.model import mgdl, sgdl
+        from multigrade.model import ffn, mgdl, sgdl, siren
 
         if self.method == "mgdl":
             return mgdl([[self.width] * self.layers_per_grade] * self.grades,
                         out_dim=out_dim, init=self.init,
-                        shared_grade_key=self.shared_grade_key)
-        return sgdl([self.width] * self.depth, out_dim=out_dim, init=self.init)
+                        shared_grade_key=self.shared_grade_key, archs=self.archs,
+                        fourier_sigma=self.fourier_sigma,
+                        fourier_features=self.fourier_features,
+                        fourier_seed=self.fourier_seed, omega0=self.omega0)
+        widths = [self.width] * self.depth
+        if self.method == "ffn":
+            return ffn(widths, sigma=self.fourier_sigma, features=self.fourier_features,
+                       seed=self.fourier_seed, out_dim=out_dim, init=self.init)
+        if self.method == "siren":
+            return siren(widths, omega0=self.omega0, out_dim=out_dim)
+        return sgdl(widths, out_dim=out_dim, init=self.init)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,11 +278,34 @@ class TrainConfig:
     holdout: float = 0.1
     sure_probes: int = 1
     sure_eps: float = 1.0
+    baseline_lr: float | None = None
+    lr_auto: float | None = None
+    sharpness_every: int | None = None
+    lower_lr: bool = False
+    eig_stop: float | None = None
+    min_gain: float | None = None
 
     def __post_init__(self):
         from multigrade.selection import MODES
 
         check_optimizer(self.optimizer)
+        if self.watches_spectrum and self.optimizer not in ("gd", "sgd"):
+            raise ValueError(f"--lr auto, --lower-lr and --eig-stop choose plain gradient "
+                             f"descent's step: use --optimizer gd, not {self.optimizer}")
+        if self.lr_auto is not None:
+            _finite("lr auto factor c", self.lr_auto, positive=True, high=1.0)
+        if self.lower_lr and self.lr_auto is None:
+            raise ValueError("--lower-lr lowers η to c·2/λ_max: use it with --lr auto[:c]")
+        if self.sharpness_every is not None and (
+                self.sharpness_every < 1 or self.sharpness_every % self.record_every):
+            raise ValueError(f"sharpness_every must be a positive multiple of record_every "
+                             f"({self.record_every}), got {self.sharpness_every}")
+        if self.eig_stop is not None:
+            _finite("eig_stop", self.eig_stop, low=-2.0, high=1.0)
+        if self.min_gain is not None:
+            _finite("min_gain", self.min_gain, low=0)
+        if self.baseline_lr is not None:
+            _finite("baseline_lr", self.baseline_lr, positive=True)
         if self.select not in MODES:
             raise ValueError(f"unknown selection {self.select!r}; choose one of "
                              f"{', '.join(MODES)}")
@@ -247,8 +326,31 @@ class TrainConfig:
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be at least 1, got {self.checkpoint_every}")
 
+    @property
+    def watches_spectrum(self) -> bool:
+        return self.lr_auto is not None or self.lower_lr or self.eig_stop is not None
+
     def make_optimizer(self) -> optax.GradientTransformation:
+        if self.watches_spectrum:  # the rate lives in the optimiser's state
+            return _injected_sgd(self.lr)
         return make_optimizer(self.optimizer, self.lr)
+
+    def step_size(self):
+        """The `train.StepSize` of `--lr auto`, `--lower-lr`, `--eig-stop` (None if unset)."""
+        from multigrade.train import StepSize
+
+        if not self.watches_spectrum:
+            return None
+        every = self.sharpness_every
+        if every is None and (self.lower_lr or self.eig_stop is not None):
+            every = -(-SHARPNESS_EVERY // self.record_every) * self.record_every
+        return StepSize(c=self.lr_auto, every=every, lower=self.lower_lr,
+                        eig_stop=self.eig_stop)
+
+
+@functools.lru_cache(maxsize=64)
+def _injected_sgd(lr: float) -> optax.GradientTransformation:
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,6 +401,11 @@ class RunConfig:
             if self.train.select != "none":
                 raise ValueError(f"the {self.command} study trains fixed budgets: "
                                  f"train.select must be none, got {self.train.select!r}")
+            if self.train.watches_spectrum or self.train.min_gain is not None \
+                    or self.model.baselines:
+                raise ValueError(f"the {self.command} study sets its own rates and grades: "
+                                 "lr auto, eig_stop, min_gain and baselines are for fit "
+                                 "and compare")
             if self.command == "spectrum" and self.study.interval % self.train.record_every:
                 raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
                                  f"of train.record_every ({self.train.record_every})")
@@ -310,6 +417,16 @@ class RunConfig:
             if self.train.select == "sure" and self.problem.task != "denoise":
                 raise ValueError("SURE estimates the error of a denoiser: use select = "
                                  "\"discrepancy\" or \"holdout\" for deblurring")
+
+        if self.train.min_gain is not None and not self.is_study:
+            if self.model.method != "mgdl" and self.command == "fit":
+                raise ValueError(f"adaptive grades (--grades auto) add MGDL grades; method "
+                                 f"{self.model.method} has one grade")
+            if self.problem.task in ("denoise", "deblur"):
+                raise ValueError("adaptive grades (--grades auto) compare validation PSNR, "
+                                 "which restoration has not: there --select chooses grades")
+        if self.model.baselines and self.command != "compare":
+            raise ValueError("baselines are trained beside MGDL and SGDL by compare")
 
     @property
     def is_study(self) -> bool:

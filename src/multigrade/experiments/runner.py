@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -38,6 +39,7 @@ from multigrade.experiments.config import (
     load_config,
     save_config,
 )
+from multigrade.nn import count_params
 from multigrade.problems import Problem
 from multigrade.train import (
     Best,
@@ -82,6 +84,7 @@ class Outcome:
     baselines: list = dataclasses.field(default_factory=list)
     study: dict | None = None  # lr-sweep / spectrum: {method: SweepResult or FitResult}
     selection: dict = dataclasses.field(default_factory=dict)  # method: choice_summary
+    networks: dict = dataclasses.field(default_factory=dict)  # baseline: networks.run_baselines
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,23 +433,45 @@ def choice_summary(result: FitResult, sel: Selection) -> dict:
     return out
 
 
+def adaptive_summary(result: FitResult, cfg: RunConfig) -> dict | None:
+    """Adaptive grades (`train.min_gain`): how many grades were kept of the most allowed,
+    each grade's gain on the validation loss in dB, and why the fit stopped."""
+    from multigrade.train import grade_gain
+
+    if cfg.train.min_gain is None:
+        return None
+    done = [*result.grades, *result.dropped]
+    gains = [None] + [grade_gain(a.metrics.get("val_loss", math.nan),
+                                 b.metrics.get("val_loss", math.nan))
+                      for a, b in zip(done, done[1:])]
+    stopped = ("no gain" if result.dropped else "diverged" if result.diverged else
+               "max grades" if len(result.grades) == cfg.model.grades else "stopped")
+    return {"max_grades": cfg.model.grades, "min_gain_db": cfg.train.min_gain,
+            "metric": "val_loss", "kept": len(result.grades),
+            "dropped": [g.grade for g in result.dropped], "stopped_by": stopped,
+            "gains_db": gains}
+
+
 def save_result(run_dir: Path, result: FitResult, *, figures: bool = True,
-                selection: dict | None = None) -> None:
+                selection: dict | None = None, adaptive: dict | None = None) -> None:
     """The finished run's files (then the caller marks it completed)."""
     from multigrade import report
 
     runs.write_npz(run_dir / runs.CHECKPOINT, _checkpoint_arrays(result.checkpoint()))
     runs.save_params(run_dir / "params.npz", result.params, result.scales)
-    if result.dropped_params:  # grades a selector dropped: kept, not part of the model
+    if result.dropped_params:  # grades a rule dropped: kept, not part of the model
         runs.save_params(run_dir / "dropped.npz", result.dropped_params,
                          [g.scale for g in result.dropped])
+    else:  # a grown run may now keep what it dropped before
+        (run_dir / "dropped.npz").unlink(missing_ok=True)
     runs.write_npz(run_dir / "predictions.npz",
                    {f"grade{k}": p for k, p in enumerate(result.predictions, start=1)})
     runs.write_history(run_dir / "history.csv", result.history)
     runs.write_json(run_dir / "metrics.json", {
         **result_summary(result), "model_description": result.model.describe(),
         "problem": result.problem.describe(),
-        **({} if selection is None else {"selection": selection})})
+        **({} if selection is None else {"selection": selection}),
+        **({} if adaptive is None else {"adaptive": adaptive})})
     images = [result.problem.render(p) for p in result.predictions]
     if images and images[0] is not None:
         runs.write_npz(run_dir / "images.npz", {
@@ -474,7 +499,8 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
                      record_every=cfg.train.record_every, tol=cfg.train.tol,
                      checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
                      start=start, select=sel.selector, divergence_probes=sel.probes,
-                     divergence_eps=sel.eps)
+                     divergence_eps=sel.eps, step_size=cfg.train.step_size(),
+                     min_gain=cfg.train.min_gain)
     except (FitInterrupted, KeyboardInterrupt):
         status = runs.read_status(run_dir)
         runs.write_status(run_dir, "interrupted", command=command,
@@ -488,7 +514,8 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
                           pending=status.get("pending"), error=f"{type(e).__name__}: {e}")
         raise
     add_ssim(result)
-    save_result(run_dir, result, selection=choice_summary(result, sel))
+    save_result(run_dir, result, selection=choice_summary(result, sel),
+                adaptive=adaptive_summary(result, cfg))
     runs.write_status(run_dir, "completed", command=command,
                       finished=[g.grade for g in result.grades])
     return result
@@ -585,7 +612,7 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     save_config(run_dir / runs.CONFIG, cfg)
     runs.write_json(run_dir / "environment.json", runs.environment())
     runs.write_status(run_dir, "running", command=command)
-    results, baselines = {}, []
+    results, baselines, networks = {}, [], {}
     try:
         baselines = restoration_baselines(problem, selection_for(cfg, problem))
         if baselines:
@@ -594,11 +621,18 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
             runs.write_json(run_dir / "baselines.json", [
                 {"name": b.name, b.parameter: b.value, "choice": b.choice,
                  "test_psnr": b.psnr, "test_ssim": b.ssim} for b in baselines])
-        for method in ("mgdl", "sgdl"):
-            sub = dataclasses.replace(cfg, command="fit",
-                                      model=dataclasses.replace(cfg.model, method=method))
-            results[method] = _load_or_continue(run_dir / method, sub, problem, flag=flag,
-                                                command=command, progress=progress)
+        def train_one(where: Path, sub: RunConfig) -> FitResult:
+            return _load_or_continue(where, sub, problem, flag=flag, command=command,
+                                     progress=progress)
+
+        results["mgdl"] = train_one(run_dir / "mgdl", _method_config(cfg, "mgdl"))
+        kept = len(results["mgdl"].grades)  # SGDL has the depth of the grades MGDL kept
+        results["sgdl"] = train_one(run_dir / "sgdl", _method_config(cfg, "sgdl", kept))
+        if cfg.model.baselines:
+            from multigrade.experiments.networks import run_baselines
+            found, networks = run_baselines(run_dir, cfg, problem,
+                                            count_params(results["mgdl"].params), train_one)
+            results.update(found)
     except RunInterrupted as e:
         runs.write_status(run_dir, "interrupted", command=command,
                           finished=[], methods_completed=list(results))
@@ -607,14 +641,28 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     except BaseException as e:
         runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
         raise
+    dirs = {m: run_dir / networks.get(m, {}).get("dir", m) for m in results}
     runs.write_json(run_dir / "comparison.json",
-                    {m: {**result_summary(r), **_selection_of(run_dir / m)}
+                    {m: {**result_summary(r), **_selection_of(dirs[m]),
+                         "params": count_params(r.params),
+                         **({"baseline": networks[m]} if m in networks else {})}
                      for m, r in results.items()})
-    report.plot_history({m: run_dir / m for m in results}, run_dir / "history.png")
+    report.plot_history(dirs, run_dir / "history.png")
     report.plot_comparison(run_dir)
     runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
     return Outcome(run_dir, cfg, results, problem, baselines,
-                   selection={m: _selection_of(run_dir / m).get("selection") for m in results})
+                   selection={m: _selection_of(dirs[m]).get("selection") for m in results},
+                   networks=networks)
+
+
+def _method_config(cfg: RunConfig, method: str, grades: int | None = None) -> RunConfig:
+    """A comparison's `fit` of MGDL, or of SGDL with the depth of `grades` grades (the
+    grades MGDL kept, under adaptive grades)."""
+    model = dataclasses.replace(cfg.model, method=method, baselines=(),
+                                archs=cfg.model.archs if method == "mgdl" else (),
+                                grades=cfg.model.grades if grades is None else grades)
+    train = cfg.train if method == "mgdl" else dataclasses.replace(cfg.train, min_gain=None)
+    return dataclasses.replace(cfg, command="fit", model=model, train=train)
 
 
 def _selection_of(run_dir: Path) -> dict:
@@ -713,9 +761,11 @@ def resume(run_dir: str | Path, *, command: str | None = None,
 
 
 def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
-         progress: ProgressFactory | None = None) -> Outcome:
+         progress: ProgressFactory | None = None, min_gain: float | None = None) -> Outcome:
     """Adds `grades` grades to a finished MGDL run, in its directory; the result equals
-    training all grades in one go."""
+    training all grades in one go. A run with adaptive grades tries up to `grades` more
+    under its rule (with `min_gain`, a new least gain): one that stopped for no gain
+    starts again from the grade it dropped."""
     if not isinstance(grades, int) or grades < 1:
         raise ValueError(f"--grades must be at least 1, got {grades}")
     run_dir = runs.prepare(run_dir, resume=True)
@@ -731,10 +781,15 @@ def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
     if start.grades and start.grades[-1].status == "diverged":
         raise ValueError(f"{run_dir} diverged in grade {start.finished}: no grade can be "
                          "added on top of it")
-    if start.finished < cfg.model.grades:
+    adaptive = cfg.train.min_gain is not None
+    if min_gain is not None and not adaptive:
+        raise ValueError(f"{run_dir} has a fixed number of grades: --min-gain applies to a "
+                         "run made with --grades auto")
+    if start.finished < cfg.model.grades and not adaptive:
         raise ValueError(f"{run_dir} stopped after {start.finished} of {cfg.model.grades} "
                          "grades; grow continues only a run that trained every grade")
-    grown = cfg.replace(model={"grades": cfg.model.grades + grades})
+    train = {} if min_gain is None else {"min_gain": min_gain}
+    grown = cfg.replace(model={"grades": start.finished + grades}, train=train)
     return _execute(run_dir, grown, problem, command=command, progress=progress, start=start)
 
 
