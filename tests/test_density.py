@@ -69,3 +69,33 @@ def test_density_refuses_bad_sizes(network):
     with pytest.raises(ValueError, match="num_probes"):
         hutchinson_trace(loss, params, key=jax.random.key(0), num_probes=1)
     assert flat_loss(loss, params)[1].size == 193
+
+
+def test_spectrum_density_cli(tmp_path):
+    """`mgdl spectrum --density`: a density per probe in density.npz whose weights sum to
+    one and whose trace (in spectrum.csv) is within four standard errors of the sum of
+    the dense eigenvalues stored beside it; the figure is drawn."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from multigrade import runs
+    from multigrade.cli import app
+
+    out = tmp_path / "sp"
+    res = CliRunner().invoke(app, ["spectrum", "synthetic", "--steps", "40", "--interval", "20",
+                                   "--width", "6", "--grades", "2", "--density",
+                                   "--density-probes", "20", "--quiet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "tr H (SLQ)" in res.output and (out / "density.png").stat().st_size > 0
+    dens, eig = runs.read_npz(out / "density.npz"), runs.read_npz(out / "eigenvalues.npz")
+    with (out / "spectrum.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    seen = {"mgdl": 0, "sgdl": 0}
+    for row in rows:
+        m = row["method"]
+        i, seen[m] = seen[m], seen[m] + 1
+        np.testing.assert_allclose(dens[f"{m}/{i}/weights"].sum(axis=1), 1.0, rtol=1e-9)
+        exact = eig[f"{m}/{i}"].sum()
+        assert abs(float(row["trace"]) - exact) < 4 * float(row["trace_se"]) + 1e-9
+    assert seen == {"mgdl": 6, "sgdl": 3}

@@ -65,6 +65,9 @@ class SirenInputParams(SirenParams):
     first, the range SIREN's initialisation is made for."""
 
 
+AnyGrade = GradeParams | FourierParams | SirenParams
+
+
 @functools.lru_cache(maxsize=32)
 def fourier_matrix(seed: int, in_dim: int, features: int, sigma: float) -> np.ndarray:
     """B of the Fourier features, `(in_dim, features)`, entries N(0, σ²): the same
@@ -85,8 +88,8 @@ class MultiGrade:
         shared_grade_key: initialise every grade from the same key, as the paper's code
             does (then grade k's hidden layers after the first start equal to grade 1's);
             by default grade k draws from `fold_in(key, k)`, independent draws.
-        archs: each grade's architecture, one of `ARCHS` (default: every grade ReLU); a
-            single name applies to every grade.
+        archs: each grade's architecture, one of `ARCHS` (default: every grade ReLU); one
+            name applies to every grade.
         fourier_sigma, fourier_features, fourier_seed: the Fourier grades' σ of B, number
             of frequencies m (the encoding has 2m features) and the seed B is drawn from.
         omega0: the SIREN grades' ω₀ (30, as in the SIREN paper).
@@ -106,7 +109,7 @@ class MultiGrade:
     def __post_init__(self):
         grades = tuple(tuple(int(w) for w in g) for g in self.grades)
         object.__setattr__(self, "grades", grades)
-        archs = (self.archs,) if isinstance(self.archs, str) else tuple(self.archs)
+        archs = tuple(self.archs)
         archs = archs * len(grades) if len(archs) == 1 else archs or ("relu",) * len(grades)
         object.__setattr__(self, "archs", archs)
         object.__setattr__(self, "fourier_sigma", float(self.fourier_sigma))
@@ -165,7 +168,7 @@ class MultiGrade:
         """The initialisation key of a grade: stable whatever the number of grades."""
         return jr.fold_in(key, 0 if self.shared_grade_key else grade)
 
-    def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[GradeParams]:
+    def init_params(self, key: PRNGKeyArray, in_dim: int) -> list[AnyGrade]:
         """Initial parameters of every grade (what `fit` uses, grade by grade)."""
         return [
             self.init_grade(self.grade_key(key, k), k, in_dim) for k in range(self.num_grades)
@@ -320,21 +323,21 @@ def mgdl(grades: Sequence[Sequence[int]], *, out_dim: int = 1, init: str = "glor
 def sgdl(widths: Sequence[int], *, out_dim: int = 1, init: str = "glorot",
          name: str = "sgdl", **arch) -> MultiGrade:
     """A single-grade (end-to-end) model, e.g. `sgdl([128] * 8)`; `sgdl([256] * 4,
-    archs="siren")` is a SIREN, `archs="fourier"` a Fourier-feature network."""
+    archs=("siren",))` is a SIREN, `archs=("fourier",)` a Fourier-feature network."""
     return MultiGrade((tuple(widths),), out_dim, init, name, **arch)
 
 
 def ffn(widths: Sequence[int], *, sigma: float = 10.0, features: int = 256, seed: int = 0,
         out_dim: int = 1, init: str = "glorot", name: str = "ffn") -> MultiGrade:
     """A random-Fourier-feature network (Tancik et al. 2020), trained end to end."""
-    return sgdl(widths, out_dim=out_dim, init=init, name=name, archs="fourier",
+    return sgdl(widths, out_dim=out_dim, init=init, name=name, archs=("fourier",),
                 fourier_sigma=sigma, fourier_features=features, fourier_seed=seed)
 
 
 def siren(widths: Sequence[int], *, omega0: float = 30.0, out_dim: int = 1,
           name: str = "siren") -> MultiGrade:
     """A SIREN (Sitzmann et al. 2020), trained end to end."""
-    return sgdl(widths, out_dim=out_dim, name=name, archs="siren", omega0=omega0)
+    return sgdl(widths, out_dim=out_dim, name=name, archs=("siren",), omega0=omega0)
 
 
 def grade_features(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n h"]:

@@ -88,7 +88,7 @@ def sine_features(layers: Sequence[Layer], x: Float[Array, "n d"], omega0: float
     return x
 
 
-def fourier_features(x: Float[Array, "n d"], B: Float[Array, "d m"]) -> Float[Array, "n 2m"]:
+def fourier_features(x: Float[Array, "n d"], B: Float[Array, "d m"]) -> Float[Array, "n f"]:
     """Random Fourier features γ(x) = [cos 2πxB, sin 2πxB] (Tancik et al. 2020, Eq. 4 with
     a_j = 1)."""
     z = 2.0 * jnp.pi * (x @ B)

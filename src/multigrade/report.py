@@ -258,6 +258,45 @@ def plot_sweep(sweeps: dict, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def plot_density(results: dict, path: str | os.PathLike, *, points: int = 400) -> None:
+    """One panel per method: the Hessian's spectral density (SLQ, each node a Gaussian of
+    1 % of the panel's range) at every probe, coloured by grade, darker later in it."""
+    plt = _pyplot()
+    found = {m: [p for p in r.probes if "density_nodes" in p] for m, r in results.items()}
+    found = {m: ps for m, ps in found.items() if ps}
+    fig, axes = plt.subplots(1, max(len(found), 1), figsize=(5 * max(len(found), 1), 3.8),
+                             squeeze=False)
+    for ax, (m, ps) in zip(axes[0], found.items()):
+        nodes = np.concatenate([np.ravel(p["density_nodes"]) for p in ps])
+        lo, hi = float(nodes.min()), float(nodes.max())
+        pad = 0.05 * (hi - lo) + 1e-12
+        grid = np.linspace(lo - pad, hi + pad, points)
+        grades = sorted({p["grade"] for p in ps})
+        for p in ps:
+            d = _density(p, grid, 0.01 * (hi - lo) + 1e-12)
+            mine = [q for q in ps if q["grade"] == p["grade"]]
+            shade = 0.35 + 0.65 * (mine.index(p) + 1) / len(mine)
+            ax.semilogy(grid, np.maximum(d, 1e-8), color=f"C{grades.index(p['grade'])}",
+                        alpha=shade, lw=1,
+                        label=f"grade {p['grade']}, step {p['step']}" if len(grades) > 1
+                        else f"step {p['step']}")
+        ax.set_ylim(bottom=1e-6)
+        ax.set_title(f"{m}: Hessian spectral density (SLQ)", fontsize=10)
+        ax.set_xlabel("eigenvalue λ of H")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _density(probe: dict, grid: np.ndarray, width: float) -> np.ndarray:
+    from multigrade.analysis.density import SpectralDensity
+
+    return SpectralDensity(np.asarray(probe["density_nodes"]),
+                           np.asarray(probe["density_weights"])).smoothed(grid, width)
+
+
 def plot_spectrum(results: dict, path: str | os.PathLike) -> None:
     """Left: largest and smallest eigenvalue of the GD Jacobian I − ηH along training, per
     method (grades of MGDL in turn), with the stability band [−1, 1]. Right: the sharpness

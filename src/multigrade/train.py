@@ -872,7 +872,10 @@ class _Loop:
         rows: list[list[dict]] = [[] for _ in range(m)]
         if start is not None:
             frozen = self._replay(start, frozen, params_out, scales, summaries[0], renders)
-            rows[0] = [dict(r) for r in start.history]
+            # a grade dropped before, trained again (`grow`), leaves its old rows
+            last = start.finished + (start.pending is not None
+                                     or start.finished == self.model.num_grades)
+            rows[0] = [dict(r) for r in start.history if r["grade"] <= last]
         step0 = sum(g.epochs for g in summaries[0])
         alive = np.ones(m, bool)
         dropped, dropped_params = [], []

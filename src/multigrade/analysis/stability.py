@@ -131,13 +131,41 @@ def stability_report(loss: Callable[[PyTree], jax.Array], params: PyTree, lr: fl
     return StabilityReport(float(lr), eig, method, dim)
 
 
+def density_summary(loss: Callable[[PyTree], jax.Array], params: PyTree, *,
+                    key: PRNGKeyArray, num_probes: int = 10, order: int = 64,
+                    x64: bool = True) -> dict:
+    """The Hessian's spectral density by SLQ (`density_nodes`, `density_weights`: one row
+    per probe) and the Hutchinson trace read from the same probes (`trace`, with its
+    standard error `trace_se`): for a Rademacher v, vᵀHv = n·Σ_j τ_j θ_j."""
+    from multigrade.analysis.density import slq
+
+    dim = int(flat_loss(loss, params)[1].shape[0])
+    with jax.enable_x64(x64):
+        if x64:
+            params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+        d = slq(loss, params, key=key, num_probes=num_probes, order=order)
+    per_probe = dim * np.sum(d.weights * d.nodes, axis=1)
+    se = float(per_probe.std(ddof=1) / np.sqrt(num_probes)) if num_probes > 1 else np.nan
+    return {"trace": float(per_probe.mean()), "trace_se": se,
+            "density_nodes": d.nodes, "density_weights": d.weights}
+
+
 def make_stability_probe(lr: float, *, dense_max: int = DENSE_MAX, k: int = 5,
-                         key: PRNGKeyArray | None = None, x64: bool = True) -> Callable:
-    """A `fit` probe: the stability summary plus the eigenvalues, at every probe point."""
+                         key: PRNGKeyArray | None = None, x64: bool = True,
+                         density: int = 0, density_order: int = 64) -> Callable:
+    """A `fit` probe: the stability summary plus the eigenvalues, at every probe point;
+    with `density` probes, also the SLQ spectral density and trace (`density_summary`)."""
+    if density and key is None:
+        raise ValueError("the spectral density needs a key for its random probes")
+
     def probe(grade, epoch, params, loss):
         probe_key = None if key is None else jax.random.fold_in(key, grade * 1_000_003 + epoch)
         r = stability_report(loss, params, lr, dense_max=dense_max, k=k, key=probe_key,
                              x64=x64)
-        return {"lr": float(lr), **r.summary(), "hessian": r.method,
-                "eigenvalues": r.eigenvalues}
+        out = {"lr": float(lr), **r.summary(), "hessian": r.method,
+               "eigenvalues": r.eigenvalues}
+        if density:
+            out.update(density_summary(loss, params, key=jax.random.fold_in(probe_key, 1),
+                                       num_probes=density, order=density_order, x64=x64))
+        return out
     return probe

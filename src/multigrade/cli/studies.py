@@ -169,6 +169,11 @@ def spectrum_cmd(
     layers_per_grade: StudyLayersOpt = None,
     dense_max: Annotated[int, typer.Option(
         "--dense-max", help="Largest Hessian formed densely; above it, Lanczos extremes.")] = 4000,
+    density: Annotated[bool, typer.Option(
+        "--density", help="Also the Hessian's spectral density (stochastic Lanczos "
+        "quadrature) and trace at every probe: density.png, density.npz.")] = False,
+    density_probes: Annotated[int, typer.Option(
+        "--density-probes", help="Random probes of the density and trace.")] = 10,
     record_every: RecordOpt = 10,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -190,12 +195,16 @@ def spectrum_cmd(
     rates = _floats(lr, "--lr")
     _check_multiple(interval, record_every, "--interval")
     _check_multiple(steps, record_every, "--steps")
+    if density and density_probes < 2:
+        raise ValueError(f"--density-probes must be at least 2, got {density_probes}")
     out = _claim(out, overwrite, f"spectrum-{task}", cfg)
     with progress_bars(quiet) as progress:
         results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
-                               dense_max=dense_max, progress=progress)
+                               dense_max=dense_max, progress=progress,
+                               density=density_probes if density else 0)
     save_spectrum(out, results, {"command": command_line(ctx), **dataclasses.asdict(cfg),
-                                 "lr": rates, "steps": steps, "interval": interval})
+                                 "lr": rates, "steps": steps, "interval": interval,
+                                 "density_probes": density_probes if density else 0})
     _print_spectrum(results, task, dense_max)
     console.print(f"run directory: {out}")
 
@@ -205,15 +214,19 @@ def spectrum_cmd(
 def _print_spectrum(results: dict, task: str, dense_max: int) -> None:
     """One row per method × probe, then each method's outcome and any Lanczos caveat."""
     table = Table(title=f"GD-Jacobian spectra along training, {task}")
+    traced = any("trace" in p for r in results.values() for p in r.probes)
     for c in ("method", "η", "grade", "step", "λ_max(H)", "λ_min(H)", "max eig J",
-              "min eig J", "outside [-1,1]", "2/λ_max", "how"):
+              "min eig J", "outside [-1,1]", "2/λ_max", *(["tr H (SLQ)"] if traced else []),
+              "how"):
         table.add_column(c, justify="left" if c in ("method", "how") else "right")
     for m, r in results.items():
         for p in r.probes:
+            trace = [f"{p['trace']:.4g} ± {p['trace_se']:.2g}"] if traced else []
             table.add_row(m, f"{p['lr']:g}", str(p["grade"]), str(p["step"]),
                           f"{p['lambda_max']:.4g}", f"{p['lambda_min']:.3g}",
                           f"{p['jacobian_max']:.4f}", f"{p['jacobian_min']:.4f}",
-                          str(p["num_outside"]), f"{p['critical_lr']:.4g}", p["hessian"])
+                          str(p["num_outside"]), f"{p['critical_lr']:.4g}", *trace,
+                          p["hessian"])
     console.print(table)
     for m, r in results.items():
         status = "diverged" if r.diverged else f"final train loss {r.metrics['train_loss']:.4g}"

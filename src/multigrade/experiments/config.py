@@ -58,6 +58,7 @@ methods = ["mgdl", "sgdl"] # mgdl, sgdl, msdl
 learning_rates = [0.05]    # lr-sweep: every rate; spectrum: one, or one per method
 interval = 500             # spectrum: GD steps between Hessian spectra
 dense_max = 4000           # spectrum: largest Hessian formed densely (above: Lanczos)
+density = 0                # spectrum: SLQ probes of the Hessian's density (0: none)
 ```
 
 The studies train with `train.optimizer = "gd"` at `study.learning_rates`, `train.epochs`
@@ -361,6 +362,7 @@ class StudySection:
     learning_rates: tuple[float, ...] = (0.05,)
     interval: int = 500
     dense_max: int = 4000
+    density: int = 0  # spectrum: SLQ probes of the Hessian's density and trace (0: none)
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in STUDY_METHODS]
@@ -373,6 +375,8 @@ class StudySection:
             _finite("learning rate", lr, positive=True)
         if self.interval < 1:
             raise ValueError(f"interval must be at least 1, got {self.interval}")
+        if self.density < 0 or self.density == 1:
+            raise ValueError(f"density takes 0 (none) or at least 2 probes, got {self.density}")
         if self.dense_max < 1:
             raise ValueError(f"dense_max must be at least 1, got {self.dense_max}")
 

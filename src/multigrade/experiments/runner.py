@@ -703,7 +703,8 @@ def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
         else:
             found = studies.run_spectrum(scfg, cfg.study.learning_rates, t.epochs,
                                          cfg.study.interval, record_every=t.record_every,
-                                         dense_max=cfg.study.dense_max, progress=progress)
+                                         dense_max=cfg.study.dense_max, progress=progress,
+                                         density=cfg.study.density)
             studies.save_spectrum(run_dir, found, {**extra, "lr": list(cfg.study.learning_rates),
                                                    "interval": cfg.study.interval})
     except BaseException as e:

@@ -122,16 +122,17 @@ def run_lr_sweep(cfg: StudyConfig, learning_rates: Sequence[float], steps: int, 
 
 def run_spectrum(cfg: StudyConfig, learning_rates: Sequence[float], steps: int,
                  interval: int, *, record_every: int = 10, dense_max: int = DENSE_MAX,
-                 k: int = 5, progress=None) -> dict[str, FitResult]:
+                 k: int = 5, progress=None, density: int = 0) -> dict[str, FitResult]:
     """Trains each method with GD at its learning rate and, every `interval` steps of each
-    grade, the stability summary of the current grade's Hessian (`FitResult.probes`)."""
+    grade, the stability summary of the current grade's Hessian (`FitResult.probes`);
+    with `density` SLQ probes, also its spectral density and trace."""
     lrs = _per_method(learning_rates, cfg.methods, "learning rate")
     problem = study_problem(cfg)
     out = {}
     for m in cfg.methods:
         model = study_model(m, cfg, SPECTRUM_ARCHITECTURES, problem.out_dim)
         probe = make_stability_probe(lrs[m], dense_max=dense_max, k=k,
-                                     key=jax.random.key(cfg.seed + 1))
+                                     key=jax.random.key(cfg.seed + 1), density=density)
         out[m] = fit(model, problem, optimizer=optax.sgd(lrs[m]), epochs=steps,
                      key=jax.random.key(cfg.seed), record_every=record_every,
                      probe=probe, probe_every=interval, callbacks=_progress(progress, m, cfg))
@@ -170,23 +171,31 @@ def save_spectrum(out: Path, results: dict[str, FitResult], config: dict) -> Pat
     """Spectra along training into a claimed run directory: `spectrum.csv` (one row per
     method × probe), `eigenvalues.npz` (`<method>/<probe index>`: Hessian eigenvalues,
     ascending), `config.json`, per method `<method>/history.csv` and `metrics.json`, and
-    `spectrum.png`; the status is written last."""
+    `spectrum.png`; with densities, `density.npz` (`<method>/<probe>/nodes|weights`, SLQ)
+    and `density.png`. The status is written last."""
     from multigrade import report
     from multigrade.experiments.runner import result_summary
 
     out = Path(out)
     runs.write_json(out / "config.json", config)
     runs.write_json(out / "environment.json", runs.environment())
-    rows, arrays = [], {}
+    rows, arrays, density = [], {}, {}
     for m, r in results.items():
         for i, p in enumerate(r.probes):
-            rows.append({"method": m, **{k: v for k, v in p.items() if k != "eigenvalues"}})
+            rows.append({"method": m, **{k: v for k, v in p.items()
+                                         if k != "eigenvalues" and not k.startswith("density")}})
             arrays[f"{m}/{i}"] = np.asarray(p["eigenvalues"])
+            if "density_nodes" in p:
+                density[f"{m}/{i}/nodes"] = p["density_nodes"]
+                density[f"{m}/{i}/weights"] = p["density_weights"]
         (out / m).mkdir(exist_ok=True)
         runs.write_history(out / m / "history.csv", r.history)
         runs.write_json(out / m / "metrics.json", result_summary(r))
     runs.write_rows(out / "spectrum.csv", rows)
     runs.write_npz(out / "eigenvalues.npz", arrays)
     report.plot_spectrum(results, out / "spectrum.png")
+    if density:
+        runs.write_npz(out / "density.npz", density)
+        report.plot_density(results, out / "density.png")
     runs.write_status(out, "completed", command=config.get("command"))
     return out
