@@ -175,3 +175,18 @@ def test_sweep_command(tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and message in res.stderr, res.output
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_run_ids_ignore_fields_left_at_their_defaults():
+    """A run's name depends on what its config sets, not on the schema's other fields:
+    a field added later with its default keeps every existing name."""
+    from multigrade.experiments import RunConfig
+
+    cfg = RunConfig().replace(train={"lr": 0.01}, problem={"size": 16})
+    same = RunConfig().replace(problem={"size": 16}).replace(train={"lr": 0.01})
+    assert run_id(cfg) == run_id(same)
+    assert run_id(cfg) != run_id(cfg.replace(train={"lr": 0.02}))
+    # setting a field to its default value is the same run as leaving it out
+    assert run_id(cfg.replace(model={"baselines": []})) == run_id(cfg)
+    assert run_id(cfg.replace(model={"baselines": ["ffn"]}, command="compare")) != run_id(
+        cfg.replace(command="compare"))

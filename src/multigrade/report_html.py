@@ -178,23 +178,35 @@ def _config_block(run_dir: Path) -> str:
             f"<pre>{_esc(path.read_text(encoding='utf-8'))}</pre></details>\n")
 
 
+def compared_dirs(run_dir: Path) -> dict[str, Path]:
+    """The methods of a comparison directory and their run directories (a baseline's at
+    its chosen setting: one FFN of its σ grid)."""
+    if (run_dir / "comparison.json").is_file():
+        comp = runs.read_json(run_dir / "comparison.json")
+        return {m: run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()}
+    return {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
+
+
 def _metrics_rows(run_dir: Path) -> list[list[str]]:
-    """One row per method of a fit or comparison directory."""
+    """One row per method of a fit or comparison directory (every run of a baseline's
+    grid, by its directory's name)."""
     dirs = [run_dir] if kind_of(run_dir) == "fit" else \
         [d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()]
     rows = []
     for d in dirs:
         m = runs.read_json(d / "metrics.json")
         per_grade = "/".join(_num(g["metrics"].get("test_psnr"), ".2f") for g in m["grades"])
-        rows.append([str(run_dir), m["model"], _num(m["metrics"].get("train_loss")),
+        label = m["model"] if d == run_dir or d.name == m["model"] else d.name
+        rows.append([str(run_dir), label, _num(m.get("params"), ".0f"),
+                     _num(m["metrics"].get("train_loss")),
                      _num(m["metrics"].get("test_psnr"), ".2f"),
                      _num(m["metrics"].get("test_ssim"), ".3f"), per_grade, str(m["epochs"]),
                      _num(m["seconds"], ".1f")])
     return rows
 
 
-METRIC_HEADER = ("run", "model", "train loss", "test dB", "SSIM", "dB after each grade",
-                 "epochs", "seconds")
+METRIC_HEADER = ("run", "model", "params", "train loss", "test dB", "SSIM",
+                 "dB after each grade", "epochs", "seconds")
 SELECTION_HEADER = ("model", "rule", "σ_n (1/255)", "choice dB", "SSIM", "grades",
                     "epochs kept", "stopped by", "oracle dB", "oracle grade/epoch", "gap dB")
 
@@ -246,7 +258,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
                  _num(b["test_psnr"], ".2f"), _num(b["test_ssim"], ".3f")]
                 for b in runs.read_json(run_dir / "baselines.json")]))
         dirs = {runs.read_json(run_dir / "metrics.json")["model"]: run_dir} if kind == "fit" \
-            else {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
+            else compared_dirs(run_dir)
         parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),
                              "training loss and PSNR against epochs, seconds and GFLOP "
                              "(dotted: grade boundaries)"))
@@ -288,6 +300,13 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
         parts.append(_figure(_file_png(run_dir / "spectrum.png"),
                              "eigenvalues of I − ηH along training (band [−1, 1]) and the "
                              "sharpness λ_max against 2/η (the critical learning rate)"))
+        if (run_dir / "density.png").is_file():
+            parts.append(_table(("method", "grade", "step", "tr H (SLQ)", "± s.e."), [
+                [r["method"], _num(r.get("grade"), ".0f"), _num(r.get("step"), ".0f"),
+                 _num(r.get("trace")), _num(r.get("trace_se"))] for r in rows]))
+            parts.append(_figure(_file_png(run_dir / "density.png"),
+                                 "the Hessian's spectral density at each probe "
+                                 "(stochastic Lanczos quadrature)"))
     return "".join(parts)
 
 

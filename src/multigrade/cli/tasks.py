@@ -248,8 +248,12 @@ def _print_networks(outcome) -> None:
         if "grid" in info:
             key = "val_psnr" if "val_psnr" in info["grid"][0] else "test_psnr"
             grid = ", ".join(f"σ {g['sigma']:g}: {_db(g, key)}" for g in info["grid"])
+            sigmas = [g["sigma"] for g in info["grid"]]
+            edge = len(sigmas) > 1 and info["sigma"] in (min(sigmas), max(sigmas))
             console.print(f"{name}: σ {info['sigma']:g} chosen by {info['chosen_by']} "
-                          f"({key.replace('_psnr', '')} dB: {grid})")
+                          f"({key.replace('_psnr', '')} dB: {grid})"
+                          + ("; at the edge of the grid: widen --fourier-sigmas" if edge
+                             else ""))
 
 
 def _print_selection(outcome) -> None:

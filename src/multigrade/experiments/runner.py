@@ -403,7 +403,8 @@ def add_ssim(result: FitResult) -> None:
 def result_summary(result: FitResult) -> dict:
     """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
     return {
-        "model": result.model.name, "metrics": result.metrics, "epochs": result.epochs,
+        "model": result.model.name, "params": count_params(result.params),
+        "metrics": result.metrics, "epochs": result.epochs,
         "seconds": result.seconds, "diverged": result.diverged,
         "grades": [{**dataclasses.asdict(g), "seconds_per_epoch": g.seconds_per_epoch}
                    for g in result.grades],
@@ -644,7 +645,6 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     dirs = {m: run_dir / networks.get(m, {}).get("dir", m) for m in results}
     runs.write_json(run_dir / "comparison.json",
                     {m: {**result_summary(r), **_selection_of(dirs[m]),
-                         "params": count_params(r.params),
                          **({"baseline": networks[m]} if m in networks else {})}
                      for m, r in results.items()})
     report.plot_history(dirs, run_dir / "history.png")

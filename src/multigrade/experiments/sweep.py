@@ -160,9 +160,24 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
 
 
 def run_id(cfg: RunConfig) -> str:
-    """A stable name for a config: the first 12 hex digits of the SHA-256 of its JSON."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    """A stable name for a config: the first 12 hex digits of the SHA-256 of the JSON of
+    what differs from the defaults, so that a field added to the schema later (with a
+    default that keeps the old behaviour) leaves every existing run's name as it was."""
+    text = json.dumps(_differs(cfg.to_dict(), RunConfig().to_dict()), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _differs(d: dict, default: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _differs(v, default.get(k, {}))
+            if sub:
+                out[k] = sub
+        elif k not in default or default[k] != v:
+            out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------------------------------
