@@ -173,3 +173,25 @@ def test_bad_architecture_options_get_one_line(tmp_path, args, message):
     assert res.exit_code != 0
     assert message in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_archs_and_baseline_methods_from_the_cli(tmp_path):
+    """`--archs` reaches the model and the config file, which runs again to the same
+    numbers; `--method siren` fits one SIREN."""
+    out = tmp_path / "mixed"
+    base = ["fit", "regression", "--image", "camera", "--size", "16", "--epochs", "20",
+            "--grades", "2", "--layers-per-grade", "1", "--width", "8", "--quiet"]
+    res = runner.invoke(app, [*base, "--archs", "fourier,relu", "--fourier-sigma", "2",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    desc = runs.read_json(out / "metrics.json")["model_description"]
+    assert desc["archs"] == ["fourier", "relu"] and desc["fourier_sigma"] == 2.0
+    res = runner.invoke(app, ["run", str(out / "config.toml"), "--out", str(tmp_path / "re"),
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    a, b = (runs.read_json(d / "metrics.json")["metrics"] for d in (out, tmp_path / "re"))
+    assert a == b
+    res = runner.invoke(app, [*base, "--method", "siren", "--out", str(tmp_path / "siren")])
+    assert res.exit_code == 0, res.output
+    desc = runs.read_json(tmp_path / "siren" / "metrics.json")["model_description"]
+    assert desc["archs"] == ["siren"] and desc["grades"] == [[8, 8]]
