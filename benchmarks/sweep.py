@@ -7,7 +7,11 @@ Measured in one run, on this machine:
 2. the same 8 runs as a sweep on a LocalCluster of 2 single-threaded worker processes
    (the cluster's start-up is timed apart), into a fresh directory;
 3. the per-run scheduling overhead: the workers' wall time not spent inside the runs'
-   tasks, per run.
+   tasks, per run;
+4. the same 8 runs one after another in a fresh process with the workers' settings (XLA
+   and BLAS on one thread): XLA's own speed-up from 2 threads on these runs, and so the
+   most a 2-worker sweep can gain over the 2-thread sequential runs, 2·sequential /
+   single-threaded (perfect workers, no overhead).
 
 Target: sequential / sweep wall time ≥ 1.6 on 2 cores (the workers must not fight over
 cores). The last line is `ratio=<sequential s / sweep s>`.
@@ -18,30 +22,49 @@ Usage: python benchmarks/sweep.py [--epochs N] [--size N]
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from multigrade.experiments import ModelConfig, ProblemConfig, RunConfig, TrainConfig, execute
-from multigrade.experiments.sweep import SweepSpec, local_cluster, run_sweep, warm_worker
+from multigrade.experiments.sweep import (
+    SINGLE_THREAD_ENV,
+    SweepSpec,
+    local_cluster,
+    run_sweep,
+    warm_worker,
+)
+
+
+def one_after_another(configs, where: Path) -> float:
+    t0 = time.perf_counter()
+    for i, cfg in enumerate(configs):
+        execute(cfg, where / str(i))
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2000, help="epochs per grade")
     parser.add_argument("--size", type=int, default=64, help="image side")
+    parser.add_argument("--sequential-only", action="store_true",
+                        help="only the runs one after another (what step 4 runs)")
     args = parser.parse_args()
     base = RunConfig(problem=ProblemConfig(size=args.size),
                      model=ModelConfig(grades=2, layers_per_grade=2, width=64),
                      train=TrainConfig(epochs=args.epochs))
     spec = SweepSpec(base, {"train.seed": (0, 1, 2, 3), "train.lr": (1e-3, 3e-3)})
     configs = spec.expand()
+    if args.sequential_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"sequential={one_after_another(configs, Path(tmp)):.3f}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        for i, cfg in enumerate(configs):
-            execute(cfg, tmp / "seq" / str(i))
-        sequential = time.perf_counter() - t0
+        sequential = one_after_another(configs, tmp / "seq")
         print(f"{len(configs)} runs one after another in one process: {sequential:.1f} s "
               f"({sequential / len(configs):.2f} s per run)")
 
@@ -65,7 +88,16 @@ def main() -> None:
     print(f"the same {len(configs)} runs as a sweep on 2 workers: {swept:.1f} s; inside the "
           f"tasks {sum(out.task_seconds):.1f} s of worker time")
     print(f"scheduling overhead per run: {overhead:.2f} s (worker wall time not in a task)")
-    print(f"sequential / sweep: {sequential / swept:.2f} (target ≥ 1.6)")
+    single = float(subprocess.run(
+        [sys.executable, __file__, "--sequential-only", "--epochs", str(args.epochs),
+         "--size", str(args.size)], env={**os.environ, **SINGLE_THREAD_ENV}, check=True,
+        capture_output=True, text=True).stdout.strip().splitlines()[-1].split("=")[1])
+    print(f"the same runs one after another on one thread (the workers' settings): "
+          f"{single:.1f} s; XLA's speed-up from 2 threads {single / sequential:.2f}, so a "
+          f"2-worker sweep gains at most {2 * sequential / single:.2f} over the sequential "
+          "runs")
+    print(f"sequential / sweep: {sequential / swept:.2f} (target ≥ 1.6; "
+          f"{sequential / swept / (2 * sequential / single):.0%} of that bound)")
     print(f"ratio={sequential / swept:.3f}")
 
 
