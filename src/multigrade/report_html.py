@@ -289,25 +289,32 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
         parts.append(_figure(_file_png(run_dir / "sweep.png"),
                              "training loss per learning rate (GD), one panel per method"))
     elif kind == "spectrum":
-        rows = runs.read_rows(run_dir / "spectrum.csv")
-        parts.append(_table(
-            ("method", "η", "grade", "step", "λ_max(H)", "min eig J", "max eig J",
-             "outside [-1,1]", "critical η = 2/λ_max"),
-            [[r["method"], _num(r.get("lr")), _num(r.get("grade"), ".0f"),
-              _num(r.get("step"), ".0f"), _num(r.get("lambda_max")),
-              _num(r.get("jacobian_min")), _num(r.get("jacobian_max")),
-              _num(r.get("num_outside"), ".0f"), _num(r.get("critical_lr"))] for r in rows]))
-        parts.append(_figure(_file_png(run_dir / "spectrum.png"),
-                             "eigenvalues of I − ηH along training (band [−1, 1]) and the "
-                             "sharpness λ_max against 2/η (the critical learning rate)"))
-        if (run_dir / "density.png").is_file():
-            parts.append(_table(("method", "grade", "step", "tr H (SLQ)", "± s.e."), [
-                [r["method"], _num(r.get("grade"), ".0f"), _num(r.get("step"), ".0f"),
-                 _num(r.get("trace")), _num(r.get("trace_se"))] for r in rows]))
-            parts.append(_figure(_file_png(run_dir / "density.png"),
-                                 "the Hessian's spectral density at each probe "
-                                 "(stochastic Lanczos quadrature)"))
+        parts += _spectrum_parts(run_dir)
     return "".join(parts)
+
+
+def _spectrum_parts(run_dir: Path) -> list[str]:
+    """A spectrum study: the probes' table and figure, and the densities if drawn."""
+    parts = []
+    rows = runs.read_rows(run_dir / "spectrum.csv")
+    parts.append(_table(
+        ("method", "η", "grade", "step", "λ_max(H)", "min eig J", "max eig J",
+         "outside [-1,1]", "critical η = 2/λ_max"),
+        [[r["method"], _num(r.get("lr")), _num(r.get("grade"), ".0f"),
+          _num(r.get("step"), ".0f"), _num(r.get("lambda_max")),
+          _num(r.get("jacobian_min")), _num(r.get("jacobian_max")),
+          _num(r.get("num_outside"), ".0f"), _num(r.get("critical_lr"))] for r in rows]))
+    parts.append(_figure(_file_png(run_dir / "spectrum.png"),
+                         "eigenvalues of I − ηH along training (band [−1, 1]) and the "
+                         "sharpness λ_max against 2/η (the critical learning rate)"))
+    if (run_dir / "density.png").is_file():
+        parts.append(_table(("method", "grade", "step", "tr H (SLQ)", "± s.e."), [
+            [r["method"], _num(r.get("grade"), ".0f"), _num(r.get("step"), ".0f"),
+             _num(r.get("trace")), _num(r.get("trace_se"))] for r in rows]))
+        parts.append(_figure(_file_png(run_dir / "density.png"),
+                             "the Hessian's spectral density at each probe "
+                             "(stochastic Lanczos quadrature)"))
+    return parts
 
 
 def _reproduction_section(out: Path) -> str:

@@ -872,10 +872,7 @@ class _Loop:
         rows: list[list[dict]] = [[] for _ in range(m)]
         if start is not None:
             frozen = self._replay(start, frozen, params_out, scales, summaries[0], renders)
-            # a grade dropped before, trained again (`grow`), leaves its old rows
-            last = start.finished + (start.pending is not None
-                                     or start.finished == self.model.num_grades)
-            rows[0] = [dict(r) for r in start.history if r["grade"] <= last]
+            rows[0] = self._start_rows(start)
         step0 = sum(g.epochs for g in summaries[0])
         alive = np.ones(m, bool)
         dropped, dropped_params = [], []
@@ -884,23 +881,16 @@ class _Loop:
                 and start.pending.grade == k + 1 else None
             state, tstate, status, summary_k = self._train_grade(
                 k, frozen, step0, pending, rows, alive, params_out, scales, summaries)
-            summary = dict(grade=k + 1, epochs=summary_k["epochs"],
-                           seconds=summary_k["seconds"] / m,
-                           compile_seconds=summary_k["compile_seconds"] / m,
-                           selected_epoch=summary_k.get("selected_epoch"),
-                           criterion=summary_k.get("criterion"), lr=summary_k.get("lr"),
-                           lambda_max=summary_k.get("lambda_max"))
-            if self._no_gain(summary["criterion"], summaries[0]):
-                dropped.append(GradeSummary(**summary, status="dropped",
-                                            scale=float(frozen.scale), metrics={}))
-                dropped_params.append(state.params)
-                break
-            frozen_next, render, final = self._freeze(state.params, frozen, None, state.aux,
-                                                      tstate)
-            if self._too_little(final, summaries[0], status[0]):
-                dropped.append(GradeSummary(**summary, status="dropped",
-                                            scale=float(frozen.scale),
-                                            metrics={n: float(v) for n, v in final.items()}))
+            summary = {**summary_k, "grade": k + 1, "seconds": summary_k["seconds"] / m,
+                       "compile_seconds": summary_k["compile_seconds"] / m}
+            no_gain = self._no_gain(summary.get("criterion"), summaries[0])
+            if not no_gain:
+                frozen_next, render, final = self._freeze(state.params, frozen, None,
+                                                          state.aux, tstate)
+            if no_gain or self._too_little(final, summaries[0], status[0]):
+                dropped.append(GradeSummary(
+                    **summary, status="dropped", scale=float(frozen.scale),
+                    metrics={} if no_gain else {n: float(v) for n, v in final.items()}))
                 dropped_params.append(state.params)
                 break
             for j in range(m):
@@ -923,16 +913,18 @@ class _Loop:
                                                                           "selected")):
                 break
 
-        results = []
-        for j in range(m):
-            aux_j = eng.member(frozen.aux, j)
-            results.append(FitResult(
-                self.model, [eng.member(p, j) for p in params_out],
-                [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
-                [eng.rows(r)[j] for r in renders], aux_j, self.problem,
-                self.probes if eng.members is None else [], dropped, dropped_params,
-                frozen.tangent))
-        return results
+        return [FitResult(self.model, [eng.member(p, j) for p in params_out],
+                          [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
+                          [eng.rows(r)[j] for r in renders], eng.member(frozen.aux, j),
+                          self.problem, self.probes if eng.members is None else [], dropped,
+                          dropped_params, frozen.tangent) for j in range(m)]
+
+    def _start_rows(self, start: Checkpoint) -> list[dict]:
+        """The checkpoint's history rows; those of a grade a rule dropped go, when that
+        grade is trained again (`grow`)."""
+        last = start.finished + (start.pending is not None
+                                 or start.finished == self.model.num_grades)
+        return [dict(r) for r in start.history if r["grade"] <= last]
 
     def _replay(self, start: Checkpoint, frozen: _Frozen, params_out, scales, summaries,
                 renders) -> _Frozen:
@@ -1148,11 +1140,8 @@ class _Loop:
                 cb.on_records(k + 1, rows[0][-n:])
             if not alive.any():
                 break
-            if selected:
-                status[0] = "selected"
-                break
-            if steep:
-                status[0] = "eig_stop"
+            if selected or steep:
+                status[0] = "selected" if selected else "eig_stop"
                 break
             if eng.members is None and should_stop(monitor, self.window, self.tol):
                 status[0] = "stopped"
@@ -1166,15 +1155,21 @@ class _Loop:
                     list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None, pending,
                     frozen.tangent if params_out else None))
-        epochs = min(done * r, budget)
-        summary = {"epochs": epochs, "seconds": seconds, "compile_seconds": compile_s, **rate}
-        if self.select is not None:
-            if best is not None and status[0] != "diverged":
-                state, tstate = best.state, best.tangent
-                summary.update(selected_epoch=best.epoch, criterion=best.score)
-            else:
-                summary.update(selected_epoch=epochs, criterion=last_score)
+        summary = {"epochs": min(done * r, budget), "seconds": seconds,
+                   "compile_seconds": compile_s, **rate}
+        state, tstate = self._keep(state, tstate, status[0], best, last_score, summary)
         return state, tstate, list(status), summary
+
+    def _keep(self, state, tstate, status: str, best: Best | None, last_score, summary: dict):
+        """What a grade keeps: with a selector, its best record's state (unless it
+        diverged), whose epoch and score go into `summary`; else its last state."""
+        if self.select is None:
+            return state, tstate
+        if best is not None and status != "diverged":
+            summary.update(selected_epoch=best.epoch, criterion=best.score)
+            return best.state, best.tangent
+        summary.update(selected_epoch=summary["epochs"], criterion=last_score)
+        return state, tstate
 
     def _sharpness(self, k: int, state: GradeState, frozen: _Frozen) -> float:
         """λ_max of the current grade's loss Hessian (Lanczos on HVPs)."""
