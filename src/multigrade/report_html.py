@@ -308,9 +308,10 @@ def _spectrum_parts(run_dir: Path) -> list[str]:
                          "eigenvalues of I − ηH along training (band [−1, 1]) and the "
                          "sharpness λ_max against 2/η (the critical learning rate)"))
     if (run_dir / "density.png").is_file():
-        parts.append(_table(("method", "grade", "step", "tr H (SLQ)", "± s.e."), [
+        parts.append(_table(("method", "grade", "step", "tr H (SLQ)", "± s.e.", "tr H (dense)"), [
             [r["method"], _num(r.get("grade"), ".0f"), _num(r.get("step"), ".0f"),
-             _num(r.get("trace")), _num(r.get("trace_se"))] for r in rows]))
+             _num(r.get("trace")), _num(r.get("trace_se")), _num(r.get("trace_dense"))]
+            for r in rows]))
         parts.append(_figure(_file_png(run_dir / "density.png"),
                              "the Hessian's spectral density at each probe "
                              "(stochastic Lanczos quadrature)"))

@@ -167,5 +167,7 @@ def make_stability_probe(lr: float, *, dense_max: int = DENSE_MAX, k: int = 5,
         if density:
             out.update(density_summary(loss, params, key=jax.random.fold_in(probe_key, 1),
                                        num_probes=density, order=density_order, x64=x64))
+            if r.method == "dense":  # the estimate beside the exact value
+                out["trace_dense"] = float(np.sum(r.eigenvalues))
         return out
     return probe

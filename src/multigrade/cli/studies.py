@@ -216,12 +216,13 @@ def _print_spectrum(results: dict, task: str, dense_max: int) -> None:
     table = Table(title=f"GD-Jacobian spectra along training, {task}")
     traced = any("trace" in p for r in results.values() for p in r.probes)
     for c in ("method", "η", "grade", "step", "λ_max(H)", "λ_min(H)", "max eig J",
-              "min eig J", "outside [-1,1]", "2/λ_max", *(["tr H (SLQ)"] if traced else []),
-              "how"):
+              "min eig J", "outside [-1,1]", "2/λ_max",
+              *(["tr H (SLQ)", "tr H (dense)"] if traced else []), "how"):
         table.add_column(c, justify="left" if c in ("method", "how") else "right")
     for m, r in results.items():
         for p in r.probes:
-            trace = [f"{p['trace']:.4g} ± {p['trace_se']:.2g}"] if traced else []
+            trace = [f"{p['trace']:.4g} ± {p['trace_se']:.2g}",
+                     f"{p['trace_dense']:.4g}" if "trace_dense" in p else "-"] if traced else []
             table.add_row(m, f"{p['lr']:g}", str(p["grade"]), str(p["step"]),
                           f"{p['lambda_max']:.4g}", f"{p['lambda_min']:.3g}",
                           f"{p['jacobian_max']:.4f}", f"{p['jacobian_min']:.4f}",
