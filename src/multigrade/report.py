@@ -95,11 +95,7 @@ def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]
     from multigrade import runs
 
     run_dir = Path(run_dir)
-    methods = [d for d in sorted(run_dir.iterdir()) if (d / "images.npz").is_file()]
-    if (run_dir / "comparison.json").is_file():  # the methods compared (one FFN of its grid)
-        comp = runs.read_json(run_dir / "comparison.json")
-        methods = [run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()
-                   if (run_dir / v.get("baseline", {}).get("dir", m) / "images.npz").is_file()]
+    methods = [d for d in compared_dirs(run_dir).values() if (d / "images.npz").is_file()]
     if not methods:
         return []
     first = runs.read_npz(methods[0] / "images.npz")
@@ -111,6 +107,19 @@ def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]
         panels.append((metrics["model"] + _db(metrics["metrics"].get("test_psnr")),
                        runs.read_npz(d / "images.npz")[f"grade{last}"]))
     return panels
+
+
+def compared_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """The methods of a comparison directory and their run directories (a baseline's at
+    its chosen setting: one FFN of its σ grid); without `comparison.json`, every
+    sub-directory that holds a run."""
+    from multigrade import runs
+
+    run_dir = Path(run_dir)
+    if (run_dir / "comparison.json").is_file():
+        comp = runs.read_json(run_dir / "comparison.json")
+        return {m: run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()}
+    return {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
 
 
 def baseline_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:

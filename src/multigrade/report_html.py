@@ -178,15 +178,6 @@ def _config_block(run_dir: Path) -> str:
             f"<pre>{_esc(path.read_text(encoding='utf-8'))}</pre></details>\n")
 
 
-def compared_dirs(run_dir: Path) -> dict[str, Path]:
-    """The methods of a comparison directory and their run directories (a baseline's at
-    its chosen setting: one FFN of its σ grid)."""
-    if (run_dir / "comparison.json").is_file():
-        comp = runs.read_json(run_dir / "comparison.json")
-        return {m: run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()}
-    return {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
-
-
 def _metrics_rows(run_dir: Path) -> list[list[str]]:
     """One row per method of a fit or comparison directory (every run of a baseline's
     grid, by its directory's name)."""
@@ -246,6 +237,8 @@ def _selection_section(dirs: dict[str, Path]) -> str:
 
 
 def _run_section(run_dir: Path, title: str | None = None) -> str:
+    from multigrade.report import compared_dirs
+
     kind = kind_of(run_dir)
     parts = [f"<h2>{_esc(title or run_dir)}</h2>\n<p>{_esc(kind)} · {_esc(run_dir)}</p>\n",
              _config_block(run_dir)]
