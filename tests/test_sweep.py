@@ -190,3 +190,18 @@ def test_run_ids_ignore_fields_left_at_their_defaults():
     assert run_id(cfg.replace(model={"baselines": []})) == run_id(cfg)
     assert run_id(cfg.replace(model={"baselines": ["ffn"]}, command="compare")) != run_id(
         cfg.replace(command="compare"))
+
+
+def test_workers_keep_their_programs_in_the_compilation_cache(tmp_path, monkeypatch):
+    from distributed import Client
+
+    from multigrade import compile_cache
+    from multigrade.experiments.sweep import local_cluster
+
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "cache"))  # the workers inherit it
+    spec = _spec(tmp_path, '"train.seed" = [0]\n', epochs=20)
+    with local_cluster(1) as cluster, Client(cluster) as c:
+        out = run_sweep(spec, tmp_path / "sw", client=c)
+    assert [r["status"] for r in out.rows] == ["completed"]
+    kept = {p.name.split("-")[0] for p in (tmp_path / "cache").glob("xla-*/*-cache")}
+    assert {"jit__chunk", "jit__freeze"} <= kept  # this process compiled nothing of them

@@ -117,6 +117,9 @@ def command_line(ctx) -> str:
 
 @app.callback()
 def _main(x64: Annotated[bool, typer.Option("--x64", help="Compute in float64.")] = False):
+    from multigrade.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # $MULTIGRADE_COMPILATION_CACHE=off disables it
     if x64:
         import jax
 

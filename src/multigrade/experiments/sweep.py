@@ -209,9 +209,11 @@ def run_one(cfg_data: dict, run_dir: str) -> dict:
     """
     import jax
 
+    from multigrade.compile_cache import enable_compilation_cache
     from multigrade.experiments import runner
 
     _pin_worker()
+    enable_compilation_cache()  # a worker's later runs, and other workers, load its programs
     cfg = from_dict(cfg_data)
     if cfg.x64 and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
@@ -338,16 +340,24 @@ def _pin_worker(worker=None) -> None:
 
 
 def warm_worker(dask_worker=None) -> None:
-    """Pins a LocalCluster worker, then imports what a run needs and starts JAX's backend:
+    """Pins a LocalCluster worker, enables the compilation cache, imports what a run needs
+    (pyplot and scikit-image's lazily loaded functions included) and starts JAX's backend:
     `client.run(warm_worker)` (which passes `dask_worker`) pays each worker's start-up
-    before the first run."""
+    before the first run; called with no worker, this process's."""
     _pin_worker(dask_worker)
     import jax
-    import matplotlib
+
+    from multigrade import report
+    from multigrade.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+    report._pyplot()
+    from skimage.color import rgb2gray  # noqa: F401  (images, metrics)
+    from skimage.metrics import structural_similarity  # noqa: F401
+    from skimage.transform import resize  # noqa: F401
 
     import multigrade.experiments.runner  # noqa: F401
 
-    matplotlib.use("Agg")
     jax.numpy.zeros(1).block_until_ready()
 
 
