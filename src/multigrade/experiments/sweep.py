@@ -346,12 +346,13 @@ def warm_worker(dask_worker=None) -> None:
     before the first run; called with no worker, this process's."""
     _pin_worker(dask_worker)
     import jax
+    import matplotlib
 
-    from multigrade import report
     from multigrade.compile_cache import enable_compilation_cache
 
     enable_compilation_cache()
-    report._pyplot()
+    matplotlib.use("Agg")  # as the run's figures do (multigrade.report)
+    import matplotlib.pyplot  # noqa: F401
     from skimage.color import rgb2gray  # noqa: F401  (images, metrics)
     from skimage.metrics import structural_similarity  # noqa: F401
     from skimage.transform import resize  # noqa: F401
