@@ -101,11 +101,11 @@ def test_set_overrides_are_validated(tmp_path):
 def test_an_existing_out_is_refused_and_overwrite_replaces_it(tmp_path):
     out = tmp_path / "run"
     _cli("fit", "regression", *TINY, "--epochs", 20, "--out", out)
-    (out / "stale.txt").write_text("from before")
+    (out / "baselines.json").write_text("[]")  # a file of the store's, from before
     res = runner.invoke(app, ["fit", "regression", *TINY, "--epochs", "20", "--out", str(out)])
     assert res.exit_code == 2 and "exists and is not empty" in res.stderr
     _cli("fit", "regression", *TINY, "--epochs", 10, "--overwrite", "--out", out)
-    assert not (out / "stale.txt").exists()
+    assert not (out / "baselines.json").exists()
     assert runs.read_history(out / "history.csv")["epoch"].tolist() == [10, 10]
 
 
@@ -205,7 +205,7 @@ def test_grow_equals_training_all_grades_at_once(tmp_path):
     res = runner.invoke(app, ["grow", str(tmp_path / "sgdl")])
     assert res.exit_code == 2 and "is not an MGDL run" in res.stderr
     res = runner.invoke(app, ["grow", str(tmp_path / "nothing")])
-    assert res.exit_code == 2 and "not a run directory" in res.stderr
+    assert res.exit_code == 2 and "no run directory at" in res.stderr
 
 
 def test_resume_of_a_comparison_continues_where_it_stopped(tmp_path):

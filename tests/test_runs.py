@@ -50,35 +50,40 @@ def test_json_is_strict(tmp_path):
     assert json.loads(text) == {"loss": None, "psnr": 12.5, "v": [None, 1.0], "a": [0, 1]}
 
 
-def test_prepare_refuses_what_it_must(tmp_path):
+def test_claim_refuses_what_it_must(tmp_path):
     with pytest.raises(runs.RunDirError, match="empty string"):
-        runs.prepare("")
+        runs.claim("", "run")
     (tmp_path / "file").write_text("x")
     with pytest.raises(runs.RunDirError, match="not a directory"):
-        runs.prepare(tmp_path / "file")
+        runs.claim(tmp_path / "file", "run")
     # a user's folder is never cleared, even with overwrite
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.json").write_text("precious")
     with pytest.raises(runs.RunDirError, match="exists and is not empty"):
-        runs.prepare(tmp_path / "mine")
-    with pytest.raises(runs.RunDirError, match="only clears run directories"):
-        runs.prepare(tmp_path / "mine", overwrite=True)
+        runs.claim(tmp_path / "mine", "run")
+    with pytest.raises(runs.RunDirError, match=r"not made by mgdl .* holds config.json"):
+        runs.claim(tmp_path / "mine", "run", overwrite=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["config.json"]
     assert (tmp_path / "mine" / "config.json").read_text() == "precious"
-    # a finished run directory is cleared by overwrite, old files and all
-    out = runs.prepare(tmp_path / "run")
-    runs.write_status(out, "completed")
-    (out / "comparison.json").write_text("{}")
-    runs.prepare(out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["status.json"]
-    assert runs.read_status(out)["state"] == "running"
+    # a finished run directory is cleared by overwrite, old files and all, under a new id
+    with runs.claim(tmp_path / "run", "run") as held:
+        out = held.path
+        first = runs.owner(out)["id"]
+        runs.write_status(out, "completed")
+        (out / "comparison.json").write_text("{}")
+    with runs.claim(out, "run", overwrite=True):
+        left = sorted(p.name for p in out.iterdir())
+        assert left == sorted([runs.LOCK, runs.MARKER, runs.STATUS])
+        assert runs.read_status(out)["state"] == "running"
+        assert runs.owner(out)["id"] != first and runs.owner(out)["kind"] == "run"
 
 
 def test_two_claims_of_one_directory_cannot_both_win(tmp_path):
-    results = []
+    results, held = [], []
 
     def claim():
         try:
-            runs.prepare(tmp_path / "same")
+            held.append(runs.claim(tmp_path / "same", "run"))
             results.append("won")
         except runs.RunDirError:
             results.append("refused")
@@ -89,6 +94,29 @@ def test_two_claims_of_one_directory_cannot_both_win(tmp_path):
     for t in threads:
         t.join()
     assert sorted(results) == ["refused"] * 7 + ["won"]
+
+
+def test_a_lock_is_reentrant_in_its_thread_and_refused_elsewhere(tmp_path):
+    with runs.claim(tmp_path / "d", "run", command="mgdl fit") as held:
+        with runs.lock(held.path):  # the same thread: one more hold
+            assert runs.holds_lock(held.path)
+        assert runs.holds_lock(held.path)
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(_try_lock(held.path)))
+        thread.start()
+        thread.join()
+        assert "in use by pid" in seen[0] and "mgdl fit" in seen[0]
+    assert not runs.holds_lock(tmp_path / "d")
+    runs.lock(tmp_path / "d").release()  # free again
+    assert (tmp_path / "d" / runs.LOCK).read_text() == ""  # no stale holder
+
+
+def _try_lock(path):
+    try:
+        runs.lock(path).release()
+        return "locked"
+    except runs.RunDirError as e:
+        return str(e)
 
 
 def test_default_names_are_unique_within_one_second(tmp_path):

@@ -19,6 +19,10 @@ BUILTIN_IMAGES: dict[str, str] = {
 }
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".jpg", ".jpeg", ".bmp")
 DATA_ENV = "MULTIGRADE_DATA"
+# Images above this many pixels are refused before they are decoded (a small compressed file
+# can hold a huge image); $MULTIGRADE_MAX_PIXELS or `max_pixels` sets another limit.
+MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "MULTIGRADE_MAX_PIXELS"
 
 
 class ImageNotFoundError(FileNotFoundError):
@@ -122,14 +126,63 @@ def find_image(name: str, data_dirs: Sequence[Path] = ()) -> Path:
         + ("" if data_dirs else f" (set --data-dir or ${DATA_ENV} to search a folder)"))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file (PNG, TIFF, GIF, JPEG, ...) as stored."""
+def max_pixels(limit: int | None = None) -> int:
+    """The pixel limit in force: `limit`, else $MULTIGRADE_MAX_PIXELS, else `MAX_PIXELS`."""
+    if limit is None:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+        if not text:
+            return MAX_PIXELS
+        try:
+            limit = int(float(text))
+        except ValueError:
+            raise ValueError(f"${MAX_PIXELS_ENV} must be a number of pixels, got "
+                             f"{text!r}") from None
+    if limit < 1:
+        raise ValueError(f"the pixel limit must be positive, got {limit}")
+    return int(limit)
+
+
+def _header_pixels(data: bytes) -> int | None:
+    """Width × height from the file's header, without decoding it (None if Pillow cannot
+    tell)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]) * int(im.size[1])
+    except Exception:  # noqa: BLE001 (not an image Pillow knows: imageio decides)
+        return None
+
+
+def read_image(path: str | os.PathLike, *, limit: int | None = None) -> np.ndarray:
+    """Reads an image file (PNG, TIFF, GIF, JPEG, ...) as stored. An image of more than
+    `max_pixels(limit)` pixels is refused before it is decoded."""
+    import warnings
+
     import imageio.v3 as iio
+    from PIL import Image
 
     path = Path(path)
+    # Read the bytes ourselves: imageio leaves files open when no plugin can read them.
+    data = path.read_bytes()
+    most = max_pixels(limit)
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > most:
+        raise ValueError(f"image {str(path)!r} has {pixels:,} pixels, above the limit of "
+                         f"{most:,} (set ${MAX_PIXELS_ENV} to allow more)")
     try:
-        # Read the bytes ourselves: imageio leaves files open when no plugin can read them.
-        image = iio.imread(path.read_bytes(), extension=path.suffix.lower() or None)
+        with warnings.catch_warnings():  # the limit above is the one that applies
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            bomb, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = iio.imread(data, extension=path.suffix.lower() or None)
+            finally:
+                Image.MAX_IMAGE_PIXELS = bomb
     except Exception as e:  # imageio raises many types for unreadable files
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
     if image.ndim == 4 or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
@@ -160,16 +213,69 @@ def load_image(name: str, *, size: int | Sequence[int] | None = None,
     Raises:
         ImageNotFoundError: nothing matches; the message names every place searched.
     """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"load_image takes an image name or a path, got {name!r}")
+    name = os.fspath(name)
     if not name:
         raise ImageNotFoundError("no image name given")
     if is_builtin(name):
-        import skimage.data
-
-        image = getattr(skimage.data, BUILTIN_IMAGES[name.lower()])()
+        image = builtin_image(name)
     else:
         image = read_image(find_image(name, image_search_dirs(data_dir)))
     image = to_float(image, gray)
     return image if size is None else np.clip(resize(image, size), 0.0, 1.0)
+
+
+def builtin_image(name: str) -> np.ndarray:
+    """A built-in image as scikit-image ships it."""
+    import skimage.data
+
+    return getattr(skimage.data, BUILTIN_IMAGES[name.lower()])()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def pin(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """What `name` refers to now, pinned: `{"image": absolute path, "image_sha256": of the
+    file's bytes}`, or for a built-in image `{"image": "builtin:<name>", "image_sha256": of
+    its pixels, "image_version": "scikit-image <version>"}`."""
+    if is_builtin(name):
+        import skimage
+
+        return {"image": f"builtin:{BUILTIN_IMAGES[name.lower()]}",
+                "image_sha256": _sha256(np.ascontiguousarray(builtin_image(name)).tobytes()),
+                "image_version": f"scikit-image {skimage.__version__}"}
+    path = find_image(name, image_search_dirs(data_dir)).resolve()
+    return {"image": str(path), "image_sha256": _sha256(path.read_bytes())}
+
+
+def check_pin(image: str, sha256: str | None, version: str | None = None) -> str:
+    """The name to load a pinned image by (`pin`), after checking that its content is
+    still the pinned one; a ValueError naming both hashes (or the missing file) if not."""
+    if image.startswith("builtin:"):
+        name = image[len("builtin:"):]
+        if name not in BUILTIN_IMAGES:
+            raise ValueError(f"the run read the built-in image {name!r}, which this "
+                             "version does not have")
+        now = pin(name)
+        if sha256 is not None and now["image_sha256"] != sha256:
+            raise ValueError(f"the run read the built-in image {name!r} of {version} "
+                             f"(SHA-256 {sha256}); {now['image_version']} ships other pixels "
+                             f"(SHA-256 {now['image_sha256']}): continue it with {version}")
+        return name
+    path = Path(image)
+    if not path.is_file():
+        raise ValueError(f"the run read the image {path} (SHA-256 {sha256}), which is "
+                         "missing now: put it back to continue the run")
+    now = _sha256(path.read_bytes())
+    if sha256 is not None and now != sha256:
+        raise ValueError(f"the image {path} changed since the run read it (SHA-256 "
+                         f"{sha256} then, {now} now): restore it to continue the run")
+    return str(path)
 
 
 def coordinate_grid(height: int, width: int) -> np.ndarray:

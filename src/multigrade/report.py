@@ -7,10 +7,13 @@ the studies' figures (`plot_sweep`, `plot_spectrum`) take their results in memor
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
+
+Target = str | os.PathLike | io.IOBase  # where a figure goes: a file, or a buffer
 
 
 def _pyplot():
@@ -134,7 +137,7 @@ def baseline_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
             for i, b in enumerate(runs.read_json(run_dir / "baselines.json"))]
 
 
-def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -> None:
+def plot_images(panels: list[tuple[str, np.ndarray]], path: Target) -> None:
     """A row of images in [0, 1] (gray `(H, W)` or colour `(H, W, 3)`) with titles."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
@@ -147,7 +150,7 @@ def plot_images(panels: list[tuple[str, np.ndarray]], path: str | os.PathLike) -
     plt.close(fig)
 
 
-def plot_history(run_dirs: dict[str, str | os.PathLike], path: str | os.PathLike) -> None:
+def plot_history(run_dirs: dict[str, str | os.PathLike], path: Target) -> None:
     """Loss (log scale) and PSNR against epochs of one or more run directories (read from
     their `history.csv` and `metrics.json`), grade boundaries dotted. Restoration adds the
     residual ‖A(P) − y‖²/N to the loss panel (with the discrepancy principle's level τσ²
@@ -167,7 +170,7 @@ def plot_history(run_dirs: dict[str, str | os.PathLike], path: str | os.PathLike
     plot_curves(curves, path, levels)
 
 
-def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathLike,
+def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: Target,
                 levels: dict[str, float] | None = None) -> None:
     """`{label: (history columns, grade-boundary steps)}` as loss and PSNR panels;
     `levels` draws a residual level per label (the discrepancy principle's τσ²)."""
@@ -212,7 +215,7 @@ def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: str | os.PathL
 
 
 def plot_sweep_axes(rows: list[dict], axes: list[str], metric: str,
-                    path: str | os.PathLike) -> None:
+                    path: Target) -> None:
     """A sweep's metric against each swept axis: every run a dot (diverged and failed runs
     are left out), the mean over the runs at each value a line."""
     plt = _pyplot()
@@ -241,7 +244,7 @@ def plot_sweep_axes(rows: list[dict], axes: list[str], metric: str,
     plt.close(fig)
 
 
-def plot_sweep(sweeps: dict, path: str | os.PathLike) -> None:
+def plot_sweep(sweeps: dict, path: Target) -> None:
     """Training-loss curves per learning rate, one panel per method, labels in the legend."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 3.8), squeeze=False,
@@ -267,7 +270,7 @@ def plot_sweep(sweeps: dict, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def plot_density(results: dict, path: str | os.PathLike, *, points: int = 400) -> None:
+def plot_density(results: dict, path: Target, *, points: int = 400) -> None:
     """One panel per method: the Hessian's spectral density (SLQ, each node a Gaussian of
     1 % of the panel's range) at every probe, coloured by grade, darker later in it."""
     plt = _pyplot()
@@ -306,7 +309,7 @@ def _density(probe: dict, grid: np.ndarray, width: float) -> np.ndarray:
                            np.asarray(probe["density_weights"])).smoothed(grid, width)
 
 
-def plot_spectrum(results: dict, path: str | os.PathLike) -> None:
+def plot_spectrum(results: dict, path: Target) -> None:
     """Left: largest and smallest eigenvalue of the GD Jacobian I − ηH along training, per
     method (grades of MGDL in turn), with the stability band [−1, 1]. Right: the sharpness
     λ_max(H) against 2/η (Cohen et al.'s edge of stability)."""

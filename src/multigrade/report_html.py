@@ -332,35 +332,82 @@ def _reproduction_section(out: Path) -> str:
     return "".join(parts)
 
 
+GENERATOR = '<meta name="generator" content="multigrade report">'
+
+
+def is_report(path: str | Path) -> bool:
+    """Whether the file `path` is an HTML report this module wrote (its generator tag)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head
+
+
+def _check_output(output: Path) -> None:
+    """A report is written to a new file or over an earlier report, never over anything
+    else."""
+    if output.is_dir():
+        raise ValueError(f"{output} is a directory: give the report's file name")
+    if (output.exists() or output.is_symlink()) and not is_report(output):
+        raise ValueError(f"{output} exists and is not an mgdl report: not writing over it "
+                         "(choose another -o)")
+
+
+def _check_input(p: Path) -> None:
+    if not p.is_dir():
+        raise ValueError(f"{p} is not a directory")
+    kind = kind_of(p)
+    if kind != "reproduction" and runs.is_run_dir(p):
+        state = runs.read_status(p)["state"]
+        if state != "completed":
+            raise ValueError(f"{p} is not completed ({state}): `mgdl resume {p}` first")
+    if kind == "unknown":
+        raise ValueError(f"{p} is not a run, comparison, study or reproduction directory")
+
+
+def _sections(paths: list[Path]) -> list[str]:
+    body = []
+    runs_only = [p for p in paths if kind_of(p) in ("fit", "compare")]
+    if runs_only:
+        body += ["<h2>Summary</h2>\n", _table(
+            METRIC_HEADER, [r for p in runs_only for r in _guarded(p, _metrics_rows)])]
+    for p in paths:
+        body.append(_guarded(p, _reproduction_section if kind_of(p) == "reproduction"
+                             else _run_section))
+    return body
+
+
+def _guarded(p: Path, make: Callable):
+    """`make(p)`, with a file of another structure than the store writes named in one
+    error line (the file last read) instead of a traceback."""
+    try:
+        return make(p)
+    except runs.RunDirError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+        if type(e).__module__.startswith(("jaxtyping", "beartype")):
+            raise  # a type check of the code itself, not a file's content
+        raise ValueError(f"{p}: cannot read {runs.last_read() or 'its files'}: it is not "
+                         f"what mgdl writes ({type(e).__name__}: {e})") from None
+
+
 def write_report(paths: Sequence[str | Path], output: str | Path) -> Path:
     """Writes the HTML report of `paths` (run, comparison, study or reproduction
-    directories) to `output`."""
+    directories) to `output`: a new file, or an earlier report (never another file)."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("name at least one run directory")
     for p in paths:
-        if not p.is_dir():
-            raise ValueError(f"{p} is not a directory")
-        if kind_of(p) == "unknown":
-            raise ValueError(f"{p} is not a run, comparison, study or reproduction directory")
-        if kind_of(p) != "reproduction" and runs.read_status(p).get("state") != "completed":
-            raise ValueError(f"{p} is not completed ({runs.read_status(p).get('state')}): "
-                             "`mgdl resume` it first")
+        _check_input(p)
     output = Path(output)
-    if output.is_dir():
-        raise ValueError(f"{output} is a directory: give the report's file name")
+    _check_output(output)
     body = ["<h1>multigrade report</h1>\n",
-            f"<p>written {_esc(_dt.datetime.now().isoformat(timespec='seconds'))}</p>\n"]
-    runs_only = [p for p in paths if kind_of(p) in ("fit", "compare")]
-    if runs_only:
-        body += ["<h2>Summary</h2>\n", _table(
-            METRIC_HEADER, [r for p in runs_only for r in _metrics_rows(p)])]
-    for p in paths:
-        if kind_of(p) == "reproduction":
-            body.append(_reproduction_section(p))
-        else:
-            body.append(_run_section(p))
+            f"<p>written {_esc(_dt.datetime.now().isoformat(timespec='seconds'))}</p>\n",
+            *_sections(paths)]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"{GENERATOR}"
             "<title>multigrade report</title><link rel=\"icon\" href=\"data:,\">"
             f"<style>{CSS}</style></head><body>\n{''.join(body)}</body></html>\n")
     output.parent.mkdir(parents=True, exist_ok=True)

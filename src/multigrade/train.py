@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -630,6 +631,22 @@ def _per_grade(value, num_grades: int, what: str) -> list:
     return [value] * num_grades
 
 
+def _whole(value, what: str) -> int:
+    """`value` as an int if it is a whole number (10, 10.0, np.int64(10)); 10.7 is refused
+    rather than truncated."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) \
+            and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"{what} must be a whole number, got {value!r}")
+
+
+def _transformation(tx):
+    if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
+        return tx
+    raise TypeError(f"optimizer must be an Optax transformation such as optax.adam(1e-3) "
+                    f"(plain GD: optax.sgd(lr)), got {tx!r}")
+
+
 def _validate(model, problem, budgets, record_every, window, tol, block, checkpoint_every):
     if block == "auto":
         block = 4096 if jax.default_backend() == "cpu" else None
@@ -733,8 +750,8 @@ def fit(
         FitInterrupted: a callback asked to stop; its `checkpoint` continues the run.
     """
     k_grades = model.num_grades
-    txs = _per_grade(optimizer, k_grades, "optimizer")
-    budgets = [int(e) for e in _per_grade(epochs, k_grades, "epochs")]
+    txs = [_transformation(t) for t in _per_grade(optimizer, k_grades, "optimizer")]
+    budgets = [_whole(e, "epochs") for e in _per_grade(epochs, k_grades, "epochs")]
     block = _validate(model, problem, budgets, record_every, window, tol, block,
                       checkpoint_every)
     if probe is not None and (probe_every is None or probe_every < 1
@@ -808,7 +825,7 @@ def fit_sweep(
     if lrs.ndim != 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise ValueError(f"learning rates must be a non-empty list of positive numbers, "
                          f"got {learning_rates}")
-    budgets = [int(e) for e in _per_grade(epochs, model.num_grades, "epochs")]
+    budgets = [_whole(e, "epochs") for e in _per_grade(epochs, model.num_grades, "epochs")]
     block = _validate(model, problem, budgets, record_every, 1, None, block, None)
     tx = optax.inject_hyperparams(optimizer)(learning_rate=float(lrs[0]))
     loop = _Loop(model, problem, _Engine(len(lrs)), [tx] * model.num_grades, budgets, key,

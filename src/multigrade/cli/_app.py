@@ -49,8 +49,9 @@ def _guard(fn):
         except MemoryError:
             _error("error: out of memory (choose a smaller --size or --width)")
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            _error("interrupted before training started: nothing was written")
+        except KeyboardInterrupt:  # before a run directory was claimed, or between runs
+            _error("interrupted: what was on disk before stays as it was (a run directory's "
+                   "status.json says what it holds)")
             raise typer.Exit(130) from None
 
     return wrapper

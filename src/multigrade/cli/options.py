@@ -61,7 +61,7 @@ RecordOpt = Annotated[int, typer.Option(
 TolOpt = Annotated[float | None, typer.Option(
     "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-OutOpt = Annotated[Path | None, typer.Option(
+OutOpt = Annotated[str | None, typer.Option(  # str: Typer would make "" the path "."
     "--out", help="Run directory, new or empty (default runs/<kind>-<time>-<id>).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 ColorOpt = Annotated[bool, typer.Option(

@@ -92,7 +92,8 @@ def reproduce_cmd(
 
     with progress_bars(quiet) as progress:
         result = reproduce(name, scale=scale, seeds=seeds, data_dir=data_dir,
-                           out=out or f"runs/reproduce-{scale}", overrides=overrides or [],
+                           out=f"runs/reproduce-{scale}" if out is None else out,
+                           overrides=overrides or [],
                            vary_noise=vary_noise, overwrite=overwrite,
                            command=command_line(ctx), progress=progress, on_run=on_run)
     _print_reproduction(result)

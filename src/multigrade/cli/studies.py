@@ -8,7 +8,14 @@ from typing import Annotated, no_type_check
 import typer
 from rich.table import Table
 
-from multigrade.cli._app import _guard, app, command_line, console, progress_bars
+from multigrade.cli._app import (
+    _guard,
+    app,
+    command_line,
+    console,
+    err_console,
+    progress_bars,
+)
 from multigrade.cli.options import (
     BetaOpt,
     DataDirOpt,
@@ -21,6 +28,7 @@ from multigrade.cli.options import (
     SigmaOpt,
 )
 from multigrade.cli.tasks import _num
+from multigrade.experiments.runner import study_status
 
 TaskArg = Annotated[str, typer.Argument(help="synthetic, regression or denoise.")]
 MethodsOpt = Annotated[str, typer.Option(
@@ -67,15 +75,15 @@ def _study_config(task, methods, setting, image, size, data_dir, sigma, beta, la
                        layers_per_grade=layers_per_grade, seed=seed)
 
 
-def _claim(out, overwrite: bool, kind: str, cfg):
-    """Checks the study's input and claims its run directory, before any training."""
+def _claim(out, overwrite: bool, kind: str, cfg, command: str):
+    """Checks the study's input and claims its run directory, before any training: the
+    directory's lock (`runs.Lock`), held until the study is saved."""
     from multigrade import runs
     from multigrade.experiments.studies import study_problem
 
-    if cfg.task != "synthetic":
-        study_problem(cfg)  # a missing image is reported before a directory is made
-    return runs.prepare(out if out is not None else runs.default_out(kind),
-                        overwrite=overwrite)
+    study_problem(cfg)  # a missing image or an unknown setting is refused before a directory
+    return runs.claim(out if out is not None else runs.default_out(kind), "study",
+                      overwrite=overwrite, command=command)
 
 
 @app.command("lr-sweep")
@@ -117,11 +125,13 @@ def lr_sweep_cmd(
                         width, grades, layers_per_grade, seed)
     rates = _floats(lrs, "--lrs")
     _check_multiple(steps, record_every, "--steps")
-    out = _claim(out, overwrite, f"lr-sweep-{task}", cfg)
-    with progress_bars(quiet) as progress:
+    command = command_line(ctx)
+    held = _claim(out, overwrite, f"lr-sweep-{task}", cfg, command)
+    out = held.path
+    with held, study_status(out, command), progress_bars(quiet) as progress:
         sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=progress)
-    save_sweep(out, sweeps, {"command": command_line(ctx), **dataclasses.asdict(cfg),
-                             "lrs": rates, "steps": steps})
+        save_sweep(out, sweeps, {"command": command, **dataclasses.asdict(cfg),
+                                 "lrs": rates, "steps": steps})
     table = Table(title=f"GD learning-rate sweep, {task}, {steps} steps per grade")
     cols = ["method", "η", "label", "train loss", "val loss"]
     has_psnr = any("test_psnr" in r.metrics or "psnr" in r.metrics
@@ -197,14 +207,16 @@ def spectrum_cmd(
     _check_multiple(steps, record_every, "--steps")
     if density and density_probes < 2:
         raise ValueError(f"--density-probes must be at least 2, got {density_probes}")
-    out = _claim(out, overwrite, f"spectrum-{task}", cfg)
-    with progress_bars(quiet) as progress:
+    command = command_line(ctx)
+    held = _claim(out, overwrite, f"spectrum-{task}", cfg, command)
+    out = held.path
+    with held, study_status(out, command), progress_bars(quiet) as progress:
         results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
                                dense_max=dense_max, progress=progress,
                                density=density_probes if density else 0)
-    save_spectrum(out, results, {"command": command_line(ctx), **dataclasses.asdict(cfg),
-                                 "lr": rates, "steps": steps, "interval": interval,
-                                 "density_probes": density_probes if density else 0})
+        save_spectrum(out, results, {"command": command, **dataclasses.asdict(cfg),
+                                     "lr": rates, "steps": steps, "interval": interval,
+                                     "density_probes": density_probes if density else 0})
     _print_spectrum(results, task, dense_max)
     console.print(f"run directory: {out}")
 
@@ -258,6 +270,9 @@ def sweep_cmd(
     group_by: Annotated[str | None, typer.Option(
         "--group-by", help="Comma-separated axes forming the groups (default: every axis but "
         "train.seed).")] = None,
+    max_runs: Annotated[int, typer.Option(
+        "--max-runs", help="Refuse a sweep of more runs than this (a guard against a grid "
+        "larger than meant).")] = 10_000,
     quiet: QuietOpt = False,
 ):
     """Run a grid of runs on Dask: every combination of the axes is one run directory.
@@ -268,12 +283,18 @@ def sweep_cmd(
     """
     import dataclasses as dc
 
-    from multigrade.experiments.sweep import check_out, load_sweep, run_sweep
+    from multigrade.experiments.sweep import (
+        check_metric,
+        check_out,
+        check_size,
+        load_sweep,
+        run_sweep,
+    )
 
     spec = load_sweep(sweep_file)
     check_out(out)
     if best_by is not None:
-        spec = dc.replace(spec, best_by=best_by)
+        spec = dc.replace(spec, best_by=check_metric(best_by))
     if group_by is not None:
         groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
         bad = [g for g in groups if g not in spec.axes]
@@ -283,9 +304,16 @@ def sweep_cmd(
         spec = dc.replace(spec, group_by=groups)
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    n = len(spec.expand())
+    if max_runs < 1:
+        raise ValueError(f"--max-runs must be at least 1, got {max_runs}")
+    n = check_size(spec, max_runs)
+    if not quiet:
+        axes = " × ".join(f"{a} ({len(v)})" for a, v in spec.axes.items())
+        err_console.print(f"sweep: {n} runs ({axes}) in {out}", markup=False,
+                          highlight=False)
     with _sweep_progress(quiet, n) as progress:
-        outcome = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress)
+        outcome = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress,
+                            max_runs=max_runs)
     _print_sweep(outcome)
 
 
@@ -298,8 +326,6 @@ def _sweep_progress(quiet: bool, total: int):
     @contextlib.contextmanager
     def bar():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        from multigrade.cli._app import err_console
 
         with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), console=err_console) as p:

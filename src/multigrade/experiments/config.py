@@ -61,6 +61,12 @@ dense_max = 4000           # spectrum: largest Hessian formed densely (above: La
 density = 0                # spectrum: SLQ probes of the Hessian's density (0: none)
 ```
 
+A run directory's `config.toml` also has an `[inputs]` table, written by the runner: the
+absolute path and SHA-256 of the image file the run read (for a built-in image its name,
+the scikit-image version and its pixels' SHA-256). `mgdl resume` and `mgdl grow` read the
+image from there and refuse when it is missing or its content changed; a new run (`mgdl run`)
+pins its inputs afresh.
+
 The studies train with `train.optimizer = "gd"` at `study.learning_rates`, `train.epochs`
 steps per grade; `train.lr` is not used.
 
@@ -355,6 +361,17 @@ def _injected_sgd(lr: float) -> optax.GradientTransformation:
 
 
 @dataclasses.dataclass(frozen=True)
+class InputsConfig:
+    """The files a run read, pinned when it started (written by the runner, not by hand):
+    `resume`, `grow` and `load_result` read the image from `image` and refuse when its
+    content no longer has `image_sha256`. A new run pins its inputs afresh."""
+
+    image: str | None = None  # absolute path of the image file, or "builtin:<name>"
+    image_sha256: str | None = None  # of the file's bytes; of a built-in's pixels
+    image_version: str | None = None  # built-in images: the scikit-image that shipped it
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySection:
     """The GD studies' own fields (`command = "lr-sweep"` or `"spectrum"`)."""
 
@@ -391,6 +408,8 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     study: StudySection = StudySection()
     x64: bool = False
+    # what the run read; not part of what a run is (two runs of one config are equal)
+    inputs: InputsConfig = dataclasses.field(default=InputsConfig(), compare=False)
 
     def __post_init__(self):
         if self.command not in COMMANDS:
@@ -515,7 +534,11 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     if not path.is_file():
         raise ValueError(f"no config file at {path}")
     try:
-        return from_dict(runs.read_toml(path))
+        data = runs.read_toml(path)
+        if not data:
+            raise ValueError("the file is empty: a config names at least its command (e.g. "
+                             "command = \"fit\"); `mgdl fit ... --out DIR` writes a full one")
+        return from_dict(data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 

@@ -44,20 +44,36 @@ def is_reproduction(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def _claim_out(out: Path, names: list[str], scale: str, seeds: int) -> None:
+def _claim_out(out: Path, names: list[str], scale: str, seeds: int,
+               command: str | None) -> runs.Lock:
+    """The reproduction directory, claimed when new or continued when mgdl made it, and
+    locked while this process works in it."""
     if str(out).strip() == "":
         raise ValueError("--out must name a directory, got an empty string")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not is_reproduction(out):
-        raise ValueError(f"{out} exists, is not empty and is not a reproduction directory: "
-                         "choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        marker = runs.owner(out)
+        if (marker["kind"] if marker is not None else runs._legacy(out)) != "reproduction":
+            raise ValueError(f"{out} exists, is not empty and is not a reproduction "
+                             "directory: choose another --out")
+        held = runs.open_dir(out, ("reproduction",), command=command, what="reproduce")[0]
+    else:
+        held = runs.claim(out, "reproduction", command=command)
+    try:
+        _write_manifest(out, names, scale, seeds)
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
+def _write_manifest(out: Path, names: list[str], scale: str, seeds: int) -> None:
     if is_reproduction(out):
         old = runs.read_json(out / MANIFEST)
         if old.get("scale") != scale:
             raise ValueError(f"{out} holds a {old.get('scale')}-scale reproduction; choose "
                              "another --out for this scale")
-    out.mkdir(parents=True, exist_ok=True)
     before = runs.read_json(out / MANIFEST) if is_reproduction(out) else {}
     runs.write_json(out / MANIFEST, {
         "scale": scale, "seeds": max(seeds, before.get("seeds", 0)),
@@ -82,14 +98,22 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
     `on_run(experiment, seed, what)` is told when a run starts ("train", "resume") or is
     found done ("done"); `progress` makes the training progress bars (as in `execute`).
     """
-    from multigrade.experiments.runner import execute, resume
-
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     chosen = select(name, scale)
     out = Path(out)
     configs = {e.name: experiment_config(e, scale, data_dir, overrides) for e in chosen}
-    _claim_out(out, [e.name for e in chosen], scale, seeds)
+    with _claim_out(out, [e.name for e in chosen], scale, seeds, command):
+        rows, ran = _reproduce(out, chosen, configs, seeds, scale, vary_noise=vary_noise,
+                               overwrite=overwrite, command=command, progress=progress,
+                               on_run=on_run)
+    return Reproduction(out, scale, chosen, seeds, rows, ran)
+
+
+def _reproduce(out: Path, chosen, configs: dict, seeds: int, scale: str, *, vary_noise,
+               overwrite, command, progress, on_run) -> tuple[list[dict], int]:
+    from multigrade.experiments.runner import execute, resume
+
     ran = 0
     for seed in range(seeds):  # every experiment once before any is repeated
         for e in chosen:
@@ -109,6 +133,8 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
             if state == "interrupted" and not cfg.is_study and not overwrite:
                 resume(d, command=command, progress=progress)
             else:
+                if state is not None:
+                    runs.adopt(d)  # a run of an older version: mark it the store's
                 execute(cfg, d, overwrite=state is not None, command=command,
                         progress=progress)
             _record_wall_time(out, e.name, seed, time.perf_counter() - t0)
@@ -117,7 +143,7 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
                   if n in EXPERIMENTS]
     rows = summarize(out, everything, scale)
     write_summary(out, rows)
-    return Reproduction(out, scale, chosen, seeds, rows, ran)
+    return rows, ran
 
 
 def _check_same_config(run_dir: Path, cfg) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 from multigrade import runs
 from multigrade._types import Array
 from multigrade.experiments.config import (
+    InputsConfig,
     ModelConfig,
     ProblemConfig,
     RunConfig,
@@ -91,19 +92,34 @@ class Outcome:
 # Building problems and models
 
 
-def load_clean_image(pcfg: ProblemConfig) -> np.ndarray:
-    from multigrade.images import load_image
+def load_clean_image(pcfg: ProblemConfig, inputs: InputsConfig | None = None) -> np.ndarray:
+    """The clean image of a problem: from the pinned file when `inputs` pins one (its
+    content checked against the pinned SHA-256), else found by name."""
+    from multigrade.images import check_pin, load_image
 
-    return load_image(pcfg.image, size=pcfg.size, data_dir=pcfg.data_dir, gray=not pcfg.color)
+    name = pcfg.image
+    if inputs is not None and inputs.image is not None:
+        name = check_pin(inputs.image, inputs.image_sha256, inputs.image_version)
+    return load_image(name, size=pcfg.size, data_dir=pcfg.data_dir, gray=not pcfg.color)
 
 
-def build_problem(pcfg: ProblemConfig) -> Problem:
+def pinned(cfg: RunConfig) -> RunConfig:
+    """`cfg` with its inputs pinned as they are now: what a new run records (the image
+    file's absolute path and SHA-256; a built-in image's name and version)."""
+    from multigrade.images import pin
+
+    inputs = InputsConfig() if cfg.problem.task == "synthetic" else \
+        InputsConfig(**pin(cfg.problem.image, cfg.problem.data_dir))
+    return dataclasses.replace(cfg, inputs=inputs)
+
+
+def build_problem(pcfg: ProblemConfig, inputs: InputsConfig | None = None) -> Problem:
     """The problem a config describes (loads the image, draws the noise)."""
     from multigrade.problems import deblurring, denoising, image_regression, synthetic
 
     if pcfg.task == "synthetic":
         return synthetic(pcfg.setting)
-    clean = load_clean_image(pcfg)
+    clean = load_clean_image(pcfg, inputs)
     if pcfg.task == "regression":
         return image_regression(clean, name=pcfg.image)
     kw = dict(key=jax.random.key(pcfg.noise_seed), beta=pcfg.beta, lam=pcfg.lam,
@@ -116,7 +132,7 @@ def build_problem(pcfg: ProblemConfig) -> Problem:
 def problem_for(cfg: RunConfig) -> Problem:
     """The problem a run trains on: `build_problem`, with the held-out pixels of
     `train.select = "holdout"` (drawn from the noise seed: the same for every method)."""
-    problem = build_problem(cfg.problem)
+    problem = build_problem(cfg.problem, cfg.inputs)
     if cfg.train.select == "holdout" and not cfg.is_study:
         key = jax.random.fold_in(jax.random.key(cfg.problem.noise_seed), 1)
         problem = problem.held_out(cfg.train.holdout, key)
@@ -217,22 +233,34 @@ def check_memory(pcfg: ProblemConfig, mcfg: ModelConfig, shape: tuple[int, ...] 
 @dataclasses.dataclass
 class _StopFlag:
     signum: int | None = None
+    deferring: bool = False  # saving results: a second signal waits for the save to end
+
+
+@contextlib.contextmanager
+def _deferred(flag: _StopFlag) -> Iterator[None]:
+    """While results are saved, every signal only sets the flag: the directory is never
+    left half-written (the save takes a moment; the run stops after it)."""
+    before, flag.deferring = flag.deferring, True
+    try:
+        yield
+    finally:
+        flag.deferring = before
 
 
 @contextlib.contextmanager
 def _catch_signals() -> Iterator[_StopFlag]:
     """SIGINT and SIGTERM set a flag that `fit` reads between chunks; a second one raises
-    KeyboardInterrupt at once. Only the main thread can own signals: elsewhere (a Dask
-    worker thread) the flag never rises."""
+    KeyboardInterrupt at once (after the save, while results are saved). Only the main
+    thread can own signals: elsewhere (a Dask worker thread) the flag never rises."""
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
-        if flag.signum is not None:
+        if flag.signum is not None and not flag.deferring:
             raise KeyboardInterrupt
-        flag.signum = signum
+        flag.signum = flag.signum or signum
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -509,32 +537,62 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
                           pending=status.get("pending"))
         raise RunInterrupted(run_dir, flag.signum or signal.SIGINT, _kept(run_dir)) from None
     except BaseException as e:
+        _failed(run_dir, command, e)
+        raise
+    try:
+        with _deferred(flag):
+            add_ssim(result)
+            save_result(run_dir, result, selection=choice_summary(result, sel),
+                        adaptive=adaptive_summary(result, cfg))
+            runs.write_status(run_dir, "completed", command=command,
+                              finished=[g.grade for g in result.grades])
+    except BaseException as e:
+        _failed(run_dir, command, e, "saving the results")
+        if isinstance(e, OSError):
+            raise runs.RunDirError(f"saving the results in {run_dir} failed ({e}); its "
+                                   "checkpoint is kept and its status says failed: `mgdl "
+                                   f"resume {run_dir}` tries again") from e
+        raise
+    return result
+
+
+def _failed(run_dir: Path, command: str | None, error: BaseException,
+            during: str | None = None) -> None:
+    """Records a failure in the status (what was finished, the error's text); a status
+    that cannot be written either leaves the error to the caller."""
+    text = f"{type(error).__name__}: {error}"
+    with contextlib.suppress(Exception):
         status = runs.read_status(run_dir)
+    if "status" not in locals():
+        status = {}
+    with contextlib.suppress(OSError):
         runs.write_status(run_dir, "failed", command=command,
                           finished=status.get("finished_grades", []),
-                          pending=status.get("pending"), error=f"{type(e).__name__}: {e}")
-        raise
-    add_ssim(result)
-    save_result(run_dir, result, selection=choice_summary(result, sel),
-                adaptive=adaptive_summary(result, cfg))
-    runs.write_status(run_dir, "completed", command=command,
-                      finished=[g.grade for g in result.grades])
-    return result
+                          pending=status.get("pending"),
+                          error=f"{during} failed: {text}" if during else text)
 
 
 def _load_or_continue(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, command,
                       progress) -> FitResult:
-    """A method's run directory inside a comparison: reuse it when completed, continue it
-    when interrupted, start it when absent."""
+    """A method's run directory inside a comparison (whose lock the caller holds): reuse
+    it when completed, continue it when interrupted, start it when absent. A sub-run that
+    was grown since (`grow`) is read with its own config."""
+    parent = runs.owner(run_dir.parent)["id"]
     if not runs.is_run_dir(run_dir):
-        runs.prepare(run_dir)
-        return _fit_into(run_dir, cfg, problem, flag=flag, command=command, progress=progress)
-    state = runs.read_status(run_dir)["state"]
-    start = _checkpoint_for(run_dir, cfg, problem)
-    if state == "completed":
-        return _replay(cfg, problem, start)
-    return _fit_into(run_dir, cfg, problem, flag=flag, command=command, progress=progress,
-                     start=start)
+        with runs.claim(run_dir, "run", parent=parent, command=command,
+                        overwrite=run_dir.is_dir()):
+            return _fit_into(run_dir, cfg, problem, flag=flag, command=command,
+                             progress=progress)
+    with runs.open_dir(run_dir, ("run",), command=command)[0]:
+        state = runs.read_status(run_dir)["state"]
+        own = load_config(run_dir) if (run_dir / runs.CONFIG).is_file() else cfg
+        if own.model.grades != cfg.model.grades:  # grown: its grades and nothing else
+            cfg = cfg.replace(model={"grades": own.model.grades})
+        start = _checkpoint_for(run_dir, cfg, problem)
+        if state == "completed":
+            return _replay(cfg, problem, start)
+        return _fit_into(run_dir, cfg, problem, flag=flag, command=command,
+                         progress=progress, start=start)
 
 
 def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoint | None:
@@ -574,6 +632,11 @@ def _prepare_problem(cfg: RunConfig) -> Problem:
     return problem
 
 
+def store_kind(cfg: RunConfig) -> str:
+    """The run store's kind of the directory `cfg` runs in."""
+    return "comparison" if cfg.command == "compare" else "study" if cfg.is_study else "run"
+
+
 def default_kind(cfg: RunConfig) -> str:
     kind = f"{cfg.command}-{cfg.problem.task}"
     return f"{kind}-{cfg.model.method}" if cfg.command == "fit" else kind
@@ -583,13 +646,15 @@ def execute(cfg: RunConfig, out: str | Path | None = None, *, overwrite: bool = 
             command: str | None = None, progress: ProgressFactory | None = None) -> Outcome:
     """Runs `cfg` into a new run directory `out` (default `runs/<kind>-<time>-<id>`).
 
-    The problem is built (bad input is refused) and `out` checked and claimed before any
-    training starts.
+    The inputs are pinned (`pinned`), the problem built (bad input is refused) and `out`
+    checked, claimed and locked (`runs.claim`) before any training starts; the lock is
+    held until the run ends.
     """
+    cfg = pinned(cfg)
     problem = _prepare_problem(cfg)
-    run_dir = runs.prepare(out, overwrite=overwrite) if out is not None \
-        else runs.prepare(runs.default_out(default_kind(cfg)))
-    return _execute(run_dir, cfg, problem, command=command, progress=progress)
+    where = out if out is not None else runs.default_out(default_kind(cfg))
+    with runs.claim(where, store_kind(cfg), overwrite=overwrite, command=command) as held:
+        return _execute(held.path, cfg, problem, command=command, progress=progress)
 
 
 def _execute(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress,
@@ -639,17 +704,28 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
                           finished=[], methods_completed=list(results))
         raise RunInterrupted(run_dir, e.signum, f"{', '.join(results) or 'no method'} "
                              f"completed, {e.run_dir.name}: {e.kept}") from None
+    except KeyboardInterrupt:
+        runs.write_status(run_dir, "interrupted", command=command,
+                          finished=[], methods_completed=list(results))
+        raise RunInterrupted(run_dir, flag.signum or signal.SIGINT,
+                             f"{', '.join(results) or 'no method'} completed") from None
     except BaseException as e:
-        runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
+        _failed(run_dir, command, e)
         raise
     dirs = {m: run_dir / networks.get(m, {}).get("dir", m) for m in results}
-    runs.write_json(run_dir / "comparison.json",
-                    {m: {**result_summary(r), **_selection_of(dirs[m]),
-                         **({"baseline": networks[m]} if m in networks else {})}
-                     for m, r in results.items()})
-    report.plot_history(dirs, run_dir / "history.png")
-    report.plot_comparison(run_dir)
-    runs.write_status(run_dir, "completed", command=command, methods_completed=list(results))
+    try:
+        with _deferred(flag):
+            runs.write_json(run_dir / "comparison.json",
+                            {m: {**result_summary(r), **_selection_of(dirs[m]),
+                                 **({"baseline": networks[m]} if m in networks else {})}
+                             for m, r in results.items()})
+            report.plot_history(dirs, run_dir / "history.png")
+            report.plot_comparison(run_dir)
+            runs.write_status(run_dir, "completed", command=command,
+                              methods_completed=list(results))
+    except BaseException as e:
+        _failed(run_dir, command, e, "saving the comparison")
+        raise
     return Outcome(run_dir, cfg, results, problem, baselines,
                    selection={m: _selection_of(dirs[m]).get("selection") for m in results},
                    networks=networks)
@@ -689,27 +765,44 @@ def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
                 progress) -> Outcome:
     """A GD study into its run directory: `sweep.*` or `spectrum.*` (see `studies`). A study
     keeps no checkpoint: an interrupted one is run again."""
-    from multigrade.experiments import studies
-
     save_config(run_dir / runs.CONFIG, cfg)
     runs.write_status(run_dir, "running", command=command)
+    with study_status(run_dir, command):
+        return _study(run_dir, cfg, problem, command=command, progress=progress)
+
+
+@contextlib.contextmanager
+def study_status(run_dir: Path, command: str | None) -> Iterator[None]:
+    """A study's status when it does not finish: interrupted (Ctrl-C: `RunInterrupted`;
+    a study keeps no checkpoint, so it is run again) or failed with the error."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            runs.write_status(run_dir, "interrupted", command=command)
+        raise RunInterrupted(run_dir, signal.SIGINT, "no result (a study keeps no "
+                             "checkpoint: resuming runs it again)") from None
+    except BaseException as e:
+        _failed(run_dir, command, e)
+        raise
+
+
+def _study(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress) -> Outcome:
+    from multigrade.experiments import studies
+
     scfg, t = study_config(cfg), cfg.train
     extra = {"command": command, **dataclasses.asdict(scfg), "steps": t.epochs}
-    try:
-        if cfg.command == "lr-sweep":
-            found = studies.run_lr_sweep(scfg, cfg.study.learning_rates, t.epochs,
-                                         record_every=t.record_every, progress=progress)
-            studies.save_sweep(run_dir, found, {**extra, "lrs": list(cfg.study.learning_rates)})
-        else:
-            found = studies.run_spectrum(scfg, cfg.study.learning_rates, t.epochs,
-                                         cfg.study.interval, record_every=t.record_every,
-                                         dense_max=cfg.study.dense_max, progress=progress,
-                                         density=cfg.study.density)
-            studies.save_spectrum(run_dir, found, {**extra, "lr": list(cfg.study.learning_rates),
-                                                   "interval": cfg.study.interval})
-    except BaseException as e:
-        runs.write_status(run_dir, "failed", command=command, error=f"{type(e).__name__}: {e}")
-        raise
+    if cfg.command == "lr-sweep":
+        found = studies.run_lr_sweep(scfg, cfg.study.learning_rates, t.epochs,
+                                     record_every=t.record_every, progress=progress)
+        studies.save_sweep(run_dir, found, {**extra, "lrs": list(cfg.study.learning_rates)})
+    else:
+        found = studies.run_spectrum(scfg, cfg.study.learning_rates, t.epochs,
+                                     cfg.study.interval, record_every=t.record_every,
+                                     dense_max=cfg.study.dense_max, progress=progress,
+                                     density=cfg.study.density)
+        studies.save_spectrum(run_dir, found, {**extra, "lr": list(cfg.study.learning_rates),
+                                               "interval": cfg.study.interval})
     return Outcome(run_dir, cfg, {}, problem, study=found)
 
 
@@ -743,22 +836,47 @@ def _enable_x64(cfg: RunConfig) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+def comparison_of(run_dir: str | Path) -> Path | None:
+    """The comparison directory whose sub-run `run_dir` is (`mgdl/`, `sgdl/`, a baseline),
+    or None; a comparison made before markers existed counts too."""
+    run_dir = Path(run_dir)
+    parent = run_dir.parent
+    mine, theirs = runs.owner(run_dir), runs.owner(parent)
+    if theirs is None:
+        return parent if mine is None and runs._legacy(parent) == "comparison" else None
+    if theirs["kind"] == "comparison" and mine is not None and mine.get("parent") == \
+            theirs["id"]:
+        return parent
+    return None
+
+
 def resume(run_dir: str | Path, *, command: str | None = None,
            progress: ProgressFactory | None = None) -> Outcome:
     """Continues an interrupted (or failed) run in its directory; a completed run is
-    loaded as it is. The result equals that of an uninterrupted run."""
-    run_dir = runs.prepare(run_dir, resume=True)
-    cfg = load_config(run_dir)
-    _enable_x64(cfg)
-    problem = _prepare_problem(cfg)
-    if cfg.command == "fit":
-        start = _checkpoint_for(run_dir, cfg, problem)
-        if runs.read_status(run_dir)["state"] == "completed" and start is not None:
-            return Outcome(run_dir, cfg, {cfg.model.method: _replay(cfg, problem, start)},
-                           problem)
-        return _execute(run_dir, cfg, problem, command=command, progress=progress,
-                        start=start)
-    return _execute(run_dir, cfg, problem, command=command, progress=progress)
+    loaded as it is. The result equals that of an uninterrupted run.
+
+    The directory must be one the store made (an older version's is adopted); it is
+    locked while the run continues, so a second `resume`, or one of a run still alive, is
+    refused naming the process that holds it. A comparison's sub-run is continued through
+    its comparison."""
+    whole = comparison_of(run_dir)
+    if whole is not None:
+        raise runs.RunDirError(f"{run_dir} is part of the comparison {whole}: `mgdl resume "
+                               f"{whole}` continues it (and the comparison)")
+    held, _ = runs.open_dir(run_dir, command=command, what="resume")
+    with held:
+        run_dir = held.path
+        cfg = load_config(run_dir)
+        _enable_x64(cfg)
+        problem = _prepare_problem(cfg)
+        if cfg.command == "fit":
+            start = _checkpoint_for(run_dir, cfg, problem)
+            if runs.read_status(run_dir)["state"] == "completed" and start is not None:
+                return Outcome(run_dir, cfg, {cfg.model.method: _replay(cfg, problem, start)},
+                               problem)
+            return _execute(run_dir, cfg, problem, command=command, progress=progress,
+                            start=start)
+        return _execute(run_dir, cfg, problem, command=command, progress=progress)
 
 
 def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
@@ -766,14 +884,33 @@ def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
     """Adds `grades` grades to a finished MGDL run, in its directory; the result equals
     training all grades in one go. A run with adaptive grades tries up to `grades` more
     under its rule (with `min_gain`, a new least gain): one that stopped for no gain
-    starts again from the grade it dropped."""
-    if not isinstance(grades, int) or grades < 1:
+    starts again from the grade it dropped.
+
+    Growing a comparison grows its MGDL (`DIR/mgdl`, also when named directly) and updates
+    the comparison in the same step (its `comparison.json` and figures), under the
+    comparison's lock."""
+    if isinstance(grades, bool) or not isinstance(grades, int) or grades < 1:
         raise ValueError(f"--grades must be at least 1, got {grades}")
-    run_dir = runs.prepare(run_dir, resume=True)
+    run_dir = Path(run_dir)
+    if runs.owner(run_dir) is not None and runs.owner(run_dir)["kind"] == "comparison" or \
+            runs.owner(run_dir) is None and runs._legacy(run_dir) == "comparison":
+        run_dir = run_dir / "mgdl"
+    whole = comparison_of(run_dir)
+    outer = runs.open_dir(whole, ("comparison",), command=command, what="grow")[0] \
+        if whole is not None else contextlib.nullcontext()
+    with outer:
+        with runs.open_dir(run_dir, ("run",), command=command, what="grow")[0]:
+            outcome = _grow(run_dir, grades, command=command, progress=progress,
+                            min_gain=min_gain)
+        if whole is not None:
+            _refresh_comparison(whole, run_dir, outcome.results["mgdl"])
+    return outcome
+
+
+def _grow(run_dir: Path, grades: int, *, command, progress, min_gain) -> Outcome:
     cfg = load_config(run_dir)
     if cfg.command != "fit" or cfg.model.method != "mgdl":
-        raise ValueError(f"{run_dir} is not an MGDL run: grow adds grades to one MGDL run "
-                         "(for a comparison, grow its mgdl/ directory)")
+        raise ValueError(f"{run_dir} is not an MGDL run: grow adds grades to MGDL")
     if runs.read_status(run_dir)["state"] != "completed":
         raise ValueError(f"{run_dir} is not completed: `mgdl resume {run_dir}` first")
     _enable_x64(cfg)
@@ -792,6 +929,26 @@ def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
     train = {} if min_gain is None else {"min_gain": min_gain}
     grown = cfg.replace(model={"grades": start.finished + grades}, train=train)
     return _execute(run_dir, grown, problem, command=command, progress=progress, start=start)
+
+
+def _refresh_comparison(whole: Path, sub: Path, result: FitResult) -> None:
+    """A comparison after its sub-run `sub` was grown: that method's entry of
+    `comparison.json` (its baseline information kept) and the figures, from the files."""
+    from multigrade import report
+
+    path = whole / "comparison.json"
+    comparison = runs.read_json(path) if path.is_file() else {}
+    method = result.model.name if result.model.name in comparison else sub.name
+    entry = comparison.get(method, {})
+    comparison[method] = {**result_summary(result), **_selection_of(sub),
+                          **({"baseline": entry["baseline"]} if "baseline" in entry else {})}
+    runs.write_json(path, comparison)
+    report.plot_history(report.compared_dirs(whole), whole / "history.png")
+    report.plot_comparison(whole)
+    status = runs.read_status(whole)
+    runs.write_status(whole, status["state"], command=status.get("command"),
+                      **{k: v for k, v in status.items() if k in ("methods_completed",)},
+                      grown={method: len(result.grades)})
 
 
 def load_result(run_dir: str | Path) -> FitResult:

@@ -188,7 +188,7 @@ def save_spectrum(out: Path, results: dict[str, FitResult], config: dict) -> Pat
             if "density_nodes" in p:
                 density[f"{m}/{i}/nodes"] = p["density_nodes"]
                 density[f"{m}/{i}/weights"] = p["density_weights"]
-        (out / m).mkdir(exist_ok=True)
+        runs.subdir(out, m)
         runs.write_history(out / m / "history.csv", r.history)
         runs.write_json(out / m / "metrics.json", result_summary(r))
     runs.write_rows(out / "spectrum.csv", rows)

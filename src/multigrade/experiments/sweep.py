@@ -30,6 +30,7 @@ group, `summary.json`, and `sweep.png` (the metric against each swept axis).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -47,6 +48,8 @@ from multigrade.experiments.config import RunConfig, from_dict, load_config
 
 SEED_AXIS = "train.seed"
 RESULTS = "results.csv"
+MAX_RUNS = 10_000  # a larger grid is refused unless asked for (`max_runs`, --max-runs)
+SCHEDULER_TIMEOUT = 10.0  # seconds a scheduler address has to answer as a Dask scheduler
 
 # Worker processes each get one core: XLA's and BLAS's thread pools are held to one thread,
 # so N workers on N cores do not fight over them.
@@ -75,6 +78,11 @@ class SweepSpec:
     axes: dict[str, tuple]
     best_by: str = "test_psnr"
     group_by: tuple[str, ...] | None = None
+
+    @property
+    def size(self) -> int:
+        """The number of runs (every combination of the axes), without listing them."""
+        return math.prod(len(v) for v in self.axes.values())
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -165,14 +173,30 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
         if bad:
             raise ValueError(f"{path}: sweep.group_by names {bad[0]!r}, which is not an axis")
         group_by = tuple(group_by)
-    return SweepSpec(base, axes, opts.get("best_by", "test_psnr"), group_by)
+    best_by = opts.get("best_by", "test_psnr")
+    check_metric(best_by, f"{path}: sweep.best_by")
+    return SweepSpec(base, axes, best_by, group_by)
+
+
+METRIC_SPLITS = ("train", "val", "test")
+METRIC_KINDS = ("loss", "psnr", "ssim")
+
+
+def check_metric(name, where: str = "--best-by") -> str:
+    """`name` if it is a metric a run reports (`<split>_<kind>`: train, val or test loss,
+    PSNR or SSIM); else a ValueError listing them."""
+    known = [f"{s}_{k}" for s in METRIC_SPLITS for k in METRIC_KINDS]
+    if name not in known:
+        raise ValueError(f"{where} must be one of {', '.join(known)}, got {name!r}")
+    return name
 
 
 def run_id(cfg: RunConfig) -> str:
     """A stable name for a config: the first 12 hex digits of the SHA-256 of the JSON of
     what differs from the defaults, so that a field added to the schema later (with a
     default that keeps the old behaviour) leaves every existing run's name as it was."""
-    text = json.dumps(_differs(cfg.to_dict(), RunConfig().to_dict()), sort_keys=True,
+    data = {k: v for k, v in cfg.to_dict().items() if k != "inputs"}  # what it read: no
+    text = json.dumps(_differs(data, RunConfig().to_dict()), sort_keys=True,
                       separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -227,10 +251,10 @@ def run_one(cfg_data: dict, run_dir: str) -> dict:
         elif state is not None and (run_dir / runs.CHECKPOINT).is_file() \
                 and state != "failed":
             runner.resume(run_dir)
-        else:
-            if state is not None:  # failed, or died before its first checkpoint
-                runs.reset(run_dir)
-            runner.execute(cfg, run_dir)
+        else:  # failed, or died before its first checkpoint: start again
+            if state is not None:
+                runs.adopt(run_dir)  # a run of an older version: mark it the store's
+            runner.execute(cfg, run_dir, overwrite=run_dir.is_dir() and any(run_dir.iterdir()))
         row = _row(run_dir)
     except Exception as e:  # a run's failure is a result of the sweep, not its end
         row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
@@ -362,31 +386,94 @@ def warm_worker(dask_worker=None) -> None:
     jax.numpy.zeros(1).block_until_ready()
 
 
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> dict:
+    """The identity of the Dask scheduler at `address`; a ValueError naming the address
+    when nothing answers within `timeout` seconds, or something that is not a Dask
+    scheduler answers (Dask's own client would wait, or misread a banner)."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed.comm import connect
+
+    async def probe():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():  # on its own thread: the caller may be inside an event loop already
+        return asyncio.run(asyncio.wait_for(probe(), timeout))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            reply = pool.submit(ask).result()
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ValueError(f"--scheduler {address}: no Dask scheduler answered within "
+                             f"{timeout:g} s") from None
+        except MemoryError:  # a banner read as the length of a frame
+            raise ValueError(f"--scheduler {address}: something answered that is not a "
+                             "Dask scheduler") from None
+        except Exception as e:  # noqa: BLE001 (refused, unreachable, another protocol, ...)
+            raise ValueError(f"--scheduler {address}: cannot reach a Dask scheduler "
+                             f"({type(e).__name__}: {e})") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ValueError(f"--scheduler {address}: something answered that is not a Dask "
+                         "scheduler")
+    return reply
+
+
 def _client(scheduler: str | None, workers: int | None):
-    """A Dask client: of the cluster at `scheduler`, or of a new `local_cluster`."""
+    """A Dask client: of the cluster at `scheduler` (checked first: `check_scheduler`),
+    or of a new `local_cluster`."""
     from distributed import Client
 
     if scheduler:
-        return Client(scheduler), None
+        check_scheduler(scheduler)
+        return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT:g}s"), None
     cluster = local_cluster(workers)
     return Client(cluster), cluster
 
 
 def check_out(out: str | os.PathLike) -> Path:
-    """A sweep directory must be new, empty, or a sweep directory (to continue it)."""
-    out = Path(out)
+    """A sweep directory must be new, empty, or a sweep directory mgdl made (to continue
+    it); nothing is written here."""
     if str(out).strip() == "":
         raise runs.RunDirError("--out must name a directory, got an empty string")
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise runs.RunDirError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "sweep.toml").is_file():
-        raise runs.RunDirError(f"{out} is not empty and holds no sweep: choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        marker = runs.owner(out)
+        kind = marker["kind"] if marker is not None else runs._legacy(out)
+        if kind != "sweep":
+            raise runs.RunDirError(f"{out} is not empty and holds no sweep: choose another "
+                                   "--out")
     return out
+
+
+def check_size(spec: SweepSpec, max_runs: int | None = MAX_RUNS) -> int:
+    """The sweep's number of runs, refused above `max_runs` (None: no limit)."""
+    n = spec.size
+    if max_runs is not None and n > max_runs:
+        shape = " × ".join(str(len(v)) for v in spec.axes.values())
+        raise ValueError(f"the sweep has {n:,} runs ({shape}), above the limit of "
+                         f"{max_runs:,}: give --max-runs {n} to run it")
+    return n
+
+
+def _open(out: Path) -> runs.Lock:
+    """The sweep directory, claimed when new, locked while this process runs it."""
+    if out.is_dir() and any(out.iterdir()):
+        return runs.open_dir(out, ("sweep",), command="sweep", what="a sweep")[0]
+    return runs.claim(out, "sweep", command="sweep")
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None = None,
               workers: int | None = None, client=None,
-              progress: Callable[[dict], None] | None = None) -> SweepOutcome:
+              progress: Callable[[dict], None] | None = None,
+              max_runs: int | None = MAX_RUNS) -> SweepOutcome:
     """Runs every run of `spec` not yet completed in `out`, on Dask.
 
     Args:
@@ -396,8 +483,27 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None 
         client: an existing `distributed.Client` (then `scheduler`, `workers` are unused).
         progress: called with `{"done", "pending", "failed", "diverged", "total", "best"}`
             after every finished run (`pending`: submitted, queued or running).
+        max_runs: a sweep of more runs is refused before anything starts (None: no limit).
     """
+    check_size(spec, max_runs)
     out = check_out(out)
+    with _open(out):
+        try:
+            return _run_sweep(spec, out, scheduler=scheduler, workers=workers, client=client,
+                              progress=progress)
+        except KeyboardInterrupt:
+            with contextlib.suppress(OSError):
+                runs.write_status(out, "interrupted", command="sweep")
+            raise
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                runs.write_status(out, "failed", command="sweep",
+                                  error=f"{type(e).__name__}: {e}")
+            raise
+
+
+def _run_sweep(spec: SweepSpec, out: Path, *, scheduler, workers, client,
+               progress) -> SweepOutcome:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     runs.write_toml(out / "sweep.toml", {
         "base": spec.base.to_dict(), "axes": {k: list(v) for k, v in spec.axes.items()},
