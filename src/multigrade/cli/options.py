@@ -76,6 +76,16 @@ NoiseOpt = Annotated[float, typer.Option(
     "--noise", help="Noise standard deviation in units of 1/255 (paper: 3).")]
 BetaOpt = Annotated[float, typer.Option("--beta", help="TV splitting coupling weight β.")]
 LamOpt = Annotated[float, typer.Option("--lam", help="TV weight λ.")]
+# Restoration: unset, each method takes the authors' value (SPEC §3, presets.AUTHORS)
+_AUTHORS = ("default: the authors' per-method values, denoising MGDL {d_m}, SGDL {d_s}; "
+            "deblurring MGDL {b_m}, SGDL {b_s} (SPEC §3); given, it applies to every method")
+RestLrOpt = Annotated[str | None, typer.Option("--lr", help="Learning rate, or auto[:c] with "
+    "--optimizer gd. " + _AUTHORS.format(d_m="5e-3", d_s="5e-3", b_m="5e-3", b_s="5e-3")
+    + "; with another optimiser than adam, 1e-3.")]
+RestBetaOpt = Annotated[float | None, typer.Option("--beta", help="TV splitting coupling "
+    "weight β. " + _AUTHORS.format(d_m="1", d_s="0.1", b_m="1e-2", b_s="0.1") + ".")]
+RestLamOpt = Annotated[float | None, typer.Option("--lam", help="TV weight λ. " + _AUTHORS.format(
+    d_m="1e-2", d_s="1e-4", b_m="1e-1", b_s="0.1") + ".")]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Relaxation α of the u update.")]
 NoiseSeedOpt = Annotated[int, typer.Option(
     "--noise-seed", help="Seed of the observation's noise (kept apart from --seed).")]

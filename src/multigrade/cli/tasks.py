@@ -28,7 +28,6 @@ from multigrade.cli.options import (
     ArchsOpt,
     BaselineLrOpt,
     BaselinesOpt,
-    BetaOpt,
     BlurSigmaOpt,
     CheckpointOpt,
     ColorOpt,
@@ -41,7 +40,6 @@ from multigrade.cli.options import (
     HoldoutOpt,
     ImageOpt,
     InitOpt,
-    LamOpt,
     LayersOpt,
     LowerLrOpt,
     LrOpt,
@@ -57,6 +55,9 @@ from multigrade.cli.options import (
     OverwriteOpt,
     QuietOpt,
     RecordOpt,
+    RestBetaOpt,
+    RestLamOpt,
+    RestLrOpt,
     SeedOpt,
     SelectOpt,
     SharpnessEveryOpt,
@@ -137,7 +138,20 @@ def _config(command: str, task: str, opts: dict):
     return RunConfig(command=command, problem=dataclasses.replace(section(ProblemConfig),
                                                                   task=task),
                      model=section(ModelConfig), train=section(TrainConfig),
+                     methods=_restoration_defaults(task, opts),
                      x64=bool(jax.config.jax_enable_x64))
+
+
+def _restoration_defaults(task: str, opts: dict):
+    """Restoration: each of --lr, --beta, --lam left unset takes the authors' value for
+    each method (SPEC §3; their lr is Adam's, so only with --optimizer adam)."""
+    from multigrade.experiments.presets import authors_methods
+
+    unset = tuple(k for k in ("beta", "lam") if opts.get(k) is None)
+    if opts.get("lr") is None and opts.get("lr_auto") is None \
+            and opts.get("optimizer") == "adam":
+        unset += ("lr",)
+    return authors_methods(task, unset)
 
 
 def _execute(ctx, cfg, out, overwrite: bool, quiet: bool):
@@ -205,10 +219,29 @@ def print_outcome(outcome) -> None:
                       _num(m, "test_ssim", ".3f"), per_grade, str(r.epochs),
                       f"{r.seconds:.1f}", _status(r))
     console.print(table)
+    _print_settings(outcome)
     _print_adaptive(outcome)
     _print_networks(outcome)
     _print_selection(outcome)
     console.print(f"run directory: {outcome.run_dir}")
+
+
+def _print_settings(outcome) -> None:
+    """What each method trained with, where the methods' settings differ (restoration:
+    the authors' per-method values by default), and where the values come from."""
+    cfg = outcome.config
+    if cfg.problem.task not in ("denoise", "deblur"):
+        return
+    for name in outcome.results:
+        if name not in ("mgdl", "sgdl"):
+            continue
+        own = cfg if cfg.command == "fit" else cfg.for_method(name)
+        source = own.methods.of(name).source
+        console.print(f"{name}: lr {own.train.lr:g}, β {own.problem.beta:g}, λ "
+                      f"{own.problem.lam:g}" + (f" ({source.split(',')[0]}; config.toml's "
+                                                f"[methods.{name}] says where from)"
+                                                if source else ""),
+                      markup=False, highlight=False)
 
 
 def _print_adaptive(outcome) -> None:
@@ -429,10 +462,11 @@ def compare_regression(
 def fit_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
+    color: ColorOpt = False, beta: RestBetaOpt = None, lam: RestLamOpt = None,
+    alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000,
+    optimizer: OptimOpt = "adam", lr: RestLrOpt = None, epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
     checkpoint_every: CheckpointOpt = 1000,
     max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
@@ -455,10 +489,10 @@ def fit_deblur(
     ctx: typer.Context,
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
+    beta: RestBetaOpt = None, lam: RestLamOpt = None, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
     layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000,
+    optimizer: OptimOpt = "adam", lr: RestLrOpt = None, epochs: EpochsOpt = 2000,
     record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
     checkpoint_every: CheckpointOpt = 1000,
     max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
@@ -480,10 +514,11 @@ def fit_deblur(
 def compare_denoise(
     ctx: typer.Context,
     image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
+    color: ColorOpt = False, beta: RestBetaOpt = None, lam: RestLamOpt = None,
+    alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
+    lr: RestLrOpt = None, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
     max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
     eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
@@ -507,10 +542,10 @@ def compare_deblur(
     ctx: typer.Context,
     image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
     size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: BetaOpt = 0.1, lam: LamOpt = 0.01, alpha: AlphaOpt = 0.99,
+    beta: RestBetaOpt = None, lam: RestLamOpt = None, alpha: AlphaOpt = 0.99,
     noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
     width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
+    lr: RestLrOpt = None, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
     tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
     max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
     eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,

@@ -53,6 +53,12 @@ lower_lr = false           # gd: lower η to c·2/λ_max when λ_max passes 2/η
 eig_stop = -0.95           # gd: end a grade when 1 − η·λ_max falls below this
 min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of a grade
 
+[methods.mgdl]             # per method (mgdl, sgdl): lr, beta, lam in place of the shared
+lr = 5e-3                  # values, and where they come from (the paper's figures come from
+beta = 1.0                 # settings chosen per method, SPEC §3)
+lam = 1e-2
+source = "the authors' best results (analysis_results.ipynb)"
+
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)
 methods = ["mgdl", "sgdl"] # mgdl, sgdl, msdl
 learning_rates = [0.05]    # lr-sweep: every rate; spectrum: one, or one per method
@@ -361,6 +367,38 @@ def _injected_sgd(lr: float) -> optax.GradientTransformation:
 
 
 @dataclasses.dataclass(frozen=True)
+class MethodSettings:
+    """One method's own settings in a comparison (or a fit of that method): each field
+    left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`)."""
+
+    lr: float | None = None
+    beta: float | None = None
+    lam: float | None = None
+    source: str | None = None  # where these values come from (provenance)
+
+    def __post_init__(self):
+        for name in ("lr", "beta", "lam"):
+            if getattr(self, name) is not None:
+                _finite(name, getattr(self, name), positive=True)
+
+    @property
+    def empty(self) -> bool:
+        return self.lr is None and self.beta is None and self.lam is None
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodsConfig:
+    """Per-method settings (`[methods.mgdl]`, `[methods.sgdl]`): the paper's figures come
+    from values chosen per method (SPEC §3)."""
+
+    mgdl: MethodSettings = MethodSettings()
+    sgdl: MethodSettings = MethodSettings()
+
+    def of(self, method: str) -> MethodSettings:
+        return getattr(self, method, MethodSettings())
+
+
+@dataclasses.dataclass(frozen=True)
 class InputsConfig:
     """The files a run read, pinned when it started (written by the runner, not by hand):
     `resume`, `grow` and `load_result` read the image from `image` and refuse when its
@@ -407,6 +445,7 @@ class RunConfig:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     study: StudySection = StudySection()
+    methods: MethodsConfig = MethodsConfig()
     x64: bool = False
     # what the run read; not part of what a run is (two runs of one config are equal)
     inputs: InputsConfig = dataclasses.field(default=InputsConfig(), compare=False)
@@ -429,6 +468,9 @@ class RunConfig:
                 raise ValueError(f"the {self.command} study sets its own rates and grades: "
                                  "lr auto, eig_stop, min_gain and baselines are for fit "
                                  "and compare")
+            if self.methods != MethodsConfig():
+                raise ValueError(f"the {self.command} study sets its own rates: per-method "
+                                 "settings ([methods]) are for fit and compare")
             if self.command == "spectrum" and self.study.interval % self.train.record_every:
                 raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
                                  f"of train.record_every ({self.train.record_every})")
@@ -457,6 +499,18 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def for_method(self, method: str) -> RunConfig:
+        """This config as `method` trains it: its `[methods.<method>]` values in place of
+        the shared ones; of the per-method tables only that method's source is kept."""
+        own = self.methods.of(method)
+        if own.empty:
+            return self
+        problem = {k: v for k, v in (("beta", own.beta), ("lam", own.lam)) if v is not None}
+        train = {} if own.lr is None else {"lr": own.lr}
+        data = {**self.to_dict(), "methods": {method: {"source": own.source}}}
+        data = _merge(data, {"problem": problem, "train": train})
+        return dataclasses.replace(from_dict(data), inputs=self.inputs)
 
     def replace(self, **sections) -> RunConfig:
         """A copy with some fields of some sections changed: `replace(train={"lr": 0.1})`."""

@@ -23,6 +23,8 @@ import dataclasses
 from collections.abc import Callable
 
 from multigrade.experiments.config import (
+    MethodsConfig,
+    MethodSettings,
     ModelConfig,
     ProblemConfig,
     RunConfig,
@@ -35,6 +37,39 @@ REGRESSION_IMAGES = ("camera", "barbara")
 RESTORATION_IMAGES = ("butterfly", "male", "chest")
 NOISE_LEVELS = (10, 20, 30, 40, 50, 60)
 BLUR_LEVELS = (3, 5, 7)
+
+
+# The authors' per-method settings of the restoration figures (SPEC §3): carried by the names
+# of their saved best results, printed by each task folder's `analysis_results.ipynb` in the
+# paper's code (github.com/Ronglong-Fang/Why-MGDL-outperforms-SGDL).
+_SOURCE = ("the authors' best {task} result, {name} lr {lr:g}, β {beta:g}, λ {lam:g}: the name "
+           "of results/BEST/{name}_grade…_lrparams…_beta…_lambd…_psnr….pickle, printed by "
+           "the {task} folder's analysis_results.ipynb of "
+           "Ronglong-Fang/Why-MGDL-outperforms-SGDL (SPEC §3)")
+
+
+def _authors(task: str, name: str, lr: float, beta: float, lam: float) -> MethodSettings:
+    return MethodSettings(lr=lr, beta=beta, lam=lam, source=_SOURCE.format(
+        task="denoising" if task == "denoise" else "deblurring", name=name, lr=lr, beta=beta,
+        lam=lam))
+
+
+AUTHORS: dict[str, MethodsConfig] = {
+    "denoise": MethodsConfig(mgdl=_authors("denoise", "MGDL", 5e-3, 1.0, 1e-2),
+                             sgdl=_authors("denoise", "SGDL", 5e-3, 0.1, 1e-4)),
+    "deblur": MethodsConfig(mgdl=_authors("deblur", "MGDL", 5e-3, 1e-2, 1e-1),
+                            sgdl=_authors("deblur", "SGDL", 5e-3, 0.1, 0.1)),
+}
+
+
+def authors_methods(task: str, keep: tuple[str, ...] = ("lr", "beta", "lam")) -> MethodsConfig:
+    """The authors' per-method settings of a restoration task, only the fields in `keep`
+    (the others left to the shared values); an empty table for other tasks."""
+    if task not in AUTHORS:
+        return MethodsConfig()
+    return MethodsConfig(**{m: dataclasses.replace(
+        getattr(AUTHORS[task], m), **{f: None for f in ("lr", "beta", "lam") if f not in keep})
+        for m in ("mgdl", "sgdl")})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +115,14 @@ def _restoration(task: str, image: str, level: float) -> Callable[[str], RunConf
         quick = scale == "quick"
         levels = {"sigma": float(level)} if task == "denoise" else {
             "blur_sigma": float(level), "noise": 3.0}
-        return RunConfig(
+        return RunConfig(  # shared: main_run.py's defaults; per method: the authors' (above)
             command="compare",
             problem=ProblemConfig(task=task, image=image, size=64 if quick else None,
                                   beta=0.1, lam=0.01, alpha=0.99, **levels),
             model=ModelConfig(grades=4, layers_per_grade=3, width=128),
             train=TrainConfig(optimizer="adam", lr=1e-3, epochs=2000 if quick else 20_000,
-                              record_every=100))
+                              record_every=100),
+            methods=AUTHORS[task])
     return build
 
 
@@ -140,8 +176,8 @@ def _image_experiments() -> list[Experiment]:
                 found.append(Experiment(
                     f"{task}-{image}-{level}", task,
                     f"{'denoising' if task == 'denoise' else 'deblurring'} {image}, "
-                    f"{unit.format(level)}: MGDL 4×[128]×3 vs SGDL [128]×12, Adam 1e-3, "
-                    "β 0.1, λ 0.01", (1, 5), _restoration(task, image, level),
+                    f"{unit.format(level)}: MGDL 4×[128]×3 vs SGDL [128]×12, Adam, the "
+                    "authors' lr, β, λ per method", (1, 5), _restoration(task, image, level),
                     paper_restoration.get((task, image, level), {})))
     return found
 

@@ -651,6 +651,8 @@ def execute(cfg: RunConfig, out: str | Path | None = None, *, overwrite: bool = 
     held until the run ends.
     """
     cfg = pinned(cfg)
+    if cfg.command == "fit":
+        cfg = cfg.for_method(cfg.model.method)  # its [methods.<method>] values, in place
     problem = _prepare_problem(cfg)
     where = out if out is not None else runs.default_out(default_kind(cfg))
     with runs.claim(where, store_kind(cfg), overwrite=overwrite, command=command) as held:
@@ -688,8 +690,8 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
                 {"name": b.name, b.parameter: b.value, "choice": b.choice,
                  "test_psnr": b.psnr, "test_ssim": b.ssim} for b in baselines])
         def train_one(where: Path, sub: RunConfig) -> FitResult:
-            return _load_or_continue(where, sub, problem, flag=flag, command=command,
-                                     progress=progress)
+            return _load_or_continue(where, sub, method_problem(problem, sub), flag=flag,
+                                     command=command, progress=progress)
 
         results["mgdl"] = train_one(run_dir / "mgdl", _method_config(cfg, "mgdl"))
         kept = len(results["mgdl"].grades)  # SGDL has the depth of the grades MGDL kept
@@ -738,7 +740,21 @@ def _method_config(cfg: RunConfig, method: str, grades: int | None = None) -> Ru
                                 archs=cfg.model.archs if method == "mgdl" else (),
                                 grades=cfg.model.grades if grades is None else grades)
     train = cfg.train if method == "mgdl" else dataclasses.replace(cfg.train, min_gain=None)
-    return dataclasses.replace(cfg, command="fit", model=model, train=train)
+    return dataclasses.replace(cfg, command="fit", model=model, train=train).for_method(method)
+
+
+def method_problem(problem: Problem, cfg: RunConfig) -> Problem:
+    """A comparison's problem as one method trains it: the same observation, with that
+    method's splitting weights β and λ (`[methods.<method>]`)."""
+    from multigrade._types import as_float
+    from multigrade.problems import Restoration
+
+    if not isinstance(problem, Restoration):
+        return problem
+    if float(problem.beta) == cfg.problem.beta and float(problem.lam) == cfg.problem.lam:
+        return problem
+    return dataclasses.replace(problem, beta=as_float(cfg.problem.beta),
+                               lam=as_float(cfg.problem.lam))
 
 
 def _selection_of(run_dir: Path) -> dict:
