@@ -76,7 +76,8 @@ STORE_FILES = {
     "sweep": frozenset({STATUS, "sweep.toml", "results.csv", "results.parquet", "groups.csv",
                         "summary.json", "sweep.png", "report.html"}),
     "reproduction": frozenset({"reproduction.json", "wall_times.json", "summary.md",
-                               "summary.csv", "summary.json", "report.html"}),
+                               "summary.csv", "summary.json", "report.html", "fair.json",
+                               "fair.md"}),
 }
 
 
