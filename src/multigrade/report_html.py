@@ -236,6 +236,22 @@ def _selection_section(dirs: dict[str, Path]) -> str:
     return out
 
 
+def _settings(dirs: dict[str, Path]) -> str:
+    """What each method trained with (restoration: lr, β, λ, and where they come from)."""
+    rows = []
+    for name, d in dirs.items():
+        if not (d / runs.CONFIG).is_file():
+            continue
+        cfg = runs.read_toml(d / runs.CONFIG)
+        problem, train = cfg.get("problem", {}), cfg.get("train", {})
+        if problem.get("task") not in ("denoise", "deblur"):
+            continue
+        source = cfg.get("methods", {}).get(name, {}).get("source", "")
+        rows.append([name, _num(train.get("lr")), _num(problem.get("beta")),
+                     _num(problem.get("lam")), source or "given"])
+    return _table(("method", "lr", "β", "λ", "from"), rows) if rows else ""
+
+
 def _run_section(run_dir: Path, title: str | None = None) -> str:
     from multigrade.report import compared_dirs
 
@@ -252,6 +268,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
                 for b in runs.read_json(run_dir / "baselines.json")]))
         dirs = {runs.read_json(run_dir / "metrics.json")["model"]: run_dir} if kind == "fit" \
             else compared_dirs(run_dir)
+        parts.append(_settings(dirs))
         parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),
                              "training loss and PSNR against epochs, seconds and GFLOP "
                              "(dotted: grade boundaries)"))
