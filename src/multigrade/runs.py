@@ -666,6 +666,23 @@ def open_dir(path: str | os.PathLike, kinds: tuple[str, ...] = SINGLE, *,
     return held, marker
 
 
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The store kind of the directory `path`: its marker's, or, for a directory an older
+    version made, the kind its files show; None for anything else."""
+    marker = owner(path)
+    return marker["kind"] if marker is not None else _legacy(Path(path))
+
+
+def claim_or_open(out: str | os.PathLike, kind: str, *, command: str | None = None,
+                  what: str = "continue") -> Lock:
+    """`claim` a new (or empty) `out` as `kind`, or `open_dir` the non-empty store
+    directory of that kind to continue it: the lock either way."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        return open_dir(out, (kind,), command=command, what=what)[0]
+    return claim(out, kind, command=command)
+
+
 def adopt(path: str | os.PathLike) -> None:
     """Marks a directory an older version made as the store's (`open_dir`); one that
     carries the store's marker already is left as it is."""

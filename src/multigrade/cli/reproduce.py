@@ -141,8 +141,7 @@ def _fair(chosen: list, scale: str, seeds: int, data_dir, overrides: list[str],
         raise ValueError(f"--workers must be at least 1, got {workers}")
     root = Path(f"runs/fair-{scale}" if out is None else out)
     configs = {e.name: experiment_config(e, scale, data_dir, overrides) for e in restoration}
-    held = runs.open_dir(root, ("reproduction",), what="the fair protocol")[0] \
-        if root.is_dir() and any(root.iterdir()) else runs.claim(root, "reproduction")
+    held = runs.claim_or_open(root, "reproduction", what="the fair protocol")
     with held:
         client, cluster = _client(None, workers)
         try:

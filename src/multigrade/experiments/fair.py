@@ -142,9 +142,7 @@ def fair(cfg: RunConfig, out: str | Path, *, seeds: int = 3,
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     bases = {m: grid_base(cfg, m) for m in METHODS}  # refuses a task it does not tune
     out = Path(out)
-    held = runs.open_dir(out, ("reproduction",), what="the fair protocol")[0] \
-        if out.is_dir() and any(out.iterdir()) else runs.claim(out, "reproduction")
-    with held:
+    with runs.claim_or_open(out, "reproduction", what="the fair protocol"):
         own = None
         if client is None:
             client, own = _client(None, workers)

@@ -52,14 +52,10 @@ def _claim_out(out: Path, names: list[str], scale: str, seeds: int,
         raise ValueError("--out must name a directory, got an empty string")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        marker = runs.owner(out)
-        if (marker["kind"] if marker is not None else runs._legacy(out)) != "reproduction":
-            raise ValueError(f"{out} exists, is not empty and is not a reproduction "
-                             "directory: choose another --out")
-        held = runs.open_dir(out, ("reproduction",), command=command, what="reproduce")[0]
-    else:
-        held = runs.claim(out, "reproduction", command=command)
+    if out.is_dir() and any(out.iterdir()) and runs.kind_of(out) != "reproduction":
+        raise ValueError(f"{out} exists, is not empty and is not a reproduction "
+                         "directory: choose another --out")
+    held = runs.claim_or_open(out, "reproduction", command=command, what="reproduce")
     try:
         _write_manifest(out, names, scale, seeds)
     except BaseException:

@@ -561,9 +561,9 @@ def _failed(run_dir: Path, command: str | None, error: BaseException,
     """Records a failure in the status (what was finished, the error's text); a status
     that cannot be written either leaves the error to the caller."""
     text = f"{type(error).__name__}: {error}"
-    with contextlib.suppress(Exception):
+    try:
         status = runs.read_status(run_dir)
-    if "status" not in locals():
+    except (OSError, ValueError):  # missing or damaged: nothing finished to carry over
         status = {}
     with contextlib.suppress(OSError):
         runs.write_status(run_dir, "failed", command=command,
@@ -859,7 +859,7 @@ def comparison_of(run_dir: str | Path) -> Path | None:
     parent = run_dir.parent
     mine, theirs = runs.owner(run_dir), runs.owner(parent)
     if theirs is None:
-        return parent if mine is None and runs._legacy(parent) == "comparison" else None
+        return parent if mine is None and runs.kind_of(parent) == "comparison" else None
     if theirs["kind"] == "comparison" and mine is not None and mine.get("parent") == \
             theirs["id"]:
         return parent
@@ -908,8 +908,7 @@ def grow(run_dir: str | Path, grades: int, *, command: str | None = None,
     if isinstance(grades, bool) or not isinstance(grades, int) or grades < 1:
         raise ValueError(f"--grades must be at least 1, got {grades}")
     run_dir = Path(run_dir)
-    if runs.owner(run_dir) is not None and runs.owner(run_dir)["kind"] == "comparison" or \
-            runs.owner(run_dir) is None and runs._legacy(run_dir) == "comparison":
+    if runs.kind_of(run_dir) == "comparison":
         run_dir = run_dir / "mgdl"
     whole = comparison_of(run_dir)
     outer = runs.open_dir(whole, ("comparison",), command=command, what="grow")[0] \

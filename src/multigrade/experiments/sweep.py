@@ -444,12 +444,9 @@ def check_out(out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise runs.RunDirError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        marker = runs.owner(out)
-        kind = marker["kind"] if marker is not None else runs._legacy(out)
-        if kind != "sweep":
-            raise runs.RunDirError(f"{out} is not empty and holds no sweep: choose another "
-                                   "--out")
+    if out.is_dir() and any(out.iterdir()) and runs.kind_of(out) != "sweep":
+        raise runs.RunDirError(f"{out} is not empty and holds no sweep: choose another "
+                               "--out")
     return out
 
 
@@ -461,13 +458,6 @@ def check_size(spec: SweepSpec, max_runs: int | None = MAX_RUNS) -> int:
         raise ValueError(f"the sweep has {n:,} runs ({shape}), above the limit of "
                          f"{max_runs:,}: give --max-runs {n} to run it")
     return n
-
-
-def _open(out: Path) -> runs.Lock:
-    """The sweep directory, claimed when new, locked while this process runs it."""
-    if out.is_dir() and any(out.iterdir()):
-        return runs.open_dir(out, ("sweep",), command="sweep", what="a sweep")[0]
-    return runs.claim(out, "sweep", command="sweep")
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None = None,
@@ -487,7 +477,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, scheduler: str | None 
     """
     check_size(spec, max_runs)
     out = check_out(out)
-    with _open(out):
+    with runs.claim_or_open(out, "sweep", command="sweep", what="a sweep"):
         try:
             return _run_sweep(spec, out, scheduler=scheduler, workers=workers, client=client,
                               progress=progress)
