@@ -27,9 +27,9 @@ import jax
 import optax
 
 import multigrade as mg
+from multigrade.analysis import StepSize
 from multigrade.experiments.presets import SWEEP_RATES
 from multigrade.experiments.studies import SWEEP_ARCHITECTURES
-from multigrade.train import StepSize
 
 
 def models(task: str):

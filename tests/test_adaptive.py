@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 import multigrade as mg
 from multigrade import runs
-from multigrade.analysis import hessian
+from multigrade.analysis import StepSize, hessian
 from multigrade.analysis.stability import make_stability_probe
 from multigrade.cli import app
-from multigrade.train import FitInterrupted, StepSize, grade_gain
+from multigrade.train import FitInterrupted, grade_gain
 
 runner = CliRunner()
 

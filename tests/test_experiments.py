@@ -71,7 +71,7 @@ def test_config_round_trip_and_reproduction(tmp_path):
     ("[model]\ngrades = 2.5\n", "model.grades must be an integer, got 2.5"),
     ("colour = true\n", "unknown key 'colour'"),
     ("[train]\nlr = -1.0\n", "train: learning rate must be positive"),
-    ("[problem]\ntask = 'inpaint'\n", "unknown task 'inpaint'"),
+    ("[problem]\ntask = 'nosuch'\n", "unknown task 'nosuch'"),
     ("[train\n", "not valid TOML"),
 ])
 def test_a_bad_config_is_one_line_naming_the_key(tmp_path, text, message):

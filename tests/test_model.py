@@ -93,3 +93,19 @@ def test_shared_grade_key_starts_later_grades_like_the_papers_code(key):
     # grade 1 is the same either way
     for a, b in zip(jax.tree_util.tree_leaves(shared[0]), jax.tree_util.tree_leaves(own[0])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_module_functions_refuse_grades_they_cannot_evaluate():
+    """The module-level `grade_features` / `grade_output` / `predict` compute ReLU grades;
+    a Fourier or SIREN grade is refused (its model knows σ, seed, ω₀), never evaluated as
+    if it were ReLU."""
+    x = jnp.linspace(0, 1, 6).reshape(3, 2)
+    for arch in ("fourier", "siren"):
+        model = mg.mgdl([[8]], archs=(arch,))
+        params = [model.init_grade(jax.random.key(0), 0, 2)]
+        with pytest.raises(TypeError, match="evaluated by its model|GradeParams"):
+            mg.predict(params, x)
+        assert model.predict(params, x).shape == (3, 1)
+    relu = mg.mgdl([[8]])
+    params = [relu.init_grade(jax.random.key(0), 0, 2)]
+    np.testing.assert_array_equal(mg.predict(params, x), relu.predict(params, x))

@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 
 import multigrade as mg
 from multigrade import baselines, runs, selection
-from multigrade.experiments.runner import _checkpoint_arrays, load_checkpoint
+from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
 from multigrade.problems import deblurring, denoising
 from multigrade.train import Callback, FitInterrupted, Selector
 
@@ -305,7 +305,7 @@ def test_a_sure_run_resumes_from_disk_to_the_uninterrupted_result(tmp_path, eps)
         mg.fit(model, problem, callbacks=[StopAfter(6)], **kw)  # grade 2, epoch 20
     ckpt = info.value.checkpoint
     assert ckpt.pending.grade == 2 and ckpt.pending.best is not None
-    runs.write_npz(tmp_path / runs.CHECKPOINT, _checkpoint_arrays(ckpt))
+    runs.write_npz(tmp_path / runs.CHECKPOINT, checkpoint_arrays(ckpt))
     loaded = load_checkpoint(tmp_path, model, problem, [tx] * 3, probes=2)
     resumed = mg.fit(model, problem, start=loaded, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(resumed.params),

@@ -46,10 +46,10 @@ def _psnr(a, b) -> float:
 
 
 def _choose(method: str, parameter: str, grid, restore: Callable, clean: np.ndarray,
-            choice: str, *, observed=None, sigma=None, forward=None, margin: int = 0
-            ) -> Baseline:
+            choice: str, *, observed=None, sigma=None, forward=None,
+            region: np.ndarray | None = None) -> Baseline:
     """The grid value `choice` picks (larger weights regularise more); the discrepancy
-    principle reads the residual `margin` pixels away from the border."""
+    principle reads the residual on the pixels of `region` (`(H, W)` bool; None: all)."""
     from multigrade import selection
     from multigrade.metrics import ssim
 
@@ -59,8 +59,7 @@ def _choose(method: str, parameter: str, grid, restore: Callable, clean: np.ndar
         value = min(grid, key=lambda v: selection.mc_sure(lambda y: restore(v, y), observed,
                                                           sigma))
     elif choice == "discrepancy":
-        inner = (slice(margin, observed.shape[0] - margin),
-                 slice(margin, observed.shape[1] - margin))
+        inner = np.ones(observed.shape[:2], bool) if region is None else region
         tau = selection.discrepancy_tau(np.asarray(observed)[inner].size)
         fits = [v for v in grid if np.mean(
             (forward(restore(v))[inner] - observed[inner]) ** 2) <= tau * sigma**2]
@@ -114,7 +113,39 @@ def wiener(observed: np.ndarray, clean: np.ndarray, blur_sigma: float, *,
         raise ValueError(f"an image of {observed.shape[0]} × {observed.shape[1]} pixels has "
                          f"no pixels {margin} away from its border for the discrepancy "
                          f"principle at σ_b = {blur_sigma:g}")
+    inner = np.zeros(observed.shape[:2], bool)
+    inner[margin:observed.shape[0] - margin, margin:observed.shape[1] - margin] = True
     return _choose("Wiener", "balance", balances, restore, clean, choice,
-                   observed=observed, sigma=sigma, forward=forward,
-                   margin=margin if choice == "discrepancy" else 0)
+                   observed=observed, sigma=sigma, forward=forward, region=inner)
 
+
+
+def inpaint(observed: np.ndarray, clean: np.ndarray, seen: np.ndarray, *,
+            choices=("oracle",), sigma: float | None = None,
+            weights=TV_WEIGHTS) -> list[Baseline]:
+    """Biharmonic inpainting (scikit-image; Damelin & Hoang 2018) of the missing pixels,
+    which keeps the seen ones as observed, then the same with TV (Chambolle) denoising of
+    the filled image, its weight chosen by each of `choices` ("oracle" or "discrepancy":
+    the residual on the seen pixels)."""
+    from skimage.restoration import inpaint_biharmonic
+
+    from multigrade.metrics import ssim
+
+    axis = -1 if observed.ndim == 3 else None
+    filled = np.clip(inpaint_biharmonic(observed, ~seen, channel_axis=axis), 0, 1)
+    out = [Baseline("biharmonic", "weight", 0.0, _psnr(filled, clean), ssim(filled, clean),
+                    filled, "oracle")]
+    keep = seen if observed.ndim == 2 else seen[..., None]
+
+    def restore(w, y=filled):
+        from skimage.restoration import denoise_tv_chambolle
+
+        return denoise_tv_chambolle(y, weight=w, channel_axis=axis)
+
+    for c in choices:
+        if c == "sure":
+            raise ValueError("SURE needs a denoising observation, not an inpainting one")
+        out.append(_choose("biharmonic + TV", "weight", weights, restore, clean, c,
+                           observed=observed, sigma=sigma, forward=lambda x: keep * x,
+                           region=seen))
+    return out

@@ -341,7 +341,13 @@ def siren(widths: Sequence[int], *, omega0: float = 30.0, out_dim: int = 1,
 
 
 def grade_features(params: GradeParams, x: Float[Array, "n d"]) -> Float[Array, "n h"]:
-    """φ_k = H_k(φ_{k-1}): what grade k passes to grade k+1."""
+    """φ_k = H_k(φ_{k-1}): what grade k passes to grade k+1, for a ReLU grade. A Fourier or
+    SIREN grade needs its model's σ, seed or ω₀: `MultiGrade.grade_features` (refused
+    here, never computed as if it were ReLU)."""
+    if not isinstance(params, GradeParams):
+        raise TypeError(f"a {type(params).__name__} grade is evaluated by its model "
+                        "(model.grade_features / grade_output / predict), which knows its "
+                        "σ, seed or ω₀; the module functions take ReLU grades")
     return hidden_features(params.hidden, x)
 
 

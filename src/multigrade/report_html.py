@@ -238,13 +238,15 @@ def _selection_section(dirs: dict[str, Path]) -> str:
 
 def _settings(dirs: dict[str, Path]) -> str:
     """What each method trained with (restoration: lr, β, λ, and where they come from)."""
+    from multigrade.experiments import tasks
+
     rows = []
     for name, d in dirs.items():
         if not (d / runs.CONFIG).is_file():
             continue
         cfg = runs.read_toml(d / runs.CONFIG)
         problem, train = cfg.get("problem", {}), cfg.get("train", {})
-        if problem.get("task") not in ("denoise", "deblur"):
+        if problem.get("task") not in tasks.names(restoration=True):
             continue
         source = cfg.get("methods", {}).get(name, {}).get("source", "")
         rows.append([name, _num(train.get("lr")), _num(problem.get("beta")),
@@ -274,19 +276,19 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
                              "(dotted: grade boundaries)"))
         parts.append(_selection_section(dirs))
         if kind == "compare":
-            from multigrade.report import comparison_panels, plot_images
+            from multigrade.report import baseline_panels, comparison_panels, plot_images
 
-            panels = comparison_panels(run_dir)
+            panels, classical = comparison_panels(run_dir), baseline_panels(run_dir)
+            beside = " and the classical baselines" if classical else ""
             if panels:
                 parts.append(_figure(_png(lambda b: plot_images(panels, b)),
-                                     "the references, the classical baselines and each "
-                                     "method's final image"))
+                                     f"the references{beside.replace(' and', ',')} and "
+                                     "each method's final image"))
             if "mgdl" in dirs:
-                from multigrade.report import baseline_panels
-
-                parts.append(_figure(_grades_png(dirs["mgdl"], baseline_panels(run_dir)),
-                                     "MGDL after each grade, beside the observation and the "
-                                     "classical baselines"))
+                parts.append(_figure(_grades_png(dirs["mgdl"], classical),
+                                     "MGDL after each grade" + (f", beside the observation"
+                                                                f"{beside}" if classical
+                                                                else "")))
         else:
             parts.append(_figure(_grades_png(run_dir), "the image after each grade"))
     elif kind == "lr-sweep":

@@ -101,6 +101,9 @@ class Discrepancy(Selector):
     def done(self, row: dict) -> bool:
         return row["residual"] <= self.tau * self.sigma**2
 
+    def settings(self) -> dict[str, float]:
+        return {"tau": self.tau}
+
 
 @dataclasses.dataclass(frozen=True)
 class Holdout(Selector):

@@ -23,7 +23,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,8 @@ import numpy as np
 import optax
 
 from multigrade._types import Array, PRNGKeyArray, PyTree, as_float, float_dtype
-from multigrade.model import Model, blocked
-from multigrade.problems import Problem
+from multigrade.model import GradeModel, blocked
+from multigrade.problems import ObservedProblem, Problem
 
 # A grade whose training loss exceeds its initial loss by this factor has diverged, even
 # while the loss is still finite (Adam at a huge rate climbs to 1e35 without overflowing).
@@ -90,6 +90,10 @@ class Selector:
     def done(self, row: dict[str, float]) -> bool:
         return False
 
+    def settings(self) -> dict[str, float]:
+        """The rule's own constants, for the record (the discrepancy principle's τ)."""
+        return {}
+
 
 def grade_gain(before: float, after: float) -> float:
     """A grade's gain in dB on a loss: 10·log10(before / after) (−∞ if it blew up)."""
@@ -98,45 +102,27 @@ def grade_gain(before: float, after: float) -> float:
     return 10.0 * math.log10(before / after)
 
 
-@dataclasses.dataclass(frozen=True)
-class StepSize:
-    """Gradient descent's step from the spectrum of each grade's loss Hessian H.
-
-    GD on a grade is locally stable while η·λ_max(H) ≤ 2 (SPEC §4). λ_max is estimated by
-    `order` Lanczos steps on Hessian-vector products of the current grade's loss (the
-    earlier grades and u fixed), at the start of each grade and every `every` epochs.
+@runtime_checkable
+class StepSize(Protocol):
+    """Gradient descent's step from the spectrum of each grade's loss Hessian H (the rule
+    `fit(step_size=...)` follows; `multigrade.analysis.StepSize` is the implementation,
+    which estimates λ_max by Lanczos).
 
     Attributes:
         c: at the start of each grade η = c·2/λ_max; None keeps the optimiser's rate.
         every: epochs between re-estimates (a multiple of `record_every`); None: only at
             the start.
         lower: at a re-estimate where λ_max > 2/η, lower η to c·2/λ_max.
-        eig_stop: end the grade at a re-estimate where the smallest eigenvalue of the GD
-            iteration's Jacobian, 1 − η·λ_max, is below this (the reference code's −0.95).
-        order: Lanczos steps per estimate.
-
-    The optimiser must carry its rate in its state: `optax.inject_hyperparams(optax.sgd)(
-    learning_rate=...)`. Records gain `lr` (the rate of that record's epochs) and, where an
-    estimate was made, `sharpness` (λ_max).
+        eig_stop: end the grade at a re-estimate where 1 − η·λ_max is below this.
     """
 
-    c: float | None = 0.5
-    every: int | None = None
-    lower: bool = False
-    eig_stop: float | None = None
-    order: int = 32
+    c: float | None
+    every: int | None
+    lower: bool
+    eig_stop: float | None
 
-    def __post_init__(self):
-        if self.c is not None and not 0 < self.c <= 1:
-            raise ValueError(f"the step factor c must lie in (0, 1], got {self.c}")
-        if self.every is not None and self.every < 1:
-            raise ValueError(f"sharpness estimates every {self.every} epochs: must be ≥ 1")
-        if (self.lower or self.eig_stop is not None) and self.every is None:
-            raise ValueError("lowering η or the eigenvalue stop needs re-estimates: set every")
-        if self.lower and self.c is None:
-            raise ValueError("lowering η sets it to c·2/λ_max: set c")
-        if self.order < 2:
-            raise ValueError(f"order must be at least 2, got {self.order}")
+    def sharpness(self, loss, params: PyTree, key: PRNGKeyArray) -> float:
+        """λ_max of `loss`'s Hessian at `params` (a `jax.tree_util.Partial` of params)."""
 
 
 def learning_rate(opt_state) -> Array:
@@ -289,7 +275,7 @@ class FitResult:
         probes: what `fit`'s `probe` returned along training, with grade, epoch and step.
     """
 
-    model: Model
+    model: GradeModel
     params: list[PyTree]  # GradeParams per grade (MultiGrade), sub-networks (MultiScale)
     scales: list[float]
     grades: list[GradeSummary]
@@ -368,8 +354,8 @@ def make_epoch(problem: Problem, tx: optax.GradientTransformation, feats: Array,
     return epoch
 
 
-def grade_loss(model: Model, block: int | None, problem: Problem, feats: Array, base: Array,
-               scale, aux, params) -> Array:
+def grade_loss(model: GradeModel, block: int | None, problem: Problem, feats: Array,
+               base: Array, scale, aux, params) -> Array:
     """The current grade's loss as a function of its parameters (the last argument), with
     the earlier grades and the auxiliary state u fixed: what the Hessian analysis
     differentiates. `fit` hands probes `jax.tree_util.Partial(grade_loss, ...)`, a pytree
@@ -667,7 +653,7 @@ def _validate(model, problem, budgets, record_every, window, tol, block, checkpo
 
 
 def fit(
-    model: Model,
+    model: GradeModel,
     problem: Problem,
     *,
     optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
@@ -782,10 +768,10 @@ def fit(
 def _check_probes(problem: Problem, probes) -> Array | None:
     if probes is None:
         return None
-    observed = getattr(problem, "observed", None)
-    if observed is None or not hasattr(problem, "with_observation"):
+    if not isinstance(problem, ObservedProblem):
         raise ValueError("divergence probes need a problem with an observation "
                          "(denoising or deblurring)")
+    observed = problem.observed
     probes = as_float(probes)
     if probes.ndim != observed.ndim + 1 or probes.shape[1:] != observed.shape \
             or probes.shape[0] < 1:
@@ -795,7 +781,7 @@ def _check_probes(problem: Problem, probes) -> Array | None:
 
 
 def fit_sweep(
-    model: Model,
+    model: GradeModel,
     problem: Problem,
     learning_rates: Sequence[float],
     *,
@@ -853,7 +839,7 @@ class _Frozen:
 
 @dataclasses.dataclass
 class _Loop:
-    model: Model
+    model: GradeModel
     problem: Problem
     engine: _Engine
     txs: list
@@ -1189,14 +1175,11 @@ class _Loop:
         return state, tstate
 
     def _sharpness(self, k: int, state: GradeState, frozen: _Frozen) -> float:
-        """λ_max of the current grade's loss Hessian (Lanczos on HVPs)."""
-        from multigrade.analysis.hessian import extreme_eigenvalues
-
+        """λ_max of the current grade's loss Hessian (the step size rule's estimate)."""
         loss = jax.tree_util.Partial(self.loss_fn, self.problem, frozen.feats["train"],
                                      frozen.base["train"], frozen.scale, state.aux)
-        _, top = extreme_eigenvalues(loss, state.params, k=1, order=self.step_size.order,
-                                     key=jax.random.fold_in(self.key, 7919 + k))
-        return float(top[-1])
+        return self.step_size.sharpness(loss, state.params,
+                                        jax.random.fold_in(self.key, 7919 + k))
 
     def _start_rate(self, k: int, state: GradeState, frozen: _Frozen,
                     pending: Pending | None, rows: list[dict]):

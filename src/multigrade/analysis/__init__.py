@@ -6,11 +6,12 @@ from multigrade.analysis.hessian import extreme_eigenvalues, hessian, hvp, lancz
 from multigrade.analysis.lr_sweep import SweepResult, classify, lr_sweep
 from multigrade.analysis.stability import (
     StabilityReport,
+    StepSize,
     hessian_eigenvalues,
     make_stability_probe,
     stability_report,
 )
 
-__all__ = ["SpectralDensity", "StabilityReport", "SweepResult", "classify",
+__all__ = ["SpectralDensity", "StabilityReport", "StepSize", "SweepResult", "classify",
            "extreme_eigenvalues", "hessian", "hessian_eigenvalues", "hutchinson_trace", "hvp",
            "lanczos", "lr_sweep", "make_stability_probe", "slq", "stability_report"]

@@ -171,3 +171,50 @@ def make_stability_probe(lr: float, *, dense_max: int = DENSE_MAX, k: int = 5,
                 out["trace_dense"] = float(np.sum(r.eigenvalues))
         return out
     return probe
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSize:
+    """Gradient descent's step from the spectrum of each grade's loss Hessian H.
+
+    GD on a grade is locally stable while η·λ_max(H) ≤ 2 (SPEC §4). λ_max is estimated by
+    `order` Lanczos steps on Hessian-vector products of the current grade's loss (the
+    earlier grades and u fixed), at the start of each grade and every `every` epochs.
+
+    Attributes:
+        c: at the start of each grade η = c·2/λ_max; None keeps the optimiser's rate.
+        every: epochs between re-estimates (a multiple of `record_every`); None: only at
+            the start.
+        lower: at a re-estimate where λ_max > 2/η, lower η to c·2/λ_max.
+        eig_stop: end the grade at a re-estimate where the smallest eigenvalue of the GD
+            iteration's Jacobian, 1 − η·λ_max, is below this (the reference code's −0.95).
+        order: Lanczos steps per estimate.
+
+    Implements `train.StepSize` (the protocol `fit` reads). The optimiser must carry its
+    rate in its state: `optax.inject_hyperparams(optax.sgd)(
+    learning_rate=...)`. Records gain `lr` (the rate of that record's epochs) and, where an
+    estimate was made, `sharpness` (λ_max).
+    """
+
+    c: float | None = 0.5
+    every: int | None = None
+    lower: bool = False
+    eig_stop: float | None = None
+    order: int = 32
+
+    def __post_init__(self):
+        if self.c is not None and not 0 < self.c <= 1:
+            raise ValueError(f"the step factor c must lie in (0, 1], got {self.c}")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"sharpness estimates every {self.every} epochs: must be ≥ 1")
+        if (self.lower or self.eig_stop is not None) and self.every is None:
+            raise ValueError("lowering η or the eigenvalue stop needs re-estimates: set every")
+        if self.lower and self.c is None:
+            raise ValueError("lowering η sets it to c·2/λ_max: set c")
+        if self.order < 2:
+            raise ValueError(f"order must be at least 2, got {self.order}")
+
+    def sharpness(self, loss, params: PyTree, key: PRNGKeyArray) -> float:
+        """λ_max of `loss`'s Hessian at `params`: `order` Lanczos steps on HVPs."""
+        _, top = extreme_eigenvalues(loss, params, k=1, order=self.order, key=key)
+        return float(top[-1])

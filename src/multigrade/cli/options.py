@@ -1,9 +1,12 @@
-"""Options shared by several commands (Typer `Annotated` aliases)."""
+"""Options shared by several commands (Typer `Annotated` aliases), and the option groups
+that `fit` and `compare` commands are made of (`Opt`, `options`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,14 +81,15 @@ BetaOpt = Annotated[float, typer.Option("--beta", help="TV splitting coupling we
 LamOpt = Annotated[float, typer.Option("--lam", help="TV weight λ.")]
 # Restoration: unset, each method takes the authors' value (SPEC §3, presets.AUTHORS)
 _AUTHORS = ("default: the authors' per-method values, denoising MGDL {d_m}, SGDL {d_s}; "
-            "deblurring MGDL {b_m}, SGDL {b_s} (SPEC §3); given, it applies to every method")
+            "deblurring MGDL {b_m}, SGDL {b_s} (SPEC §3); inpainting {i}; given, it applies "
+            "to every method")
 RestLrOpt = Annotated[str | None, typer.Option("--lr", help="Learning rate, or auto[:c] with "
-    "--optimizer gd. " + _AUTHORS.format(d_m="5e-3", d_s="5e-3", b_m="5e-3", b_s="5e-3")
+    "--optimizer gd. " + _AUTHORS.format(d_m="5e-3", d_s="5e-3", b_m="5e-3", b_s="5e-3", i="1e-3")
     + "; with another optimiser than adam, 1e-3.")]
 RestBetaOpt = Annotated[float | None, typer.Option("--beta", help="TV splitting coupling "
-    "weight β. " + _AUTHORS.format(d_m="1", d_s="0.1", b_m="1e-2", b_s="0.1") + ".")]
+    "weight β. " + _AUTHORS.format(d_m="1", d_s="0.1", b_m="1e-2", b_s="0.1", i="0.1") + ".")]
 RestLamOpt = Annotated[float | None, typer.Option("--lam", help="TV weight λ. " + _AUTHORS.format(
-    d_m="1e-2", d_s="1e-4", b_m="1e-1", b_s="0.1") + ".")]
+    d_m="1e-2", d_s="1e-4", b_m="1e-1", b_s="0.1", i="0.01") + ".")]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Relaxation α of the u update.")]
 NoiseSeedOpt = Annotated[int, typer.Option(
     "--noise-seed", help="Seed of the observation's noise (kept apart from --seed).")]
@@ -110,3 +114,98 @@ SureProbesOpt = Annotated[int, typer.Option(
 SureEpsOpt = Annotated[float, typer.Option(
     "--sure-eps", help="--select sure: the divergence's finite-difference step in units of "
     "σ_n (0: exact derivatives, forward mode).")]
+MissingOpt = Annotated[float, typer.Option(
+    "--missing", help="Inpainting: the fraction of pixels missing, drawn at random from "
+    "--noise-seed (unless --mask is given).")]
+MaskOpt = Annotated[str | None, typer.Option(
+    "--mask", help="Inpainting: a mask image of the same scene (resized with --size), white "
+    "where a pixel is seen, black where it is missing.")]
+
+
+# --------------------------------------------------------------------------------------
+# Option groups: a command is a list of them (`options`), so no option list is written twice
+
+
+@dataclasses.dataclass(frozen=True)
+class Opt:
+    """One option of a command: the config field it sets, its Typer type and default
+    (`...`: required)."""
+
+    name: str
+    annotation: Any
+    default: Any = ...
+
+    def parameter(self) -> inspect.Parameter:
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY,
+                                 annotation=self.annotation,
+                                 default=inspect.Parameter.empty if self.default is ...
+                                 else self.default)
+
+
+def group(*opts: Opt, **defaults) -> tuple[Opt, ...]:
+    """`opts` with some defaults changed: `group(*TRAIN, lr=None)`."""
+    unknown = set(defaults) - {o.name for o in opts}
+    if unknown:
+        raise TypeError(f"no option {sorted(unknown)} in the group")
+    return tuple(dataclasses.replace(o, default=defaults[o.name]) if o.name in defaults else o
+                 for o in opts)
+
+
+def options(*groups: tuple[Opt, ...]):
+    """Gives a function `f(ctx, **opts)` the signature Typer reads: `ctx` and every option
+    of `groups`, keyword-only."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=typer.Context)]
+    seen: set[str] = set()
+    for o in (o for g in groups for o in g):
+        if o.name in seen:
+            raise TypeError(f"option {o.name!r} given twice")
+        seen.add(o.name)
+        params.append(o.parameter())
+
+    def wrap(fn):
+        fn.__signature__ = inspect.Signature(params)
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
+
+    return wrap
+
+
+IMAGE = (Opt("image", ImageOpt), Opt("size", SizeOpt, None), Opt("data_dir", DataDirOpt, None),
+         Opt("color", ColorOpt, False))
+SPLITTING = (Opt("beta", RestBetaOpt, None), Opt("lam", RestLamOpt, None),
+             Opt("alpha", AlphaOpt, 0.99), Opt("noise_seed", NoiseSeedOpt, 0))
+OBSERVATION = {
+    "regression": (),
+    "denoise": (Opt("sigma", SigmaOpt, 10.0), *SPLITTING),
+    "deblur": (Opt("blur_sigma", BlurSigmaOpt, 3.0), Opt("noise", NoiseOpt, 3.0), *SPLITTING),
+    "inpaint": (Opt("missing", MissingOpt, 0.5), Opt("mask", MaskOpt, None),
+                Opt("sigma", SigmaOpt, 5.0), *SPLITTING),
+}
+METHOD = (Opt("method", MethodOpt, "mgdl"),)
+MODEL = (Opt("grades", GradesOpt, "4"), Opt("layers_per_grade", LayersOpt, 2),
+         Opt("width", WidthOpt, 128), Opt("init", InitOpt, "glorot"))
+TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
+         Opt("epochs", EpochsOpt, 2000), Opt("record_every", RecordOpt, 10),
+         Opt("tol", TolOpt, None), Opt("seed", SeedOpt, 0),
+         Opt("checkpoint_every", CheckpointOpt, 1000), Opt("max_grades", MaxGradesOpt, 8),
+         Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
+         Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None))
+ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
+         Opt("omega0", Omega0Opt, 30.0))
+BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),
+             Opt("baseline_lr", BaselineLrOpt, None))
+SELECT = (Opt("select", SelectOpt, "none"), Opt("noise_level", NoiseLevelOpt, None),
+          Opt("holdout", HoldoutOpt, 0.1), Opt("sure_probes", SureProbesOpt, 1),
+          Opt("sure_eps", SureEpsOpt, 1.0))
+OUTPUT = (Opt("out", OutOpt, None), Opt("overwrite", OverwriteOpt, False),
+          Opt("quiet", QuietOpt, False))
+
+
+def task_options(command: str, task: str, restoration: bool) -> tuple[tuple[Opt, ...], ...]:
+    """The option groups of `mgdl <command> <task>` (command: fit or compare)."""
+    model = group(*MODEL, layers_per_grade=3) if restoration else MODEL
+    train = tuple(Opt("lr", RestLrOpt, None) if o.name == "lr" and restoration else o
+                  for o in TRAIN)
+    return (IMAGE, OBSERVATION[task], METHOD if command == "fit" else (), model, train, ARCHS,
+            BASELINES if command == "compare" else (), SELECT if restoration else (), OUTPUT)

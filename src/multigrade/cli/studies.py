@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, no_type_check
 
 import typer
@@ -17,18 +16,18 @@ from multigrade.cli._app import (
     progress_bars,
 )
 from multigrade.cli.options import (
+    OUTPUT,
     BetaOpt,
     DataDirOpt,
     LamOpt,
-    OutOpt,
-    OverwriteOpt,
+    Opt,
     QuietOpt,
     RecordOpt,
     SeedOpt,
     SigmaOpt,
+    options,
 )
 from multigrade.cli.tasks import _num
-from multigrade.experiments.runner import study_status
 
 TaskArg = Annotated[str, typer.Argument(help="synthetic, regression or denoise.")]
 MethodsOpt = Annotated[str, typer.Option(
@@ -63,55 +62,64 @@ def _check_multiple(value: int, record_every: int, option: str) -> None:
                          f"({record_every}), got {value}")
 
 
-def _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam, width,
-                  grades, layers_per_grade, seed):
-    from multigrade.experiments.studies import StudyConfig
+def _study_config(command: str, task: str, opts: dict, rates: list[float], **study):
+    """The study's `RunConfig` (what its run directory's `config.toml` keeps): the common
+    options in `opts`, the `[study]` fields in `study`; unset architecture fields take the
+    paper's for the task (`studies.paper_architecture`)."""
+    import jax
 
-    if size is not None and size < 2:
-        raise ValueError(f"--size must be at least 2, got {size}")
-    return StudyConfig(task=task, methods=tuple(m.strip() for m in methods.split(",") if m),
-                       setting=setting, image=image, size=size, data_dir=data_dir,
-                       sigma=sigma / 255, beta=beta, lam=lam, width=width, grades=grades,
-                       layers_per_grade=layers_per_grade, seed=seed)
+    from multigrade.experiments import ModelConfig, ProblemConfig, RunConfig, TrainConfig, tasks
+    from multigrade.experiments.config import StudySection
+    from multigrade.experiments.studies import paper_architecture
+
+    spec = tasks.get(task)
+    if not spec.studies:
+        raise ValueError(f"the {command} study runs on {', '.join(tasks.names(studies=True))}, "
+                         f"not {task}")
+    if spec.image and opts["image"] is None:
+        raise ValueError(f"the {task} task needs an image (--image NAME_OR_PATH)")
+    width, grades, layers = paper_architecture(command, task)
+    methods = tuple(m.strip() for m in opts["methods"].split(",") if m.strip())
+    return RunConfig(
+        command=command,
+        problem=ProblemConfig(task=task, image=opts["image"] or "camera", size=opts["size"],
+                              data_dir=None if opts["data_dir"] is None else
+                              str(opts["data_dir"]), sigma=opts["sigma"], beta=opts["beta"],
+                              lam=opts["lam"], setting=opts["setting"]),
+        model=ModelConfig(width=opts["width"] or width, grades=opts["grades"] or grades,
+                          layers_per_grade=opts["layers_per_grade"] or layers, init="he"),
+        train=TrainConfig(optimizer="gd", lr=max(rates), epochs=opts["steps"],
+                          record_every=opts["record_every"], seed=opts["seed"]),
+        study=StudySection(methods=methods, learning_rates=tuple(rates), **study),
+        x64=bool(jax.config.jax_enable_x64))
 
 
-def _claim(out, overwrite: bool, kind: str, cfg, command: str):
-    """Checks the study's input and claims its run directory, before any training: the
-    directory's lock (`runs.Lock`), held until the study is saved."""
-    from multigrade import runs
-    from multigrade.experiments.studies import study_problem
+# The options every study takes (`opts` of `_study_config`), then its output options.
+STUDY = (Opt("task", TaskArg), Opt("methods", MethodsOpt, "mgdl,sgdl"),
+         Opt("steps", StepsOpt, 2000), Opt("setting", SettingOpt, 1),
+         Opt("image", StudyImageOpt, None), Opt("size", StudySizeOpt, 64),
+         Opt("data_dir", DataDirOpt, None), Opt("sigma", SigmaOpt, 10.0),
+         Opt("beta", BetaOpt, 1e-3), Opt("lam", LamOpt, 1e-4),
+         Opt("width", StudyWidthOpt, None), Opt("grades", StudyGradesOpt, None),
+         Opt("layers_per_grade", StudyLayersOpt, None), Opt("record_every", RecordOpt, 10),
+         Opt("seed", SeedOpt, 0))
 
-    study_problem(cfg)  # a missing image or an unknown setting is refused before a directory
-    return runs.claim(out if out is not None else runs.default_out(kind), "study",
-                      overwrite=overwrite, command=command)
+
+def _run_study(ctx, cfg, out, overwrite: bool, quiet: bool):
+    """`execute` the study (its directory claimed, its problem built once)."""
+    from multigrade.experiments import execute
+
+    with progress_bars(quiet) as progress:
+        return execute(cfg, out, overwrite=overwrite, command=command_line(ctx),
+                       progress=progress)
 
 
 @app.command("lr-sweep")
 @_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def lr_sweep_cmd(
-    ctx: typer.Context,
-    task: TaskArg,
-    methods: MethodsOpt = "mgdl,sgdl",
-    lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")] =
-        "1e-3,1e-2,5e-2,1e-1,2e-1,5e-1",
-    steps: StepsOpt = 2000,
-    setting: SettingOpt = 1,
-    image: StudyImageOpt = None,
-    size: StudySizeOpt = 64,
-    data_dir: DataDirOpt = None,
-    sigma: SigmaOpt = 10.0,
-    beta: BetaOpt = 1e-3,
-    lam: LamOpt = 1e-4,
-    width: StudyWidthOpt = None,
-    grades: StudyGradesOpt = None,
-    layers_per_grade: StudyLayersOpt = None,
-    record_every: RecordOpt = 10,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-):
+@options(STUDY, (Opt("lrs", Annotated[str, typer.Option(
+    "--lrs", help="Comma-separated learning rates.")], "1e-3,1e-2,5e-2,1e-1,2e-1,5e-1"),),
+    OUTPUT)
+def lr_sweep_cmd(ctx, lrs: str, out, overwrite: bool, quiet: bool, **opts):
     """Full-batch GD at every learning rate × method (paper §5), vmapped over the rates.
 
     Labels each run converged / oscillated / stalled / diverged and reports the largest
@@ -119,19 +127,12 @@ def lr_sweep_cmd(
     4 × [32] vs SGDL [32]×4; regression MGDL 4 × [128, 128] vs SGDL [128]×8; denoise
     4 × [48] vs [48]×4; He initialisation.
     """
-    from multigrade.experiments.studies import run_lr_sweep, save_sweep
-
-    cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
-                        width, grades, layers_per_grade, seed)
+    task, steps = opts["task"], opts["steps"]
     rates = _floats(lrs, "--lrs")
-    _check_multiple(steps, record_every, "--steps")
-    command = command_line(ctx)
-    held = _claim(out, overwrite, f"lr-sweep-{task}", cfg, command)
-    out = held.path
-    with held, study_status(out, command), progress_bars(quiet) as progress:
-        sweeps = run_lr_sweep(cfg, rates, steps, record_every=record_every, progress=progress)
-        save_sweep(out, sweeps, {"command": command, **dataclasses.asdict(cfg),
-                                 "lrs": rates, "steps": steps})
+    _check_multiple(steps, opts["record_every"], "--steps")
+    cfg = _study_config("lr-sweep", task, opts, rates)
+    outcome = _run_study(ctx, cfg, out, overwrite, quiet)
+    sweeps, out = outcome.study, outcome.run_dir
     table = Table(title=f"GD learning-rate sweep, {task}, {steps} steps per grade")
     cols = ["method", "η", "label", "train loss", "val loss"]
     has_psnr = any("test_psnr" in r.metrics or "psnr" in r.metrics
@@ -154,42 +155,26 @@ def lr_sweep_cmd(
     console.print(f"run directory: {out}")
 
 
+SPECTRUM = (
+    Opt("lr", Annotated[str, typer.Option("--lr", help="GD learning rate, one for all methods "
+                                          "or one per method (comma-separated).")], "0.05"),
+    Opt("interval", Annotated[int, typer.Option(
+        "--interval", help="GD steps between Hessian spectra.")], 500),
+    Opt("dense_max", Annotated[int, typer.Option(
+        "--dense-max", help="Largest Hessian formed densely; above it, Lanczos extremes.")],
+        4000),
+    Opt("density", Annotated[bool, typer.Option(
+        "--density", help="Also the Hessian's spectral density (stochastic Lanczos "
+        "quadrature) and trace at every probe: density.png, density.npz.")], False),
+    Opt("density_probes", Annotated[int, typer.Option(
+        "--density-probes", help="Random probes of the density and trace.")], 10))
+
+
 @app.command("spectrum")
 @_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def spectrum_cmd(
-    ctx: typer.Context,
-    task: TaskArg,
-    methods: MethodsOpt = "mgdl,sgdl",
-    lr: Annotated[str, typer.Option(
-        "--lr", help="GD learning rate, one for all methods or one per method (comma-separated)."
-    )] = "0.05",
-    steps: StepsOpt = 2000,
-    interval: Annotated[int, typer.Option(
-        "--interval", help="GD steps between Hessian spectra.")] = 500,
-    setting: SettingOpt = 1,
-    image: StudyImageOpt = None,
-    size: StudySizeOpt = 64,
-    data_dir: DataDirOpt = None,
-    sigma: SigmaOpt = 10.0,
-    beta: BetaOpt = 1e-3,
-    lam: LamOpt = 1e-4,
-    width: StudyWidthOpt = None,
-    grades: StudyGradesOpt = None,
-    layers_per_grade: StudyLayersOpt = None,
-    dense_max: Annotated[int, typer.Option(
-        "--dense-max", help="Largest Hessian formed densely; above it, Lanczos extremes.")] = 4000,
-    density: Annotated[bool, typer.Option(
-        "--density", help="Also the Hessian's spectral density (stochastic Lanczos "
-        "quadrature) and trace at every probe: density.png, density.npz.")] = False,
-    density_probes: Annotated[int, typer.Option(
-        "--density-probes", help="Random probes of the density and trace.")] = 10,
-    record_every: RecordOpt = 10,
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-):
+@options(STUDY, SPECTRUM, OUTPUT)
+def spectrum_cmd(ctx, lr: str, interval: int, dense_max: int, density: bool,
+                 density_probes: int, out, overwrite: bool, quiet: bool, **opts):
     """Hessian and GD-Jacobian (I − ηH) spectra along GD training (paper §6).
 
     Every --interval steps of each grade: the eigenvalues of the current grade's Hessian
@@ -198,25 +183,17 @@ def spectrum_cmd(
     2/λ_max and the condition number. Architectures default to the paper's: synthetic
     4 × [32] vs [32]×4; regression and denoise 4 × [48] vs [48]×4.
     """
-    from multigrade.experiments.studies import run_spectrum, save_spectrum
-
-    cfg = _study_config(task, methods, setting, image, size, data_dir, sigma, beta, lam,
-                        width, grades, layers_per_grade, seed)
+    task = opts["task"]
     rates = _floats(lr, "--lr")
-    _check_multiple(interval, record_every, "--interval")
-    _check_multiple(steps, record_every, "--steps")
+    _check_multiple(interval, opts["record_every"], "--interval")
+    _check_multiple(opts["steps"], opts["record_every"], "--steps")
     if density and density_probes < 2:
         raise ValueError(f"--density-probes must be at least 2, got {density_probes}")
-    command = command_line(ctx)
-    held = _claim(out, overwrite, f"spectrum-{task}", cfg, command)
-    out = held.path
-    with held, study_status(out, command), progress_bars(quiet) as progress:
-        results = run_spectrum(cfg, rates, steps, interval, record_every=record_every,
-                               dense_max=dense_max, progress=progress,
-                               density=density_probes if density else 0)
-        save_spectrum(out, results, {"command": command, **dataclasses.asdict(cfg),
-                                     "lr": rates, "steps": steps, "interval": interval,
-                                     "density_probes": density_probes if density else 0})
+    cfg = _study_config("spectrum", task, opts, rates,
+                        interval=interval, dense_max=dense_max,
+                        density=density_probes if density else 0)
+    outcome = _run_study(ctx, cfg, out, overwrite, quiet)
+    results, out = outcome.study, outcome.run_dir
     _print_spectrum(results, task, dense_max)
     console.print(f"run directory: {out}")
 

@@ -24,49 +24,10 @@ from multigrade.cli._app import (
     progress_bars,
 )
 from multigrade.cli.options import (
-    AlphaOpt,
-    ArchsOpt,
-    BaselineLrOpt,
-    BaselinesOpt,
-    BlurSigmaOpt,
-    CheckpointOpt,
-    ColorOpt,
-    DataDirOpt,
-    EigStopOpt,
     EpochsOpt,
-    FourierSigmaOpt,
-    FourierSigmasOpt,
-    GradesOpt,
-    HoldoutOpt,
-    ImageOpt,
-    InitOpt,
-    LayersOpt,
-    LowerLrOpt,
-    LrOpt,
-    MaxGradesOpt,
-    MethodOpt,
-    MinGainOpt,
-    NoiseLevelOpt,
-    NoiseOpt,
-    NoiseSeedOpt,
-    Omega0Opt,
-    OptimOpt,
     OutOpt,
     OverwriteOpt,
     QuietOpt,
-    RecordOpt,
-    RestBetaOpt,
-    RestLamOpt,
-    RestLrOpt,
-    SeedOpt,
-    SelectOpt,
-    SharpnessEveryOpt,
-    SigmaOpt,
-    SizeOpt,
-    SureEpsOpt,
-    SureProbesOpt,
-    TolOpt,
-    WidthOpt,
 )
 
 # --------------------------------------------------------------------------------------
@@ -190,25 +151,19 @@ def print_outcome(outcome) -> None:
     PSNR after each grade, then where the run directory is."""
     from multigrade.nn import count_params
 
-    problem, cfg = outcome.problem, outcome.config
+    cfg = outcome.config
     if outcome.study is not None:
         _print_study(outcome)
         return
     title = (f"{' vs '.join(m.upper() for m in outcome.results)} {cfg.problem.task}, "
              f"{cfg.problem.image if cfg.problem.task != 'synthetic' else 'setting'}"
              f"{'' if cfg.problem.task != 'synthetic' else ' ' + str(cfg.problem.setting)}")
+    _print_reference(outcome)
     table = Table(title=title)
     cols = ["method", "grades", "layers", "params", "train loss", "val dB", "test dB", "SSIM",
             "test dB after each grade", "epochs", "seconds", "status"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("method", "status") else "right")
-    blank = [""] * (len(cols) - 3)
-    if hasattr(problem, "observed_psnr"):
-        table.add_row("observation", *blank[:5], f"{problem.observed_psnr():.2f}",
-                      f"{problem.observed_ssim():.3f}", "", "", "", "")
-    for b in outcome.baselines:
-        table.add_row(f"{b.name} ({b.parameter} {b.value:.3g})", *blank[:5], f"{b.psnr:.2f}",
-                      f"{b.ssim:.3f}", "", "", "", "")
     for name, r in outcome.results.items():
         m = r.metrics
         per_grade = "/".join(_db(g.metrics) for g in r.grades) if len(r.grades) > 1 else ""
@@ -226,11 +181,30 @@ def print_outcome(outcome) -> None:
     console.print(f"run directory: {outcome.run_dir}")
 
 
+def _print_reference(outcome) -> None:
+    """Restoration: the observation and the classical baselines, in a table of their own
+    (narrow: it fits 80 columns)."""
+    problem = outcome.problem
+    if not hasattr(problem, "observed_psnr"):
+        return
+    table = Table(title="Observation and classical baselines")
+    for col in ("", "parameter", "test dB", "SSIM"):
+        table.add_column(col, justify="left" if col in ("", "parameter") else "right")
+    table.add_row("observation", "", f"{problem.observed_psnr():.2f}",
+                  f"{problem.observed_ssim():.3f}")
+    for b in outcome.baselines:
+        param = f"{b.parameter} {b.value:.3g}" if b.value else "-"
+        table.add_row(b.name, param, f"{b.psnr:.2f}", f"{b.ssim:.3f}")
+    console.print(table)
+
+
 def _print_settings(outcome) -> None:
     """What each method trained with, where the methods' settings differ (restoration:
     the authors' per-method values by default), and where the values come from."""
+    from multigrade.experiments import tasks
+
     cfg = outcome.config
-    if cfg.problem.task not in ("denoise", "deblur"):
+    if not tasks.get(cfg.problem.task).restoration:
         return
     for name in outcome.results:
         if name not in ("mgdl", "sgdl"):
@@ -416,147 +390,42 @@ def grow(
 # fit / compare
 
 
-@fit_app.command("regression")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def fit_regression(
-    ctx: typer.Context,
-    image: ImageOpt, size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    method: MethodOpt = "mgdl", grades: GradesOpt = "4", layers_per_grade: LayersOpt = 2,
-    width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: LrOpt = "1e-3", epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
-    tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    out: OutOpt = None, overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
-):
-    """Coordinate image regression (paper §2.1): fit pixel values from pixel coordinates."""
-    _execute(ctx, _config("fit", "regression", locals()), out, overwrite, quiet)
+_DOCS = {
+    ("fit", "regression"): "Coordinate image regression (paper §2.1): fit pixel values from "
+                           "pixel coordinates.",
+    ("compare", "regression"): "MGDL vs SGDL (same total depth, optimiser, epochs per grade "
+                               "and seed) on an image.",
+    ("fit", "denoise"): "Denoising with TV splitting (paper §2.2): the network is the restored "
+                        "image.",
+    ("compare", "denoise"): "MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an "
+                            "oracle-tuned TV baseline.",
+    ("fit", "deblur"): "Deblurring with TV splitting (paper §2.2): Gaussian blur, symmetric "
+                       "padding.",
+    ("compare", "deblur"): "MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener "
+                           "baselines.",
+    ("fit", "inpaint"): "Inpainting with TV splitting: y = M ⊙ (image + noise) for a pixel "
+                        "mask M (random, or --mask); the network fills the gaps.",
+    ("compare", "inpaint"): "MGDL vs SGDL inpainting, with biharmonic inpainting (and TV on "
+                            "it) as the classical baseline.",
+}
 
 
-@compare_app.command("regression")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def compare_regression(
-    ctx: typer.Context,
-    image: ImageOpt, size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    grades: GradesOpt = "4", layers_per_grade: LayersOpt = 2, width: WidthOpt = 128,
-    init: InitOpt = "glorot", optimizer: OptimOpt = "adam", lr: LrOpt = "1e-3",
-    epochs: EpochsOpt = 2000, record_every: RecordOpt = 10, tol: TolOpt = None,
-    seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
-    baseline_lr: BaselineLrOpt = None, out: OutOpt = None,
-    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
-):
-    """MGDL vs SGDL (same total depth, optimiser, epochs per grade and seed) on an image."""
-    _execute(ctx, _config("compare", "regression", locals()), out, overwrite, quiet)
+def _task_command(command: str, task: str) -> None:
+    """Registers `mgdl <command> <task>`: its options (`options.task_options`) → a
+    `RunConfig` → `experiments.execute` → the table."""
+    from multigrade.cli.options import options, task_options
+    from multigrade.experiments import tasks
+
+    @(fit_app if command == "fit" else compare_app).command(task)
+    @_guard
+    @options(*task_options(command, task, tasks.get(task).restoration))
+    def run(ctx, **opts):
+        out, overwrite, quiet = (opts.pop(k) for k in ("out", "overwrite", "quiet"))
+        _execute(ctx, _config(command, task, opts), out, overwrite, quiet)
+
+    run.__doc__ = _DOCS[command, task]
+    run.__name__ = f"{command}_{task}"
 
 
-@fit_app.command("denoise")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def fit_denoise(
-    ctx: typer.Context,
-    image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: RestBetaOpt = None, lam: RestLamOpt = None,
-    alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
-    layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: RestLrOpt = None, epochs: EpochsOpt = 2000,
-    record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    select: SelectOpt = "none",
-    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
-    sure_probes: SureProbesOpt = 1,
-    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
-    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
-):
-    """Denoising with TV splitting (paper §2.2): the network is the restored image."""
-    _execute(ctx, _config("fit", "denoise", locals()), out, overwrite, quiet)
-
-
-@fit_app.command("deblur")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def fit_deblur(
-    ctx: typer.Context,
-    image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
-    size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: RestBetaOpt = None, lam: RestLamOpt = None, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, method: MethodOpt = "mgdl", grades: GradesOpt = "4",
-    layers_per_grade: LayersOpt = 3, width: WidthOpt = 128, init: InitOpt = "glorot",
-    optimizer: OptimOpt = "adam", lr: RestLrOpt = None, epochs: EpochsOpt = 2000,
-    record_every: RecordOpt = 10, tol: TolOpt = None, seed: SeedOpt = 0,
-    checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    select: SelectOpt = "none",
-    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
-    sure_probes: SureProbesOpt = 1,
-    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None,
-    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
-):
-    """Deblurring with TV splitting (paper §2.2): Gaussian blur, symmetric padding."""
-    _execute(ctx, _config("fit", "deblur", locals()), out, overwrite, quiet)
-
-
-@compare_app.command("denoise")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def compare_denoise(
-    ctx: typer.Context,
-    image: ImageOpt, sigma: SigmaOpt = 10.0, size: SizeOpt = None, data_dir: DataDirOpt = None,
-    color: ColorOpt = False, beta: RestBetaOpt = None, lam: RestLamOpt = None,
-    alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
-    width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: RestLrOpt = None, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
-    tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
-    baseline_lr: BaselineLrOpt = None,
-    select: SelectOpt = "none",
-    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
-    sure_probes: SureProbesOpt = 1,
-    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None, overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-):
-    """MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an oracle-tuned TV baseline."""
-    _execute(ctx, _config("compare", "denoise", locals()), out, overwrite, quiet)
-
-
-@compare_app.command("deblur")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def compare_deblur(
-    ctx: typer.Context,
-    image: ImageOpt, blur_sigma: BlurSigmaOpt = 3.0, noise: NoiseOpt = 3.0,
-    size: SizeOpt = None, data_dir: DataDirOpt = None, color: ColorOpt = False,
-    beta: RestBetaOpt = None, lam: RestLamOpt = None, alpha: AlphaOpt = 0.99,
-    noise_seed: NoiseSeedOpt = 0, grades: GradesOpt = "4", layers_per_grade: LayersOpt = 3,
-    width: WidthOpt = 128, init: InitOpt = "glorot", optimizer: OptimOpt = "adam",
-    lr: RestLrOpt = None, epochs: EpochsOpt = 2000, record_every: RecordOpt = 10,
-    tol: TolOpt = None, seed: SeedOpt = 0, checkpoint_every: CheckpointOpt = 1000,
-    max_grades: MaxGradesOpt = 8, min_gain: MinGainOpt = None, lower_lr: LowerLrOpt = False,
-    eig_stop: EigStopOpt = False, sharpness_every: SharpnessEveryOpt = None,
-    archs: ArchsOpt = None, fourier_sigma: FourierSigmaOpt = 10.0, omega0: Omega0Opt = 30.0,
-    baselines: BaselinesOpt = None, fourier_sigmas: FourierSigmasOpt = None,
-    baseline_lr: BaselineLrOpt = None,
-    select: SelectOpt = "none",
-    noise_level: NoiseLevelOpt = None, holdout: HoldoutOpt = 0.1,
-    sure_probes: SureProbesOpt = 1,
-    sure_eps: SureEpsOpt = 1.0, out: OutOpt = None, overwrite: OverwriteOpt = False,
-    quiet: QuietOpt = False,
-):
-    """MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener baselines."""
-    _execute(ctx, _config("compare", "deblur", locals()), out, overwrite, quiet)
+for _command, _task in _DOCS:
+    _task_command(_command, _task)

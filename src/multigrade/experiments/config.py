@@ -96,7 +96,6 @@ import optax
 
 from multigrade.nn import INITS
 
-TASKS = ("regression", "denoise", "deblur", "synthetic")
 COMMANDS = ("fit", "compare", "lr-sweep", "spectrum")
 STUDY_METHODS = ("mgdl", "sgdl", "msdl")
 METHODS = ("mgdl", "sgdl", "ffn", "siren")
@@ -173,10 +172,14 @@ class ProblemConfig:
     alpha: float = 0.99
     noise_seed: int = 0
     setting: int = 1
+    missing: float = 0.5   # inpaint: the fraction of pixels missing (a random mask) ...
+    mask: str | None = None  # ... or a mask image, white where a pixel is seen
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        from multigrade.experiments import tasks
+
+        tasks.get(self.task)  # an unknown task is refused naming the known ones
+        _finite("missing", self.missing, low=0, high=0.99)
         if not self.image:
             raise ValueError("image must name a built-in image or a file")
         if self.size is not None and self.size < 2:
@@ -349,8 +352,9 @@ class TrainConfig:
         return make_optimizer(self.optimizer, self.lr)
 
     def step_size(self):
-        """The `train.StepSize` of `--lr auto`, `--lower-lr`, `--eig-stop` (None if unset)."""
-        from multigrade.train import StepSize
+        """The `analysis.StepSize` of `--lr auto`, `--lower-lr`, `--eig-stop` (None if
+        unset)."""
+        from multigrade.analysis import StepSize
 
         if not self.watches_spectrum:
             return None
@@ -407,6 +411,8 @@ class InputsConfig:
     image: str | None = None  # absolute path of the image file, or "builtin:<name>"
     image_sha256: str | None = None  # of the file's bytes; of a built-in's pixels
     image_version: str | None = None  # built-in images: the scikit-image that shipped it
+    mask: str | None = None  # inpainting: the mask file (absolute path) and its SHA-256
+    mask_sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,8 +428,8 @@ class StudySection:
     def __post_init__(self):
         bad = [m for m in self.methods if m not in STUDY_METHODS]
         if bad or not self.methods:
-            raise ValueError(f"methods must be some of {', '.join(STUDY_METHODS)}, "
-                             f"got {list(self.methods)}")
+            raise ValueError(f"unknown method(s) {bad or list(self.methods)}; choose from "
+                             f"{', '.join(STUDY_METHODS)}")
         if not self.learning_rates:
             raise ValueError("learning_rates must name at least one rate")
         for lr in self.learning_rates:
@@ -453,10 +459,13 @@ class RunConfig:
     def __post_init__(self):
         if self.command not in COMMANDS:
             raise ValueError(f"unknown command {self.command!r}; choose one of {COMMANDS}")
+        from multigrade.experiments import tasks
+
+        task = tasks.get(self.problem.task)
         if self.is_study:
-            if self.problem.task not in ("synthetic", "regression", "denoise"):
-                raise ValueError(f"the {self.command} study runs on synthetic, regression "
-                                 f"or denoise, not {self.problem.task}")
+            if not task.studies:
+                raise ValueError(f"the {self.command} study runs on "
+                                 f"{', '.join(tasks.names(studies=True))}, not {task.name}")
             if self.train.epochs % self.train.record_every:
                 raise ValueError(f"a study's train.epochs ({self.train.epochs}) must be a "
                                  f"multiple of train.record_every ({self.train.record_every})")
@@ -471,23 +480,30 @@ class RunConfig:
             if self.methods != MethodsConfig():
                 raise ValueError(f"the {self.command} study sets its own rates: per-method "
                                  "settings ([methods]) are for fit and compare")
+            rates, methods = self.study.learning_rates, self.study.methods
+            if self.command == "spectrum" and len(rates) not in (1, len(methods)):
+                raise ValueError(f"the spectrum study takes one learning rate or one per "
+                                 f"method ({len(methods)}), got {len(rates)}")
             if self.command == "spectrum" and self.study.interval % self.train.record_every:
                 raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
                                  f"of train.record_every ({self.train.record_every})")
 
-        if self.train.select != "none" and not self.is_study:
-            if self.problem.task not in ("denoise", "deblur"):
+        if self.train.select not in task.selections and not self.is_study:
+            if not task.restoration:
                 raise ValueError(f"train.select chooses epochs without the clean image in "
-                                 f"restoration (denoise, deblur), not {self.problem.task}")
-            if self.train.select == "sure" and self.problem.task != "denoise":
-                raise ValueError("SURE estimates the error of a denoiser: use select = "
-                                 "\"discrepancy\" or \"holdout\" for deblurring")
+                                 f"restoration ({', '.join(tasks.names(restoration=True))}), "
+                                 f"not {task.name}")
+            raise ValueError(f"{task.name} takes select = "
+                             f"{', '.join(repr(s) for s in task.selections)}, not "
+                             f"{self.train.select!r}" + (" (SURE estimates the error of a "
+                                                        "denoiser)" if self.train.select ==
+                                                        "sure" else ""))
 
         if self.train.min_gain is not None and not self.is_study:
             if self.model.method != "mgdl" and self.command == "fit":
                 raise ValueError(f"adaptive grades (--grades auto) add MGDL grades; method "
                                  f"{self.model.method} has one grade")
-            if self.problem.task in ("denoise", "deblur"):
+            if not task.adaptive:
                 raise ValueError("adaptive grades (--grades auto) compare validation PSNR, "
                                  "which restoration has not: there --select chooses grades")
         if self.model.baselines and self.command != "compare":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import os
 import signal
 import threading
@@ -27,11 +25,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from multigrade import runs
 from multigrade._types import Array
+from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
 from multigrade.experiments.config import (
     InputsConfig,
     ModelConfig,
@@ -40,20 +38,21 @@ from multigrade.experiments.config import (
     load_config,
     save_config,
 )
+from multigrade.experiments.summaries import (
+    adaptive_summary,
+    add_ssim,
+    choice_summary,
+    result_summary,
+)
 from multigrade.nn import count_params
 from multigrade.problems import Problem
 from multigrade.train import (
-    Best,
     Callback,
     Checkpoint,
     FitInterrupted,
     FitResult,
-    GradeState,
-    GradeSummary,
-    Pending,
     Selector,
     fit,
-    zero_tangent,
 )
 
 ProgressFactory = Callable[[str, int], Callback]  # (label, number of grades) -> callback
@@ -106,27 +105,45 @@ def load_clean_image(pcfg: ProblemConfig, inputs: InputsConfig | None = None) ->
 def pinned(cfg: RunConfig) -> RunConfig:
     """`cfg` with its inputs pinned as they are now: what a new run records (the image
     file's absolute path and SHA-256; a built-in image's name and version)."""
+    from multigrade.experiments import tasks
     from multigrade.images import pin
 
-    inputs = InputsConfig() if cfg.problem.task == "synthetic" else \
-        InputsConfig(**pin(cfg.problem.image, cfg.problem.data_dir))
-    return dataclasses.replace(cfg, inputs=inputs)
+    task, p = tasks.get(cfg.problem.task), cfg.problem
+    if not task.image:
+        return dataclasses.replace(cfg, inputs=InputsConfig())
+    files = {}
+    for field in task.files:
+        if getattr(p, field) is not None:
+            found = pin(getattr(p, field), p.data_dir)
+            files.update({field: found["image"], f"{field}_sha256": found["image_sha256"]})
+    return dataclasses.replace(cfg, inputs=InputsConfig(**pin(p.image, p.data_dir), **files))
 
 
 def build_problem(pcfg: ProblemConfig, inputs: InputsConfig | None = None) -> Problem:
-    """The problem a config describes (loads the image, draws the noise)."""
-    from multigrade.problems import deblurring, denoising, image_regression, synthetic
+    """The problem a config describes (loads the image and the task's files, draws the
+    noise), built by its task (`tasks.TASKS`)."""
+    from multigrade.experiments import tasks
 
-    if pcfg.task == "synthetic":
-        return synthetic(pcfg.setting)
-    clean = load_clean_image(pcfg, inputs)
-    if pcfg.task == "regression":
-        return image_regression(clean, name=pcfg.image)
-    kw = dict(key=jax.random.key(pcfg.noise_seed), beta=pcfg.beta, lam=pcfg.lam,
-              alpha=pcfg.alpha, name=pcfg.image)
-    if pcfg.task == "denoise":
-        return denoising(clean, pcfg.sigma / 255, **kw)
-    return deblurring(clean, pcfg.blur_sigma, pcfg.noise / 255, **kw)
+    task = tasks.get(pcfg.task)
+    clean = load_clean_image(pcfg, inputs) if task.image else None
+    return task.build(pcfg, clean, _task_files(task, pcfg, inputs))
+
+
+def _task_files(task, pcfg: ProblemConfig, inputs: InputsConfig | None) -> dict:
+    """The files a task reads beside its image (an inpainting mask), loaded at the image's
+    size, from their pinned copies when `inputs` pins them."""
+    from multigrade.images import check_pin, load_image
+
+    found = {}
+    for field in task.files:
+        name = getattr(pcfg, field)
+        if name is None:
+            continue
+        pinned = None if inputs is None else getattr(inputs, field)
+        if pinned is not None:
+            name = check_pin(pinned, getattr(inputs, f"{field}_sha256"))
+        found[field] = load_image(name, size=pcfg.size, data_dir=pcfg.data_dir, gray=True)
+    return found
 
 
 def problem_for(cfg: RunConfig) -> Problem:
@@ -156,8 +173,8 @@ class Selection:
         out = {"mode": self.mode}
         if self.sigma is not None:
             out.update(noise_level=self.sigma * 255, noise_level_source=self.sigma_source)
-        if hasattr(self.selector, "tau"):
-            out["tau"] = self.selector.tau
+        if self.selector is not None:
+            out.update(self.selector.settings())
         if self.probes is not None:
             out["sure_probes"] = int(self.probes.shape[0])
             out["sure_eps"] = None if self.eps is None else self.eps * 255
@@ -176,12 +193,14 @@ def selection_for(cfg: RunConfig, problem: Problem) -> Selection:
         return Selection("none")
     if t.select == "holdout":
         return Selection("holdout", selector=selection.Holdout(), holdout=t.holdout)
+    from multigrade.experiments import tasks
+
     observed = np.asarray(problem.observed)
     if t.noise_level is not None:
         sigma, source = t.noise_level / 255, "given"
     else:
-        sigma, source = selection.estimate_sigma(observed), "estimated"
-    sel = selection.selector(t.select, sigma=sigma, n=observed.size)
+        sigma, source = tasks.get(cfg.problem.task).noise_level(problem), "estimated"
+    sel = selection.selector(t.select, sigma=sigma, n=problem.observed_values())
     probes = eps = None
     if t.select == "sure":
         key = jax.random.fold_in(jax.random.key(cfg.problem.noise_seed), 2)
@@ -270,107 +289,6 @@ def _catch_signals() -> Iterator[_StopFlag]:
             signal.signal(s, h)
 
 
-# ---------------------------------------------------------------------------------------
-# Checkpoints on disk
-
-
-def _checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
-    pending = None if ckpt.pending is None else {
-        k: getattr(ckpt.pending, k) for k in
-        ("grade", "epochs", "seconds", "compile_seconds", "initial_loss")}
-    best = None if ckpt.pending is None else ckpt.pending.best
-    if best is not None:
-        pending["best"] = {"score": best.score, "epoch": best.epoch}
-    meta = {"finished": ckpt.finished, "grades": [dataclasses.asdict(g) for g in ckpt.grades],
-            "pending": pending}
-    arrays = {"meta": np.asarray(json.dumps(runs.strict(meta), allow_nan=False))}
-    for k, p in enumerate(ckpt.params, start=1):
-        arrays.update(runs.tree_to_arrays(p, f"params/grade{k}"))
-    if ckpt.aux is not None:
-        arrays.update(runs.tree_to_arrays(ckpt.aux, "aux"))
-    if ckpt.tangent is not None:  # SURE's derivatives along the probes
-        arrays.update(runs.tree_to_arrays(ckpt.tangent, "tangent"))
-    if ckpt.pending is not None:
-        arrays.update(runs.tree_to_arrays(ckpt.pending.state, "pending"))
-        arrays.update(runs.tree_to_arrays(ckpt.pending.tangent, "pending_tangent"))
-    if best is not None:
-        arrays.update(runs.tree_to_arrays((best.state, best.tangent), "pending_best"))
-    names = list(dict.fromkeys(n for r in ckpt.history for n in r))
-    for n in names:
-        arrays[f"history/{n}"] = np.asarray([r.get(n, np.nan) for r in ckpt.history])
-    return arrays
-
-
-def _none_to_nan(d: dict) -> dict:
-    return {k: float("nan") if v is None else v for k, v in d.items()}
-
-
-def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence, *,
-                    probes: int = 0) -> Checkpoint:
-    """The checkpoint of a run directory, its arrays shaped and checked against the model,
-    the problem and the optimisers (one per grade); with `probes`, also the derivatives
-    along that many divergence probes (SURE)."""
-    path = Path(run_dir) / runs.CHECKPOINT
-    if not path.is_file():
-        raise ValueError(f"{run_dir} has no checkpoint yet: nothing to continue "
-                         "(start it again with `mgdl run`)")
-    arrays = runs.read_npz(path)
-    meta = json.loads(str(arrays.pop("meta")))
-    key = jax.random.key(0)
-
-    def like(k):
-        return jax.eval_shape(lambda: model.init_grade(key, k, problem.in_dim))
-
-    src = str(path)
-    params = [runs.arrays_to_tree(arrays, f"params/grade{k + 1}", like(k), source=src)
-              for k in range(meta["finished"])]
-    n_train = problem.inputs["train"].shape[0]
-    aux_like = jax.eval_shape(problem.init_aux, jnp.zeros((n_train, problem.out_dim)))
-    aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
-    tangent = None
-    if probes and params:
-        tangent = _tangent_from(arrays, probes, aux_like, src)
-    pending = None
-    if meta["pending"] is not None:
-        p = meta["pending"]
-        k = p["grade"] - 1
-        p_like = like(k)
-        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_like)
-        state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
-        t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
-        best = None
-        if p.get("best") is not None:
-            b_state, b_tangent = runs.arrays_to_tree(arrays, "pending_best",
-                                                     (state_like, t_like), source=src)
-            best = Best(p["best"]["score"], p["best"]["epoch"], b_state, b_tangent)
-        pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
-                          p["initial_loss"],
-                          runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=src)
-                          if probes else None, best)
-    cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
-    n_rows = len(next(iter(cols.values()))) if cols else 0
-    history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
-    grades = [GradeSummary(**{**g, "metrics": _none_to_nan(g["metrics"]),
-                              "scale": float("nan") if g["scale"] is None else g["scale"]})
-              for g in meta["grades"]]
-    return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
-                      tangent)
-
-
-def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:
-    """The frozen grades' derivatives (`Checkpoint.tangent`), shaped from the file: their
-    features' width is the last finished grade's."""
-    def stored(prefix):
-        names = [n for n in arrays if n.startswith(prefix + "/")]
-        return {n[len(prefix) + 1:]: jax.ShapeDtypeStruct(arrays[n].shape, arrays[n].dtype)
-                for n in names}
-
-    like = {"feats": stored("tangent/feats"), "base": stored("tangent/base"),
-            "scale": jax.ShapeDtypeStruct((probes,), arrays["tangent/scale"].dtype),
-            "aux": jax.eval_shape(lambda: zero_tangent(aux_like, probes))}
-    return runs.arrays_to_tree(arrays, "tangent", like, source=source)
-
-
 class _Recorder(Callback):
     """Writes a run's checkpoints as `fit` makes them, and reads the stop flag."""
 
@@ -378,7 +296,7 @@ class _Recorder(Callback):
         self.run_dir, self.flag, self.command = run_dir, flag, command
 
     def _save(self, ckpt: Checkpoint) -> None:
-        runs.write_npz(self.run_dir / runs.CHECKPOINT, _checkpoint_arrays(ckpt))
+        runs.write_npz(self.run_dir / runs.CHECKPOINT, checkpoint_arrays(ckpt))
         runs.write_rows(self.run_dir / "history.csv", ckpt.history)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -414,79 +332,12 @@ def _kept(run_dir: Path) -> str:
 # One model into one run directory
 
 
-def add_ssim(result: FitResult) -> None:
-    """`test_ssim` (scikit-image's SSIM against the target or clean image) in every grade's
-    metrics of an image problem."""
-    from multigrade.metrics import ssim
-
-    target = result.problem.target_image()
-    if target is None:
-        return
-    for g, pred in zip(result.grades, result.predictions):
-        image = result.problem.render(pred)
-        if g.status != "diverged" and np.all(np.isfinite(image)):
-            g.metrics["test_ssim"] = ssim(image, target)
-
-
-def result_summary(result: FitResult) -> dict:
-    """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
-    return {
-        "model": result.model.name, "params": count_params(result.params),
-        "metrics": result.metrics, "epochs": result.epochs,
-        "seconds": result.seconds, "diverged": result.diverged,
-        "grades": [{**dataclasses.asdict(g), "seconds_per_epoch": g.seconds_per_epoch}
-                   for g in result.grades],
-        "dropped": [dataclasses.asdict(g) for g in result.dropped],
-    }
-
-
-def choice_summary(result: FitResult, sel: Selection) -> dict:
-    """What the run kept without the clean image beside the oracle's choice, the record
-    of best PSNR against the clean image over the whole run (every grade and epoch,
-    dropped grades included); `gap` = oracle − choice, in dB."""
-    h, m = result.history, result.metrics
-    kept = [g.epochs if g.selected_epoch is None else g.selected_epoch for g in result.grades]
-    last = result.grades[-1].status if result.grades else None
-    out = {**sel.describe(), "grades": len(result.grades), "epochs": kept,
-           "dropped": [g.grade for g in result.dropped],
-           "stopped_by": ("no gain" if result.dropped else
-                          "discrepancy" if last == "selected" else
-                          "diverged" if result.diverged else "budget"),
-           "test_psnr": m.get("test_psnr"), "test_ssim": m.get("test_ssim")}
-    psnr = np.asarray(h.get("test_psnr", []), dtype=float)
-    if psnr.size and np.isfinite(psnr).any():
-        i = int(np.nanargmax(psnr))
-        out["oracle"] = {"grade": int(h["grade"][i]), "epoch": int(h["epoch"][i]),
-                         "test_psnr": float(psnr[i])}
-        out["gap"] = float(psnr[i]) - m.get("test_psnr", np.nan)
-    return out
-
-
-def adaptive_summary(result: FitResult, cfg: RunConfig) -> dict | None:
-    """Adaptive grades (`train.min_gain`): how many grades were kept of the most allowed,
-    each grade's gain on the validation loss in dB, and why the fit stopped."""
-    from multigrade.train import grade_gain
-
-    if cfg.train.min_gain is None:
-        return None
-    done = [*result.grades, *result.dropped]
-    gains = [None] + [grade_gain(a.metrics.get("val_loss", math.nan),
-                                 b.metrics.get("val_loss", math.nan))
-                      for a, b in zip(done, done[1:])]
-    stopped = ("no gain" if result.dropped else "diverged" if result.diverged else
-               "max grades" if len(result.grades) == cfg.model.grades else "stopped")
-    return {"max_grades": cfg.model.grades, "min_gain_db": cfg.train.min_gain,
-            "metric": "val_loss", "kept": len(result.grades),
-            "dropped": [g.grade for g in result.dropped], "stopped_by": stopped,
-            "gains_db": gains}
-
-
 def save_result(run_dir: Path, result: FitResult, *, figures: bool = True,
                 selection: dict | None = None, adaptive: dict | None = None) -> None:
     """The finished run's files (then the caller marks it completed)."""
     from multigrade import report
 
-    runs.write_npz(run_dir / runs.CHECKPOINT, _checkpoint_arrays(result.checkpoint()))
+    runs.write_npz(run_dir / runs.CHECKPOINT, checkpoint_arrays(result.checkpoint()))
     runs.save_params(run_dir / "params.npz", result.params, result.scales)
     if result.dropped_params:  # grades a rule dropped: kept, not part of the model
         runs.save_params(run_dir / "dropped.npz", result.dropped_params,
@@ -512,7 +363,10 @@ def save_result(run_dir: Path, result: FitResult, *, figures: bool = True,
 
 def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFlag,
               command: str | None, progress: ProgressFactory | None,
-              start: Checkpoint | None = None) -> FitResult:
+              start: Checkpoint | None = None, sel: Selection | None = None) -> FitResult:
+    """Trains `cfg` into `run_dir` (claimed and locked by the caller) and saves the result;
+    `sel` is the comparison's selection when the run is one of its methods (computed once
+    for all of them), else this run's own."""
     model = cfg.model.build(problem.out_dim)
     save_config(run_dir / runs.CONFIG, cfg)
     runs.write_json(run_dir / "environment.json", runs.environment())
@@ -521,7 +375,7 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
     callbacks = [_Recorder(run_dir, flag, command)]
     if progress is not None:
         callbacks.append(progress(cfg.model.method, model.num_grades))
-    sel = selection_for(cfg, problem)
+    sel = selection_for(cfg, problem) if sel is None else sel
     try:
         result = fit(model, problem, optimizer=cfg.train.make_optimizer(),
                      epochs=cfg.train.epochs, key=jax.random.key(cfg.train.seed),
@@ -573,7 +427,7 @@ def _failed(run_dir: Path, command: str | None, error: BaseException,
 
 
 def _load_or_continue(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, command,
-                      progress) -> FitResult:
+                      progress, sel: Selection) -> FitResult:
     """A method's run directory inside a comparison (whose lock the caller holds): reuse
     it when completed, continue it when interrupted, start it when absent. A sub-run that
     was grown since (`grow`) is read with its own config."""
@@ -582,7 +436,7 @@ def _load_or_continue(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, 
         with runs.claim(run_dir, "run", parent=parent, command=command,
                         overwrite=run_dir.is_dir()):
             return _fit_into(run_dir, cfg, problem, flag=flag, command=command,
-                             progress=progress)
+                             progress=progress, sel=sel)
     with runs.open_dir(run_dir, ("run",), command=command)[0]:
         state = runs.read_status(run_dir)["state"]
         own = load_config(run_dir) if (run_dir / runs.CONFIG).is_file() else cfg
@@ -592,7 +446,7 @@ def _load_or_continue(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, 
         if state == "completed":
             return _replay(cfg, problem, start)
         return _fit_into(run_dir, cfg, problem, flag=flag, command=command,
-                         progress=progress, start=start)
+                         progress=progress, start=start, sel=sel)
 
 
 def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoint | None:
@@ -682,7 +536,8 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     runs.write_status(run_dir, "running", command=command)
     results, baselines, networks = {}, [], {}
     try:
-        baselines = restoration_baselines(problem, selection_for(cfg, problem))
+        sel = selection_for(cfg, problem)  # once: every method and baseline uses it
+        baselines = restoration_baselines(problem, sel)
         if baselines:
             runs.write_npz(run_dir / "baselines.npz",
                            {f"baseline{i}": b.image for i, b in enumerate(baselines)})
@@ -691,7 +546,7 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
                  "test_psnr": b.psnr, "test_ssim": b.ssim} for b in baselines])
         def train_one(where: Path, sub: RunConfig) -> FitResult:
             return _load_or_continue(where, sub, method_problem(problem, sub), flag=flag,
-                                     command=command, progress=progress)
+                                     command=command, progress=progress, sel=sel)
 
         results["mgdl"] = train_one(run_dir / "mgdl", _method_config(cfg, "mgdl"))
         kept = len(results["mgdl"].grades)  # SGDL has the depth of the grades MGDL kept
@@ -764,19 +619,6 @@ def _selection_of(run_dir: Path) -> dict:
     return {} if found is None else {"selection": found}
 
 
-def study_config(cfg: RunConfig):
-    """The `StudyConfig` of a study run (`command = "lr-sweep"` or `"spectrum"`)."""
-    from multigrade.experiments.studies import StudyConfig
-
-    p, m = cfg.problem, cfg.model
-    return StudyConfig(task=p.task, methods=cfg.study.methods, setting=p.setting,
-                       image=None if p.task == "synthetic" else p.image, size=p.size,
-                       data_dir=p.data_dir, sigma=p.sigma / 255, beta=p.beta, lam=p.lam,
-                       alpha=p.alpha, width=m.width, grades=m.grades,
-                       layers_per_grade=m.layers_per_grade, init=m.init, seed=cfg.train.seed,
-                       noise_seed=p.noise_seed)
-
-
 def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
                 progress) -> Outcome:
     """A GD study into its run directory: `sweep.*` or `spectrum.*` (see `studies`). A study
@@ -806,45 +648,33 @@ def study_status(run_dir: Path, command: str | None) -> Iterator[None]:
 def _study(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress) -> Outcome:
     from multigrade.experiments import studies
 
-    scfg, t = study_config(cfg), cfg.train
-    extra = {"command": command, **dataclasses.asdict(scfg), "steps": t.epochs}
     if cfg.command == "lr-sweep":
-        found = studies.run_lr_sweep(scfg, cfg.study.learning_rates, t.epochs,
-                                     record_every=t.record_every, progress=progress)
-        studies.save_sweep(run_dir, found, {**extra, "lrs": list(cfg.study.learning_rates)})
+        found = studies.run_lr_sweep(cfg, problem, progress=progress)
+        studies.save_sweep(run_dir, found, command)
     else:
-        found = studies.run_spectrum(scfg, cfg.study.learning_rates, t.epochs,
-                                     cfg.study.interval, record_every=t.record_every,
-                                     dense_max=cfg.study.dense_max, progress=progress,
-                                     density=cfg.study.density)
-        studies.save_spectrum(run_dir, found, {**extra, "lr": list(cfg.study.learning_rates),
-                                               "interval": cfg.study.interval})
+        found = studies.run_spectrum(cfg, problem, progress=progress)
+        studies.save_spectrum(run_dir, found, command)
     return Outcome(run_dir, cfg, {}, problem, study=found)
 
 
 def restoration_baselines(problem: Problem, sel: Selection | None = None) -> list:
-    """TV (and Wiener for deblurring) on a restoration problem, [] otherwise: tuned by
-    oracle, and when the run selects without the clean image (`sel`), also by SURE
-    (denoising) and the discrepancy principle, with the run's noise level (estimated when
-    the run's rule needs none)."""
-    from multigrade import baselines, selection
-    from multigrade.problems import Restoration
+    """The task's classical baselines (`Task.baselines`; TV, Wiener, biharmonic), [] for a
+    task without: tuned by oracle, and when the run selects without the clean image
+    (`sel`), also by each no-reference rule the task allows (SURE for denoising, the
+    discrepancy principle), with the run's noise level (estimated when the run's rule
+    needs none)."""
+    from multigrade.experiments import tasks
 
-    if not isinstance(problem, Restoration):
+    task = tasks.TASKS.get(getattr(problem, "task", ""))
+    if task is None or task.baselines is None:
         return []
-    clean, observed = problem.target_image(), problem.observed_image()
     blind = sel is not None and sel.mode != "none"
     sigma = None
     if blind:
-        sigma = sel.sigma if sel.sigma is not None else selection.estimate_sigma(observed)
-    choices = ["oracle"] + (["sure"] if problem.task == "denoise" else []) + ["discrepancy"] \
-        if blind else ["oracle"]
-    found = [baselines.tv_denoise(observed, clean, choice=c, sigma=sigma) for c in choices]
-    if problem.task == "deblur":
-        blur = dict(problem.settings)["blur_sigma"]
-        found += [baselines.wiener(observed, clean, blur, choice=c, sigma=sigma)
-                  for c in choices if c != "sure"]
-    return found
+        sigma = sel.sigma if sel.sigma is not None else task.noise_level(problem)
+    choices = ["oracle"] + ([c for c in ("sure", "discrepancy") if c in task.selections]
+                            if blind else [])
+    return task.baselines(problem, sigma, choices)
 
 
 def _enable_x64(cfg: RunConfig) -> None:

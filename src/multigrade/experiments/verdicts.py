@@ -136,16 +136,21 @@ def timeline(run_dir: str | Path) -> dict[str, np.ndarray]:
     h = runs.read_history(run_dir / "history.csv")
     metrics = runs.read_json(run_dir / "metrics.json")
     params = runs.read_npz(run_dir / "params.npz")
+    dropped = runs.read_npz(run_dir / "dropped.npz") if (run_dir / "dropped.npz").is_file() \
+        else {}
     samples = _samples(metrics)
     seconds, flops = np.zeros(len(h["step"])), np.zeros(len(h["step"]))
     t0 = f0 = 0.0
-    for g in metrics["grades"]:
-        k = g["grade"]
-        sel = h["grade"] == k
-        weights = sum(a.size for n, a in params.items()
-                      if n.startswith(f"grade{k}/") and a.ndim == 2)
+    # every grade trained, in order: the kept ones, then those a rule dropped (trained
+    # after them; their parameters are in dropped.npz, numbered from 1 there)
+    trained = [(g, params, g["grade"]) for g in metrics["grades"]] + \
+        [(g, dropped, i) for i, g in enumerate(metrics.get("dropped", []), start=1)]
+    for g, store, stored_as in trained:
+        sel = h["grade"] == g["grade"]
+        weights = sum(a.size for n, a in store.items()
+                      if n.startswith(f"grade{stored_as}/") and a.ndim == 2)
         per_epoch = 6.0 * samples * weights
-        seconds[sel] = t0 + h["epoch"][sel] * g["seconds_per_epoch"]
+        seconds[sel] = t0 + h["epoch"][sel] * g["seconds"] / max(g["epochs"], 1)
         flops[sel] = f0 + h["epoch"][sel] * per_epoch
         t0 += g["seconds"]
         f0 += g["epochs"] * per_epoch
@@ -154,7 +159,7 @@ def timeline(run_dir: str | Path) -> dict[str, np.ndarray]:
 
 def _samples(metrics: dict) -> int:
     problem = metrics.get("problem", {})
-    if problem.get("kind") in ("denoise", "deblur"):
+    if "splits" not in problem:  # restoration: one sample per pixel
         return int(problem["shape"][0] * problem["shape"][1])
     return int(problem["splits"]["train"][0])
 

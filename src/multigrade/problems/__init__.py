@@ -77,6 +77,22 @@ class Problem(Protocol):
         """A JSON-able description."""
 
 
+@runtime_checkable
+class ObservedProblem(Problem, Protocol):
+    """A problem fitted to an observation y (restoration): what SURE's divergence and the
+    no-reference rules need beyond `Problem`."""
+
+    @property
+    def observed(self) -> Array:
+        """y, `(H, W, C)`."""
+
+    def with_observation(self, observed: Array) -> ObservedProblem:
+        """The same problem with another observation (SURE perturbs y)."""
+
+    def observed_values(self) -> int:
+        """How many values y has (the pixels seen × channels)."""
+
+
 from multigrade.problems.regression import Regression, image_regression  # noqa: E402
 from multigrade.problems.restoration import (  # noqa: E402
     Restoration,
@@ -86,5 +102,5 @@ from multigrade.problems.restoration import (  # noqa: E402
 )
 from multigrade.problems.synthetic import synthetic  # noqa: E402
 
-__all__ = ["Problem", "Regression", "Restoration", "deblurring", "denoising",
+__all__ = ["ObservedProblem", "Problem", "Regression", "Restoration", "deblurring", "denoising",
            "from_observation", "image_regression", "synthetic"]

@@ -108,9 +108,14 @@ class Restoration:
     def loss(self, pred_train, u) -> Scalar:
         P = self.image(pred_train)
         r2 = (self.forward(P) - self.observed) ** 2
-        fidelity = 0.5 * jnp.sum(r2 if self.mask is None else self.mask * r2)
+        w = self._fidelity()
+        fidelity = 0.5 * jnp.sum(r2 if w is None else w * r2)
         coupling = 0.5 * self.beta * jnp.sum((forward_differences(P) - u) ** 2)
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
+
+    def observed_pixels(self) -> Float[Array, "h w 1"] | None:
+        """1 where the observation has a value (None: everywhere). Inpainting has gaps."""
+        return None
 
     def metrics(self, preds: dict[str, Array], u) -> dict[str, Scalar]:
         """Also `residual`, mean((A(P) − y)²) over the pixels in the loss (what the
@@ -120,15 +125,30 @@ class Restoration:
         mse = jnp.mean((P - self.clean) ** 2)
         r2 = (self.forward(P) - self.observed) ** 2
         out = {"train_loss": self.loss(preds["train"], u), "test_loss": 0.5 * mse,
-               "test_psnr": psnr_from_mse(mse)}
+               "test_psnr": psnr_from_mse(mse), "residual": _mean(r2, self._fidelity())}
         if self.mask is None:
-            return {**out, "residual": jnp.mean(r2)}
-        seen = jnp.broadcast_to(self.mask, r2.shape)
-        return {**out, "residual": jnp.sum(seen * r2) / jnp.sum(seen),
-                "val_loss": 0.5 * jnp.sum((1 - seen) * r2) / jnp.sum(1 - seen)}
+            return out
+        held = 1 - self.mask
+        seen = self.observed_pixels()
+        return {**out, "val_loss": 0.5 * _mean(r2, held if seen is None else held * seen)}
+
+    def _fidelity(self):
+        """The weights of the data term: the observed pixels that are in the loss (None:
+        every pixel)."""
+        seen = self.observed_pixels()
+        if self.mask is None:
+            return seen
+        return self.mask if seen is None else self.mask * seen
 
     def next_scale(self, pred_train) -> Scalar:
-        return jnp.sqrt(jnp.mean((self.image(pred_train) - self.observed) ** 2))
+        return jnp.sqrt(_mean((self.image(pred_train) - self.observed) ** 2,
+                              self.observed_pixels()))
+
+    def observed_values(self) -> int:
+        """How many values the observation has (what the discrepancy principle's τ counts)."""
+        seen = self.observed_pixels()
+        n = self.observed.size
+        return n if seen is None else int(np.sum(np.asarray(seen))) * self.shape[2]
 
     def observed_psnr(self) -> float:
         return float(psnr_from_mse(jnp.mean((self.observed - self.clean) ** 2)))
@@ -169,13 +189,24 @@ class Restoration:
         if not 0 < fraction < 1:
             raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
         h, w, _ = self.shape
-        hidden = max(1, round(fraction * h * w))
-        if hidden >= h * w:
-            raise ValueError(f"holding out {fraction:g} of {h * w} pixels leaves none to fit")
-        order = np.asarray(jr.permutation(key, h * w))
+        seen = self.observed_pixels()
+        pool = np.arange(h * w) if seen is None else np.flatnonzero(np.asarray(seen))
+        hidden = max(1, round(fraction * pool.size))
+        if hidden >= pool.size:
+            raise ValueError(f"holding out {fraction:g} of {pool.size} observed pixels "
+                             "leaves none to fit")
+        order = pool[np.asarray(jr.permutation(key, pool.size))]
         mask = np.ones(h * w)
         mask[order[:hidden]] = 0.0
         return dataclasses.replace(self, mask=as_float(mask.reshape(h, w, 1)))
+
+
+def _mean(values, weights):
+    """The mean of `values` (h, w, c) over the pixels of `weights` (h, w, 1), or over all."""
+    if weights is None:
+        return jnp.mean(values)
+    w = jnp.broadcast_to(weights, values.shape)
+    return jnp.sum(w * values) / jnp.sum(w)
 
 
 def _squeeze(image: np.ndarray) -> np.ndarray:

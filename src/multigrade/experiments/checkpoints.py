@@ -1,0 +1,116 @@
+"""A fit's checkpoint on disk (`checkpoint.npz`): `fit`'s `Checkpoint` as named arrays and
+back, every array shaped and checked against the model, the problem and the optimisers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from multigrade import runs
+from multigrade.problems import Problem
+from multigrade.train import Best, Checkpoint, GradeState, GradeSummary, Pending, zero_tangent
+
+
+def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    pending = None if ckpt.pending is None else {
+        k: getattr(ckpt.pending, k) for k in
+        ("grade", "epochs", "seconds", "compile_seconds", "initial_loss")}
+    best = None if ckpt.pending is None else ckpt.pending.best
+    if best is not None:
+        pending["best"] = {"score": best.score, "epoch": best.epoch}
+    meta = {"finished": ckpt.finished, "grades": [dataclasses.asdict(g) for g in ckpt.grades],
+            "pending": pending}
+    arrays = {"meta": np.asarray(json.dumps(runs.strict(meta), allow_nan=False))}
+    for k, p in enumerate(ckpt.params, start=1):
+        arrays.update(runs.tree_to_arrays(p, f"params/grade{k}"))
+    if ckpt.aux is not None:
+        arrays.update(runs.tree_to_arrays(ckpt.aux, "aux"))
+    if ckpt.tangent is not None:  # SURE's derivatives along the probes
+        arrays.update(runs.tree_to_arrays(ckpt.tangent, "tangent"))
+    if ckpt.pending is not None:
+        arrays.update(runs.tree_to_arrays(ckpt.pending.state, "pending"))
+        arrays.update(runs.tree_to_arrays(ckpt.pending.tangent, "pending_tangent"))
+    if best is not None:
+        arrays.update(runs.tree_to_arrays((best.state, best.tangent), "pending_best"))
+    names = list(dict.fromkeys(n for r in ckpt.history for n in r))
+    for n in names:
+        arrays[f"history/{n}"] = np.asarray([r.get(n, np.nan) for r in ckpt.history])
+    return arrays
+
+
+def _none_to_nan(d: dict) -> dict:
+    return {k: float("nan") if v is None else v for k, v in d.items()}
+
+
+def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence, *,
+                    probes: int = 0) -> Checkpoint:
+    """The checkpoint of a run directory, its arrays shaped and checked against the model,
+    the problem and the optimisers (one per grade); with `probes`, also the derivatives
+    along that many divergence probes (SURE)."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"{run_dir} has no checkpoint yet: nothing to continue "
+                         "(start it again with `mgdl run`)")
+    arrays = runs.read_npz(path)
+    meta = json.loads(str(arrays.pop("meta")))
+    key = jax.random.key(0)
+
+    def like(k):
+        return jax.eval_shape(lambda: model.init_grade(key, k, problem.in_dim))
+
+    src = str(path)
+    params = [runs.arrays_to_tree(arrays, f"params/grade{k + 1}", like(k), source=src)
+              for k in range(meta["finished"])]
+    n_train = problem.inputs["train"].shape[0]
+    aux_like = jax.eval_shape(problem.init_aux, jnp.zeros((n_train, problem.out_dim)))
+    aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
+    tangent = None
+    if probes and params:
+        tangent = _tangent_from(arrays, probes, aux_like, src)
+    pending = None
+    if meta["pending"] is not None:
+        p = meta["pending"]
+        k = p["grade"] - 1
+        p_like = like(k)
+        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_like)
+        state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
+        t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
+        best = None
+        if p.get("best") is not None:
+            b_state, b_tangent = runs.arrays_to_tree(arrays, "pending_best",
+                                                     (state_like, t_like), source=src)
+            best = Best(p["best"]["score"], p["best"]["epoch"], b_state, b_tangent)
+        pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
+                          p["initial_loss"],
+                          runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=src)
+                          if probes else None, best)
+    cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
+    n_rows = len(next(iter(cols.values()))) if cols else 0
+    history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
+    grades = [GradeSummary(**{**g, "metrics": _none_to_nan(g["metrics"]),
+                              "scale": float("nan") if g["scale"] is None else g["scale"]})
+              for g in meta["grades"]]
+    return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
+                      tangent)
+
+
+def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:
+    """The frozen grades' derivatives (`Checkpoint.tangent`), shaped from the file: their
+    features' width is the last finished grade's."""
+    def stored(prefix):
+        names = [n for n in arrays if n.startswith(prefix + "/")]
+        return {n[len(prefix) + 1:]: jax.ShapeDtypeStruct(arrays[n].shape, arrays[n].dtype)
+                for n in names}
+
+    like = {"feats": stored("tangent/feats"), "base": stored("tangent/base"),
+            "scale": jax.ShapeDtypeStruct((probes,), arrays["tangent/scale"].dtype),
+            "aux": jax.eval_shape(lambda: zero_tangent(aux_like, probes))}
+    return runs.arrays_to_tree(arrays, "tangent", like, source=source)
+
+

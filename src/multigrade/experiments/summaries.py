@@ -1,0 +1,82 @@
+"""What a finished fit says about itself, as JSON: its summary (`metrics.json`), what a
+no-reference rule kept beside the oracle's choice, and adaptive grades' record."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from multigrade.experiments.config import RunConfig
+from multigrade.nn import count_params
+from multigrade.train import FitResult
+
+
+def add_ssim(result: FitResult) -> None:
+    """`test_ssim` (scikit-image's SSIM against the target or clean image) in every grade's
+    metrics of an image problem."""
+    from multigrade.metrics import ssim
+
+    target = result.problem.target_image()
+    if target is None:
+        return
+    for g, pred in zip(result.grades, result.predictions):
+        image = result.problem.render(pred)
+        if g.status != "diverged" and np.all(np.isfinite(image)):
+            g.metrics["test_ssim"] = ssim(image, target)
+
+
+def result_summary(result: FitResult) -> dict:
+    """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
+    return {
+        "model": result.model.name, "params": count_params(result.params),
+        "metrics": result.metrics, "epochs": result.epochs,
+        "seconds": result.seconds, "diverged": result.diverged,
+        "grades": [{**dataclasses.asdict(g), "seconds_per_epoch": g.seconds_per_epoch}
+                   for g in result.grades],
+        "dropped": [dataclasses.asdict(g) for g in result.dropped],
+    }
+
+
+def choice_summary(result: FitResult, sel) -> dict:
+    """What the run kept without the clean image beside the oracle's choice, the record
+    of best PSNR against the clean image over the whole run (every grade and epoch,
+    dropped grades included); `gap` = oracle − choice, in dB."""
+    h, m = result.history, result.metrics
+    kept = [g.epochs if g.selected_epoch is None else g.selected_epoch for g in result.grades]
+    last = result.grades[-1].status if result.grades else None
+    out = {**sel.describe(), "grades": len(result.grades), "epochs": kept,
+           "dropped": [g.grade for g in result.dropped],
+           "stopped_by": ("no gain" if result.dropped else
+                          "discrepancy" if last == "selected" else
+                          "diverged" if result.diverged else "budget"),
+           "test_psnr": m.get("test_psnr"), "test_ssim": m.get("test_ssim")}
+    psnr = np.asarray(h.get("test_psnr", []), dtype=float)
+    if psnr.size and np.isfinite(psnr).any():
+        i = int(np.nanargmax(psnr))
+        out["oracle"] = {"grade": int(h["grade"][i]), "epoch": int(h["epoch"][i]),
+                         "test_psnr": float(psnr[i])}
+        out["gap"] = float(psnr[i]) - m.get("test_psnr", np.nan)
+    return out
+
+
+def adaptive_summary(result: FitResult, cfg: RunConfig) -> dict | None:
+    """Adaptive grades (`train.min_gain`): how many grades were kept of the most allowed,
+    each grade's gain on the validation loss in dB, and why the fit stopped."""
+    from multigrade.train import grade_gain
+
+    if cfg.train.min_gain is None:
+        return None
+    done = [*result.grades, *result.dropped]
+    gains = [None] + [grade_gain(a.metrics.get("val_loss", math.nan),
+                                 b.metrics.get("val_loss", math.nan))
+                      for a, b in zip(done, done[1:])]
+    stopped = ("no gain" if result.dropped else "diverged" if result.diverged else
+               "max grades" if len(result.grades) == cfg.model.grades else "stopped")
+    return {"max_grades": cfg.model.grades, "min_gain_db": cfg.train.min_gain,
+            "metric": "val_loss", "kept": len(result.grades),
+            "dropped": [g.grade for g in result.dropped], "stopped_by": stopped,
+            "gains_db": gains}
+
+

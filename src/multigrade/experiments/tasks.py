@@ -1,0 +1,177 @@
+"""The tasks: the one table that turns a task name into a problem, the selection rules and
+the classical baselines it allows.
+
+A task is a `Task` in `TASKS`. Config validation (which rules and options a task takes),
+the runner (building the problem, the noise level, the baselines) and the CLI read this
+table, so a new task is its problem module, one `register(Task(...))` here, and its
+commands. Builders import their problem modules when called: this module is imported by
+the config and stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from multigrade.problems import Problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What the rest of the library needs to know of a task.
+
+    Attributes:
+        name: the config's `problem.task` and the CLI's subcommand.
+        build: `(problem config, clean image or None, noise key) -> Problem`.
+        summary: one line for `--help` and the docs.
+        image: whether the task reads an image (`problem.image`).
+        selections: the `train.select` rules it allows ("none" always).
+        studies: whether the GD studies (`lr-sweep`, `spectrum`) run on it.
+        adaptive: whether adaptive grades (`train.min_gain`, validation PSNR) apply.
+        baselines: `(problem, σ or None, choices) -> [Baseline]`, the classical methods
+            beside a comparison (None: none); `choices` are those of `baselines.CHOICES`
+            the run can make.
+        noise_level: `(problem) -> σ` estimated from the observation alone (restoration).
+        files: config fields that name a file read by the run (pinned like the image).
+    """
+
+    name: str
+    build: Callable
+    summary: str = ""
+    image: bool = True
+    selections: tuple[str, ...] = ("none",)
+    studies: bool = False
+    adaptive: bool = True
+    baselines: Callable | None = None
+    noise_level: Callable | None = None
+    files: tuple[str, ...] = ()
+
+    @property
+    def restoration(self) -> bool:
+        """An observation to restore: selection rules, baselines, the authors' settings."""
+        return self.noise_level is not None
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"a task named {task.name!r} is registered already")
+    TASKS[task.name] = task
+    return task
+
+
+def get(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+
+
+def names(*, restoration: bool | None = None, studies: bool | None = None) -> tuple[str, ...]:
+    """The registered task names, optionally only restoration ones or study ones."""
+    return tuple(t.name for t in TASKS.values()
+                 if (restoration is None or t.restoration == restoration)
+                 and (studies is None or t.studies == studies))
+
+
+# ---------------------------------------------------------------------------------------
+# The tasks
+
+
+def _key(pcfg):
+    import jax
+
+    return jax.random.key(pcfg.noise_seed)
+
+
+def _splitting(pcfg) -> dict:
+    return dict(key=_key(pcfg), beta=pcfg.beta, lam=pcfg.lam, alpha=pcfg.alpha,
+                name=pcfg.image)
+
+
+def _synthetic(pcfg, clean, _files) -> Problem:
+    from multigrade.problems import synthetic
+
+    return synthetic(pcfg.setting)
+
+
+def _regression(pcfg, clean, _files) -> Problem:
+    from multigrade.problems import image_regression
+
+    return image_regression(clean, name=pcfg.image)
+
+
+def _denoise(pcfg, clean, _files) -> Problem:
+    from multigrade.problems import denoising
+
+    return denoising(clean, pcfg.sigma / 255, **_splitting(pcfg))
+
+
+def _deblur(pcfg, clean, _files) -> Problem:
+    from multigrade.problems import deblurring
+
+    return deblurring(clean, pcfg.blur_sigma, pcfg.noise / 255, **_splitting(pcfg))
+
+
+def _inpaint(pcfg, clean, files) -> Problem:
+    from multigrade.problems.inpainting import inpainting
+
+    return inpainting(clean, pcfg.missing, pcfg.sigma / 255, mask=files.get("mask"),
+                      **_splitting(pcfg))
+
+
+def _wavelet_sigma(problem) -> float:
+    from multigrade import selection
+
+    return selection.estimate_sigma(np.asarray(problem.observed))
+
+
+def _inpaint_sigma(problem) -> float:
+    from multigrade.problems.inpainting import estimate_sigma
+
+    return estimate_sigma(problem.observed, problem.sample)
+
+
+def _tv(problem, sigma, choices: Sequence[str]) -> list:
+    from multigrade import baselines
+
+    clean, observed = problem.target_image(), problem.observed_image()
+    return [baselines.tv_denoise(observed, clean, choice=c, sigma=sigma) for c in choices]
+
+
+def _tv_wiener(problem, sigma, choices: Sequence[str]) -> list:
+    from multigrade import baselines
+
+    clean, observed = problem.target_image(), problem.observed_image()
+    blur = dict(problem.settings)["blur_sigma"]
+    return _tv(problem, sigma, choices) + [
+        baselines.wiener(observed, clean, blur, choice=c, sigma=sigma) for c in choices]
+
+
+def _biharmonic(problem, sigma, choices: Sequence[str]) -> list:
+    from multigrade import baselines
+
+    seen = np.asarray(problem.sample)[..., 0] > 0
+    return baselines.inpaint(problem.observed_image(), problem.target_image(), seen,
+                             choices=choices, sigma=sigma)
+
+
+register(Task("regression", _regression, "coordinate image regression (paper §2.1)",
+              studies=True))
+register(Task("synthetic", _synthetic, "spectral-bias 1-D regression (paper §5)",
+              image=False, studies=True))
+register(Task("denoise", _denoise, "denoising with TV splitting (paper §2.2)",
+              selections=("none", "sure", "discrepancy", "holdout"), studies=True,
+              adaptive=False, baselines=_tv, noise_level=_wavelet_sigma))
+register(Task("deblur", _deblur, "deblurring with TV splitting (paper §2.2)",
+              selections=("none", "discrepancy", "holdout"), adaptive=False,
+              baselines=_tv_wiener, noise_level=_wavelet_sigma))
+register(Task("inpaint", _inpaint, "inpainting (a pixel mask) with TV splitting",
+              selections=("none", "discrepancy", "holdout"), adaptive=False,
+              baselines=_biharmonic, noise_level=_inpaint_sigma, files=("mask",)))

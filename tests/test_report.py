@@ -1,0 +1,67 @@
+"""The report's figures, checked by their data (the plotted arrays against the run's
+files), not their pixels."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from multigrade import runs
+from multigrade.cli import app
+from multigrade.experiments.verdicts import timeline
+from multigrade.report_html import timeline_series
+
+runner = CliRunner()
+BASE = ["--image", "camera", "--size", "16", "--epochs", "40", "--layers-per-grade", "1",
+        "--width", "8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def dropped_run(tmp_path_factory):
+    """A fit whose last grade a rule dropped (adaptive grades, least gain 3 dB)."""
+    out = tmp_path_factory.mktemp("report") / "auto"
+    res = runner.invoke(app, ["fit", "regression", *BASE, "--grades", "auto",
+                              "--max-grades", "5", "--min-gain", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["dropped"], "no grade was dropped"
+    return out
+
+
+def test_a_dropped_grade_is_drawn_after_the_kept_ones(dropped_run):
+    metrics = json.loads((dropped_run / "metrics.json").read_text())
+    h = runs.read_history(dropped_run / "history.csv")
+    t = timeline(dropped_run)
+    trained = metrics["grades"] + metrics["dropped"]
+    start = 0.0
+    for g in trained:  # each grade's seconds start where the grades before it ended
+        rows = h["grade"] == g["grade"]
+        expect = start + h["epoch"][rows] * g["seconds"] / g["epochs"]
+        np.testing.assert_allclose(t["seconds"][rows], expect, rtol=1e-12)
+        start += g["seconds"]
+    assert np.all(np.diff(t["seconds"]) >= 0) and np.all(np.diff(t["flops"]) > 0)
+    last = h["grade"] == metrics["dropped"][0]["grade"]
+    assert t["seconds"][last].min() >= sum(g["seconds"] for g in metrics["grades"])
+
+
+def test_the_plotted_curves_are_the_history(dropped_run):
+    series, psnr = timeline_series({"mgdl": dropped_run})
+    h = runs.read_history(dropped_run / "history.csv")
+    t = timeline(dropped_run)
+    assert psnr == "val_psnr"
+    for row, col, label, x, y, _ in series:
+        assert label == "mgdl"
+        axis = ("step", "seconds", "flops")[col]
+        np.testing.assert_allclose(x, t[axis] / (1e9 if axis == "flops" else 1.0))
+        np.testing.assert_array_equal(y, h["train_loss" if row == 0 else psnr])
+
+
+def test_a_regression_report_speaks_of_no_classical_baselines(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "regression", *BASE, "--grades", "2",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r.html").read_text()
+    assert "MGDL after each grade" in html and "classical" not in html
