@@ -757,9 +757,11 @@ def fit(
                          f"multiple of record_every ({record_every})")
     if min_gain is not None and not (math.isfinite(min_gain) and min_gain >= 0):
         raise ValueError(f"min_gain must be a finite non-negative number, got {min_gain}")
-    loop = _Loop(model, problem, _Engine(None), txs, budgets, key, record_every, window, tol,
-                 block, probe, probe_every, tuple(callbacks), checkpoint_every,
-                 divergence_factor, init_params, select=select, probes_b=probes_b,
+    loop = _Loop(model=model, problem=problem, engine=_Engine(None), txs=txs, budgets=budgets,
+                 key=key, record_every=record_every, window=window, tol=tol, block=block,
+                 probe=probe, probe_every=probe_every, callbacks=tuple(callbacks),
+                 checkpoint_every=checkpoint_every, divergence_factor=divergence_factor,
+                 init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=divergence_eps, step_size=step_size,
                  gain=None if min_gain is None else (gain_metric, float(min_gain)))
     return loop.run(start)[0]
@@ -814,9 +816,11 @@ def fit_sweep(
     budgets = [_whole(e, "epochs") for e in _per_grade(epochs, model.num_grades, "epochs")]
     block = _validate(model, problem, budgets, record_every, 1, None, block, None)
     tx = optax.inject_hyperparams(optimizer)(learning_rate=float(lrs[0]))
-    loop = _Loop(model, problem, _Engine(len(lrs)), [tx] * model.num_grades, budgets, key,
-                 record_every, 20, None, block, None, None, tuple(callbacks), None,
-                 DIVERGENCE_FACTOR, None, lrs=lrs)
+    loop = _Loop(model=model, problem=problem, engine=_Engine(len(lrs)),
+                 txs=[tx] * model.num_grades, budgets=budgets, key=key,
+                 record_every=record_every, window=20, tol=None, block=block, probe=None,
+                 probe_every=None, callbacks=tuple(callbacks), checkpoint_every=None,
+                 divergence_factor=DIVERGENCE_FACTOR, init_params=None, lrs=lrs)
     return loop.run(None)
 
 
@@ -837,7 +841,7 @@ class _Frozen:
     tangent: dict | None = None  # d/dy of feats, base, scale and aux (divergence probes)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class _Loop:
     model: GradeModel
     problem: Problem
