@@ -45,7 +45,7 @@ def test_lr_auto_is_c_times_2_over_dense_lambda_max(key):
 
     model = mg.mgdl([[6]] * 3, init="he")
     r = mg.fit(model, _problem(), optimizer=_gd(), epochs=30, key=key, record_every=10,
-               probe=probe, probe_every=1000, step_size=StepSize(c=0.4))
+               probe=mg.Probe(probe, 1000), step_size=StepSize(c=0.4))
     starts = [seen[i] for i, p in enumerate(r.probes) if p["epoch"] == 0]
     assert len(starts) == 3
     for g, lam in zip(r.grades, starts):
@@ -151,7 +151,7 @@ def test_adaptive_grades_keep_what_the_rule_says(key):
     gains = [grade_gain(a, b) for a, b in zip(val, val[1:])]
     least = float(np.median(gains))  # a bar some grades pass and some do not
     expect = 1 + next(i for i, g in enumerate(gains) if not g >= least)
-    auto = mg.fit(model, problem, min_gain=least, **args)
+    auto = mg.fit(model, problem, adaptive=mg.AdaptiveGrades(least), **args)
     assert len(auto.grades) == expect and [g.grade for g in auto.dropped] == [expect + 1]
     for a, b in zip(auto.params, fixed.params):
         jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)

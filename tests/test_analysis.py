@@ -143,7 +143,7 @@ def test_sweep_labels_divergence_without_stopping_others(data, key):
 def test_stability_probe_along_training(data, key):
     model = mg.mgdl([[8]] * 2, init="he")
     r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=60, key=key,
-               probe=make_stability_probe(0.05), probe_every=30)
+               probe=mg.Probe(make_stability_probe(0.05), 30))
     assert [(p["grade"], p["epoch"]) for p in r.probes] == [(1, 0), (1, 30), (1, 60),
                                                           (2, 0), (2, 30), (2, 60)]
     assert [p["num_params"] for p in r.probes] == [25] * 3 + [81] * 3
@@ -158,7 +158,7 @@ def test_probe_loss_is_the_grade_loss(data, key):
     seen = []
     model = mg.mgdl([[8]] * 2, init="he")
     r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=20, key=key,
-               probe=lambda g, e, p, loss: seen.append(float(loss(p))) or {}, probe_every=20)
+               probe=mg.Probe(lambda g, e, p, loss: seen.append(float(loss(p))) or {}, 20))
     h = r.history
     np.testing.assert_allclose(seen[1], h["train_loss"][h["grade"] == 1][-1], rtol=1e-10)
     np.testing.assert_allclose(seen[3], h["train_loss"][-1], rtol=1e-10)
@@ -183,7 +183,7 @@ def test_probes_compile_their_hessian_once_per_shape(data, key):
     hessian_module = importlib.import_module("multigrade.analysis.hessian")
     before = hessian_module._dense_hessian._cache_size()
     r = mg.fit(mg.mgdl([[8]] * 3, init="he"), data, optimizer=optax.sgd(0.05), epochs=60,
-               key=key, probe=make_stability_probe(0.05), probe_every=20)
+               key=key, probe=mg.Probe(make_stability_probe(0.05), 20))
     assert len(r.probes) == 12
     # grade 1 (input 1) and grades 2-3 (input 8): two programs for twelve probes
     assert hessian_module._dense_hessian._cache_size() - before == 2

@@ -1,12 +1,12 @@
 import multigrade as mg
 
 PUBLIC = {
-    "Callback", "Checkpoint", "FitInterrupted", "FitResult", "GradeParams", "GradeSummary",
-    "ImageNotFoundError", "Layer", "MultiGrade",
-    "MultiScale", "Regression", "Restoration", "apply_mlp", "coordinate_grid", "count_params",
-    "deblurring", "denoising", "fit", "fit_sweep", "grade_features", "grade_output",
-    "image_regression", "init_mlp", "load_image", "mgdl", "msdl", "predict", "psnr", "sgdl",
-    "should_stop", "ssim", "stop_index", "synthetic",
+    "AdaptiveGrades", "apply_mlp", "Callback", "Checkpoint", "coordinate_grid",
+    "count_params", "deblurring", "denoising", "Divergence", "fit", "fit_sweep",
+    "FitInterrupted", "FitResult", "grade_features", "grade_output", "GradeParams",
+    "GradeSummary", "image_regression", "ImageNotFoundError", "init_mlp", "Layer",
+    "load_image", "mgdl", "msdl", "MultiGrade", "MultiScale", "predict", "Probe", "psnr",
+    "Regression", "Restoration", "sgdl", "should_stop", "ssim", "stop_index", "synthetic",
 }
 
 

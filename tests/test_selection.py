@@ -75,8 +75,8 @@ def test_the_training_divergence_is_the_derivative_of_the_whole_fit():
     model = mg.mgdl([[8, 8]] * 2)
     b = jax.random.normal(jax.random.key(5), (1, *problem.observed.shape))
     kw = dict(optimizer=optax.adam(1e-2), epochs=30, key=jax.random.key(1), record_every=10)
-    exact = mg.fit(model, problem, divergence_probes=b, **kw)
-    twin = mg.fit(model, problem, divergence_probes=b, divergence_eps=1e-7, **kw)
+    exact = mg.fit(model, problem, divergence=mg.Divergence(b), **kw)
+    twin = mg.fit(model, problem, divergence=mg.Divergence(b, 1e-7), **kw)
     plain = mg.fit(model, problem, **kw)
     np.testing.assert_array_equal(exact.predictions[-1], plain.predictions[-1])
     h = 1e-6
@@ -99,7 +99,7 @@ def test_a_twin_at_step_eps_is_a_fit_on_the_moved_observation():
     b = jax.random.normal(jax.random.key(2), (2, *problem.observed.shape))
     eps = 0.05
     kw = dict(optimizer=optax.adam(1e-2), epochs=20, key=jax.random.key(1), record_every=10)
-    found = mg.fit(model, problem, divergence_probes=b, divergence_eps=eps, **kw)
+    found = mg.fit(model, problem, divergence=mg.Divergence(b, eps), **kw)
     base = mg.fit(model, problem, **kw).predictions[-1]
     div = np.mean([np.sum(np.reshape(bi, (-1, 1)) * (mg.fit(
         model, problem.with_observation(problem.observed + eps * bi), **kw).predictions[-1]
@@ -299,7 +299,7 @@ def test_a_sure_run_resumes_from_disk_to_the_uninterrupted_result(tmp_path, eps)
     tx = optax.adam(1e-2)
     kw = dict(optimizer=tx, epochs=40, key=jax.random.key(1), record_every=10,
               checkpoint_every=10, select=selection.Sure(sigma, problem.observed.size),
-              divergence_probes=probes, divergence_eps=eps)
+              divergence=mg.Divergence(probes, eps))
     full = mg.fit(model, problem, **kw)
     with pytest.raises(FitInterrupted) as info:
         mg.fit(model, problem, callbacks=[StopAfter(6)], **kw)  # grade 2, epoch 20
@@ -369,6 +369,6 @@ def test_sure_is_refused_for_deblurring_in_one_line(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "discrepancy" in r.stderr
     problem = deblurring(mg.load_image("camera", size=24), 2.0, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="needs divergence_probes"):
+    with pytest.raises(ValueError, match="needs divergence probes"):
         mg.fit(mg.mgdl([[4]]), problem, optimizer=optax.sgd(0.1), epochs=10,
                key=jax.random.key(0), select=selection.Sure(0.01, 24 * 24))

@@ -139,6 +139,6 @@ def test_stopping_rule_is_checked_at_windows_when_probes_interleave(problem, key
     seen = []
     r = mg.fit(mg.mgdl([[8]]), problem, optimizer=optax.adam(1e-3), epochs=500, key=key,
                record_every=5, window=4, tol=10.0,
-               probe=lambda g, e, p, loss: seen.append(e) or {}, probe_every=15)
+               probe=mg.Probe(lambda g, e, p, loss: seen.append(e) or {}, every=15))
     assert r.grades[0].epochs == 40 and r.grades[0].status == "stopped"
     assert seen == [0, 15, 30]

@@ -35,11 +35,14 @@ from multigrade.problems import (
     synthetic,
 )
 from multigrade.train import (
+    AdaptiveGrades,
     Callback,
     Checkpoint,
+    Divergence,
     FitInterrupted,
     FitResult,
     GradeSummary,
+    Probe,
     fit,
     fit_sweep,
     should_stop,
@@ -47,8 +50,10 @@ from multigrade.train import (
 )
 
 __all__ = [
+    "AdaptiveGrades",
     "Callback",
     "Checkpoint",
+    "Divergence",
     "FitInterrupted",
     "FitResult",
     "GradeParams",
@@ -57,6 +62,7 @@ __all__ = [
     "Layer",
     "MultiGrade",
     "MultiScale",
+    "Probe",
     "Regression",
     "Restoration",
     "apply_mlp",

@@ -11,7 +11,7 @@ with. Three rules stand in for it (`MODES`):
 
   with the divergence div f = Σᵢ ∂fᵢ/∂yᵢ estimated by Monte Carlo as bᵀ(∂f/∂y)b for a
   random b ~ N(0, I) (Ramani, Blu & Unser 2008). For the networks, f is the whole
-  training: `fit(divergence_probes=...)` carries ∂(state)/∂y·b through every epoch in
+  training: `fit(divergence=Divergence(...))` carries ∂(state)/∂y·b through every epoch in
   forward mode and records the divergence; for the classical baselines it is a finite
   difference (f(y + εb) − f(y))/ε.
 - `discrepancy` (Morozov): stop at the first record where the residual ‖A(P) − y‖²/N falls

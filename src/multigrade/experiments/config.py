@@ -351,6 +351,12 @@ class TrainConfig:
             return _injected_sgd(self.lr)
         return make_optimizer(self.optimizer, self.lr)
 
+    def adaptive(self):
+        """The `train.AdaptiveGrades` of `min_gain` (None if unset)."""
+        from multigrade.train import AdaptiveGrades
+
+        return None if self.min_gain is None else AdaptiveGrades(self.min_gain)
+
     def step_size(self):
         """The `analysis.StepSize` of `--lr auto`, `--lower-lr`, `--eig-stop` (None if
         unset)."""

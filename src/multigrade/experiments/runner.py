@@ -49,6 +49,7 @@ from multigrade.problems import Problem
 from multigrade.train import (
     Callback,
     Checkpoint,
+    Divergence,
     FitInterrupted,
     FitResult,
     Selector,
@@ -168,6 +169,10 @@ class Selection:
     probes: Array | None = None  # (p, *observation shape), for SURE
     eps: float | None = None  # SURE's finite-difference step (image units); None: exact
     holdout: float | None = None  # the fraction of pixels held out
+
+    def divergence(self) -> Divergence | None:
+        """What `fit(divergence=...)` takes: SURE's probes and step (None without SURE)."""
+        return None if self.probes is None else Divergence(self.probes, self.eps)
 
     def describe(self) -> dict:
         out = {"mode": self.mode}
@@ -381,9 +386,8 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
                      epochs=cfg.train.epochs, key=jax.random.key(cfg.train.seed),
                      record_every=cfg.train.record_every, tol=cfg.train.tol,
                      checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
-                     start=start, select=sel.selector, divergence_probes=sel.probes,
-                     divergence_eps=sel.eps, step_size=cfg.train.step_size(),
-                     min_gain=cfg.train.min_gain)
+                     start=start, select=sel.selector, divergence=sel.divergence(),
+                     step_size=cfg.train.step_size(), adaptive=cfg.train.adaptive())
     except (FitInterrupted, KeyboardInterrupt):
         status = runs.read_status(run_dir)
         runs.write_status(run_dir, "interrupted", command=command,

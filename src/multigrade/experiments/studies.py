@@ -22,7 +22,7 @@ from multigrade.analysis.stability import make_stability_probe
 from multigrade.experiments.config import RunConfig
 from multigrade.model import mgdl, msdl, sgdl
 from multigrade.problems import Problem
-from multigrade.train import FitResult, fit
+from multigrade.train import FitResult, Probe, fit
 
 # (width, grades, hidden layers per grade) of the paper's studies, SPEC §4.
 SWEEP_ARCHITECTURES = {"synthetic": (32, 4, 1), "regression": (128, 4, 2), "denoise": (48, 4, 1)}
@@ -87,7 +87,7 @@ def run_spectrum(cfg: RunConfig, problem: Problem, *, progress=None) -> dict[str
                                      key=jax.random.key(t.seed + 1), density=st.density)
         out[m] = fit(study_model(m, cfg, problem.out_dim), problem,
                      optimizer=optax.sgd(lrs[m]), epochs=t.epochs, key=jax.random.key(t.seed),
-                     record_every=t.record_every, probe=probe, probe_every=st.interval,
+                     record_every=t.record_every, probe=Probe(probe, st.interval),
                      callbacks=_progress(progress, m, cfg))
     return out
 
