@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from multigrade import runs
+
 Target = str | os.PathLike | io.IOBase  # where a figure goes: a file, or a buffer
 
 
@@ -38,11 +40,11 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     `history.csv` and `metrics.json`) and, for images, `grades.png` (from `images.npz`:
     the references, then the image after each grade with its test PSNR)."""
     run_dir = Path(run_dir)
-    made = [run_dir / "history.png"]
+    made = [run_dir / runs.HISTORY_PLOT]
     plot_history({_label(run_dir): run_dir}, made[0])
     panels = grade_panels(run_dir)
     if panels:
-        made.append(run_dir / "grades.png")
+        made.append(run_dir / runs.GRADES_PLOT)
         plot_images(panels, made[-1])
     return made
 
@@ -50,13 +52,11 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
 def grade_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """The references, then the image after each grade with its test PSNR ([] when the
     run has no images)."""
-    from multigrade import runs
-
     run_dir = Path(run_dir)
-    if not (run_dir / "images.npz").is_file():
+    if not (run_dir / runs.IMAGES).is_file():
         return []
-    images = runs.read_npz(run_dir / "images.npz")
-    metrics = runs.read_json(run_dir / "metrics.json")
+    images = runs.read_npz(run_dir / runs.IMAGES)
+    metrics = runs.read_summary(run_dir)
     panels = _references(images, metrics)
     grades = metrics["grades"]
     for g in grades:
@@ -67,9 +67,7 @@ def grade_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
 
 
 def _label(run_dir: Path) -> str:
-    from multigrade import runs
-
-    return runs.read_json(run_dir / "metrics.json")["model"]
+    return runs.read_summary(run_dir)["model"]
 
 
 def _references(images: dict, metrics: dict) -> list[tuple[str, np.ndarray]]:
@@ -95,20 +93,18 @@ def plot_comparison(run_dir: str | os.PathLike) -> Path | None:
 
 def comparison_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """The references, the classical baselines and each method's final image."""
-    from multigrade import runs
-
     run_dir = Path(run_dir)
-    methods = [d for d in compared_dirs(run_dir).values() if (d / "images.npz").is_file()]
+    methods = [d for d in compared_dirs(run_dir).values() if (d / runs.IMAGES).is_file()]
     if not methods:
         return []
-    first = runs.read_npz(methods[0] / "images.npz")
-    panels = _references(first, runs.read_json(methods[0] / "metrics.json"))
+    first = runs.read_npz(methods[0] / runs.IMAGES)
+    panels = _references(first, runs.read_summary(methods[0]))
     panels += baseline_panels(run_dir)
     for d in methods:
-        metrics = runs.read_json(d / "metrics.json")
+        metrics = runs.read_summary(d)
         last = metrics["grades"][-1]["grade"]
         panels.append((metrics["model"] + _db(metrics["metrics"].get("test_psnr")),
-                       runs.read_npz(d / "images.npz")[f"grade{last}"]))
+                       runs.read_npz(d / runs.IMAGES)[f"grade{last}"]))
     return panels
 
 
@@ -116,19 +112,15 @@ def compared_dirs(run_dir: str | os.PathLike) -> dict[str, Path]:
     """The methods of a comparison directory and their run directories (a baseline's at
     its chosen setting: one FFN of its σ grid); without `comparison.json`, every
     sub-directory that holds a run."""
-    from multigrade import runs
-
     run_dir = Path(run_dir)
     if (run_dir / "comparison.json").is_file():
         comp = runs.read_json(run_dir / "comparison.json")
         return {m: run_dir / v.get("baseline", {}).get("dir", m) for m, v in comp.items()}
-    return {d.name: d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()}
+    return {d.name: d for d in sorted(run_dir.iterdir()) if (d / runs.METRICS).is_file()}
 
 
 def baseline_panels(run_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """The classical baselines of a comparison directory (`baselines.npz`), with PSNRs."""
-    from multigrade import runs
-
     run_dir = Path(run_dir)
     if not (run_dir / "baselines.json").is_file():
         return []
@@ -155,15 +147,13 @@ def plot_history(run_dirs: dict[str, str | os.PathLike], path: Target) -> None:
     their `history.csv` and `metrics.json`), grade boundaries dotted. Restoration adds the
     residual ‖A(P) − y‖²/N to the loss panel (with the discrepancy principle's level τσ²
     when the run stopped by it) and SURE's estimate of the PSNR beside the true PSNR."""
-    from multigrade import runs
-
     curves, levels = {}, {}
     for label, d in run_dirs.items():
         d = Path(d)
-        metrics = runs.read_json(d / "metrics.json")
+        metrics = runs.read_summary(d)
         grades = metrics["grades"] + metrics.get("dropped", [])
         ends = np.cumsum([g["epochs"] for g in grades])
-        curves[label] = (runs.read_history(d / "history.csv"), ends[:-1])
+        curves[label] = (runs.read_history(d / runs.HISTORY), ends[:-1])
         sel = metrics.get("selection") or {}
         if sel.get("mode") == "discrepancy":
             levels[label] = sel["tau"] * (sel["noise_level"] / 255) ** 2

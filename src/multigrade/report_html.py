@@ -95,7 +95,7 @@ def kind_of(path: Path) -> str:
         return "lr-sweep"
     if (path / "spectrum.csv").is_file():
         return "spectrum"
-    if (path / "metrics.json").is_file():
+    if (path / runs.METRICS).is_file():
         return "fit"
     return "unknown"
 
@@ -182,10 +182,10 @@ def _metrics_rows(run_dir: Path) -> list[list[str]]:
     """One row per method of a fit or comparison directory (every run of a baseline's
     grid, by its directory's name)."""
     dirs = [run_dir] if kind_of(run_dir) == "fit" else \
-        [d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()]
+        [d for d in sorted(run_dir.iterdir()) if (d / runs.METRICS).is_file()]
     rows = []
     for d in dirs:
-        m = runs.read_json(d / "metrics.json")
+        m = runs.read_summary(d)
         per_grade = "/".join(_num(g["metrics"].get("test_psnr"), ".2f") for g in m["grades"])
         label = m["model"] if d == run_dir or d.name == m["model"] else d.name
         rows.append([str(run_dir), label, _num(m.get("params"), ".0f"),
@@ -206,7 +206,7 @@ def _selection_rows(dirs: dict[str, Path]) -> list[list[str]]:
     """What each method kept without the clean image against the oracle's choice."""
     rows = []
     for d in dirs.values():
-        m = runs.read_json(d / "metrics.json")
+        m = runs.read_summary(d)
         s = m.get("selection")
         if not s or "oracle" not in s:
             continue
@@ -268,7 +268,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
                                       if k not in ("name", "choice", "test_psnr", "test_ssim")),
                  _num(b["test_psnr"], ".2f"), _num(b["test_ssim"], ".3f")]
                 for b in runs.read_json(run_dir / "baselines.json")]))
-        dirs = {runs.read_json(run_dir / "metrics.json")["model"]: run_dir} if kind == "fit" \
+        dirs = {runs.read_summary(run_dir)["model"]: run_dir} if kind == "fit" \
             else compared_dirs(run_dir)
         parts.append(_settings(dirs))
         parts.append(_figure(_png(lambda b: plot_timelines(dirs, b)),

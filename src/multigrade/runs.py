@@ -47,12 +47,24 @@ import threading
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
-STATUS = "status.json"
-CONFIG = "config.toml"
-CHECKPOINT = "checkpoint.npz"
+# A run directory's files (`experiments.runner.save_result` writes them; the report,
+# verdicts, sweeps and the fair protocol read them)
+STATUS = "status.json"  # state, finished grades, the command (`write_status`)
+CONFIG = "config.toml"  # the whole RunConfig: `mgdl run DIR/config.toml` reruns it
+CHECKPOINT = "checkpoint.npz"  # what `fit(start=...)` continues from
+METRICS = "metrics.json"  # the summary: a `RunSummary`
+HISTORY = "history.csv"  # one row per record: grade, epoch, step and every metric
+PARAMS = "params.npz"  # the trained grades' parameters and scales (`save_params`)
+DROPPED = "dropped.npz"  # grades a rule tried and dropped (adaptive grades, selection)
+PREDICTIONS = "predictions.npz"  # the cumulative prediction after each grade
+IMAGES = "images.npz"  # image problems: references and the image after each grade
+ENVIRONMENT = "environment.json"  # versions, device, commit (`environment`)
+HISTORY_PLOT = "history.png"
+GRADES_PLOT = "grades.png"
 STATES = ("running", "completed", "interrupted", "failed")
 MARKER = ".multigrade.json"  # the store's claim: only `claim` (and `adopt`) write it
 LOCK = ".multigrade.lock"  # an OS lock held by the process working in the directory
@@ -63,9 +75,9 @@ SINGLE = ("run", "comparison", "study")  # kinds that `--overwrite` may clear
 # Every name the store writes in a directory of each kind (figures included); anything else
 # in it is the user's, and no command clears a directory that holds one.
 _RUN_FILES = frozenset({
-    STATUS, CONFIG, CHECKPOINT, "environment.json", "params.npz", "dropped.npz",
-    "predictions.npz", "images.npz", "history.csv", "metrics.json", "baselines.npz",
-    "baselines.json", "comparison.json", "grades.png", "history.png", "comparison.png",
+    STATUS, CONFIG, CHECKPOINT, ENVIRONMENT, PARAMS, DROPPED, PREDICTIONS, IMAGES, HISTORY,
+    METRICS, "baselines.npz", "baselines.json", "comparison.json", GRADES_PLOT, HISTORY_PLOT,
+    "comparison.png",
     "report.html",
     # GD studies (lr-sweep, spectrum)
     "config.json", "sweep.json", "sweep.csv", "histories.csv", "sweep.png", "spectrum.csv",
@@ -167,6 +179,46 @@ def strict(value):
 
 def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(strict(data), indent=2, allow_nan=False) + "\n")
+
+
+class GradeRecord(TypedDict, total=False):
+    """One grade in `RunSummary.grades` (a `train.GradeSummary` as JSON)."""
+
+    grade: int
+    epochs: int
+    status: str  # stopped, max_epochs, diverged, selected or eig_stop
+    seconds: float
+    compile_seconds: float
+    seconds_per_epoch: float
+    scale: float
+    metrics: dict[str, float]  # every split, after this grade
+    selected_epoch: int | None
+    criterion: float | None
+    lr: float | None
+    lambda_max: float | None
+
+
+class RunSummary(TypedDict, total=False):
+    """A run directory's `metrics.json` (`experiments.summaries.result_summary` and what
+    `experiments.runner.save_result` adds)."""
+
+    model: str  # mgdl, sgdl, msdl, ffn, siren
+    params: int
+    metrics: dict[str, float]  # after the last kept grade
+    epochs: int
+    seconds: float
+    diverged: bool
+    grades: list[GradeRecord]
+    dropped: list[GradeRecord]
+    model_description: dict[str, Any]
+    problem: dict[str, Any]
+    selection: dict[str, Any]  # a no-reference rule's choice beside the oracle's
+    adaptive: dict[str, Any]  # adaptive grades: gains and why the fit stopped
+
+
+def read_summary(run_dir: str | os.PathLike) -> RunSummary:
+    """A run directory's `metrics.json`."""
+    return read_json(Path(run_dir) / METRICS)
 
 
 def read_json(path: str | os.PathLike):

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from multigrade.cli._app import _guard, app, command_line, console, err_console, progress_bars
-from multigrade.cli.options import DataDirOpt, QuietOpt
+from multigrade.cli.options import DataDirOpt, Opt, QuietOpt, options
 
 
 def _list(scale: str) -> None:
@@ -34,50 +34,53 @@ def _list(scale: str) -> None:
                       "and every other experiment; name any experiment to run it alone.")
 
 
-@app.command("reproduce")
-@_guard
-@no_type_check  # Typer passes its own (vendored) Click context as ctx
-def reproduce_cmd(
-    ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(
+REPRODUCE = (
+    Opt("name", Annotated[str | None, typer.Argument(
         help="An experiment, a group (regression, denoise, deblur, lr-study, eigen-study, "
-        "msdl) or all.")] = None,
-    scale: Annotated[str, typer.Option(
-        "--scale", help="quick (2 CPU cores) or paper (the paper's sizes; for a GPU).")] =
-        "quick",
-    seeds: Annotated[int, typer.Option(
-        "--seeds", help="Runs per experiment (initialisation seeds 0..N-1).")] = 1,
-    vary_noise: Annotated[bool, typer.Option(
+        "msdl) or all.")], None),
+    Opt("scale", Annotated[str, typer.Option(
+        "--scale", help="quick (2 CPU cores) or paper (the paper's sizes; for a GPU).")],
+        "quick"),
+    Opt("seeds", Annotated[int, typer.Option(
+        "--seeds", help="Runs per experiment (initialisation seeds 0..N-1).")], 1),
+    Opt("vary_noise", Annotated[bool, typer.Option(
         "--vary-noise", help="Draw a new observation per seed (noise seed = seed); by "
-        "default every seed restores the same one.")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="List the experiments and exit.")] =
-        False,
-    dump_config: Annotated[bool, typer.Option(
-        "--dump-config", help="Print the experiment's config (TOML) and exit.")] = False,
-    data_dir: DataDirOpt = None,
-    overrides: Annotated[list[str] | None, typer.Option(
+        "default every seed restores the same one.")], False),
+    Opt("list_", Annotated[bool, typer.Option(
+        "--list", help="List the experiments and exit.")], False),
+    Opt("dump_config", Annotated[bool, typer.Option(
+        "--dump-config", help="Print the experiment's config (TOML) and exit.")], False),
+    Opt("data_dir", DataDirOpt, None),
+    Opt("overrides", Annotated[list[str] | None, typer.Option(
         "--set", help="Override one field of every experiment's config, e.g. --set "
-        "train.epochs=500 (repeatable).")] = None,
-    out: Annotated[str | None, typer.Option(
+        "train.epochs=500 (repeatable).")], None),
+    Opt("out", Annotated[str | None, typer.Option(
         "--out", help="Reproduction directory (default runs/reproduce-<scale>); run again "
-        "to skip what is done.")] = None,
-    report: Annotated[bool, typer.Option(
-        "--report/--no-report", help="Write report.html in the reproduction directory.")] =
-        True,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Train every run again, even those found completed.")] = False,
-    protocol: Annotated[str, typer.Option(
+        "to skip what is done.")], None),
+    Opt("report", Annotated[bool, typer.Option(
+        "--report/--no-report", help="Write report.html in the reproduction directory.")],
+        True),
+    Opt("overwrite", Annotated[bool, typer.Option(
+        "--overwrite", help="Train every run again, even those found completed.")], False),
+    Opt("protocol", Annotated[str, typer.Option(
         "--protocol", help="authors: each method with the authors' settings (SPEC §3); "
         "fair: restoration only, both methods tuned on one grid without the clean image "
-        "(SURE / held-out pixels), the oracle's choice beside it.")] = "authors",
-    grid: Annotated[list[str] | None, typer.Option(
+        "(SURE / held-out pixels), the oracle's choice beside it.")], "authors"),
+    Opt("grid", Annotated[list[str] | None, typer.Option(
         "--grid", help="fair: replace one axis of the grid, e.g. --grid train.lr=1e-3,5e-3 "
-        "(axes train.lr, problem.beta, problem.lam; repeatable).")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", help="fair: LocalCluster worker processes (default: one per core).")] =
-        None,
-    quiet: QuietOpt = False,
-):
+        "(axes train.lr, problem.beta, problem.lam; repeatable).")], None),
+    Opt("workers", Annotated[int | None, typer.Option(
+        "--workers", help="fair: LocalCluster worker processes (default: one per core).")],
+        None),
+    Opt("quiet", QuietOpt, False),
+)
+
+
+@app.command("reproduce")
+@_guard
+@options(REPRODUCE)
+def reproduce_cmd(ctx, name: str | None, scale: str, list_: bool, dump_config: bool,
+                  protocol: str, **o):
     """Reproduce the paper: run its experiments, print our figures beside its, and a
     verdict per claim (holds / does not hold / inconclusive within the seed spread)."""
     from multigrade.experiments.presets import SCALES, select
@@ -92,15 +95,23 @@ def reproduce_cmd(
     if protocol not in ("authors", "fair"):
         raise ValueError(f"--protocol must be authors or fair, got {protocol!r}")
     chosen = select(name, scale)  # an unknown name is refused before anything starts
+    overrides = o["overrides"] or []
     if dump_config:
-        _dump_config(name, chosen, scale, data_dir, overrides or [])
-        return
-    if protocol == "fair":
-        _fair(chosen, scale, seeds, data_dir, overrides or [], grid or [], out, workers, quiet)
-        return
-    if grid or workers is not None:
+        _dump_config(name, chosen, scale, o["data_dir"], overrides)
+    elif protocol == "fair":
+        _fair(chosen, scale, o["seeds"], o["data_dir"], overrides, o["grid"] or [], o["out"],
+              o["workers"], o["quiet"])
+    elif o["grid"] or o["workers"] is not None:
         raise ValueError("--grid and --workers belong to --protocol fair")
-    from multigrade.experiments.reproduce import reproduce
+    else:
+        _authors(ctx, name, scale, overrides, o)
+
+
+def _authors(ctx, name: str, scale: str, overrides: list[str], o: dict) -> None:
+    """`reproduce --protocol authors`: the runs, the table of verdicts and the report."""
+    from multigrade.experiments.reproduce import Watch, reproduce
+
+    quiet = o["quiet"]
 
     def on_run(exp: str, seed: int, what: str) -> None:
         if not quiet:
@@ -108,13 +119,13 @@ def reproduce_cmd(
             err_console.print(f"[bold]{exp}[/bold] seed {seed}: {word}")
 
     with progress_bars(quiet) as progress:
-        result = reproduce(name, scale=scale, seeds=seeds, data_dir=data_dir,
-                           out=f"runs/reproduce-{scale}" if out is None else out,
-                           overrides=overrides or [],
-                           vary_noise=vary_noise, overwrite=overwrite,
-                           command=command_line(ctx), progress=progress, on_run=on_run)
+        result = reproduce(name, scale=scale, seeds=o["seeds"], data_dir=o["data_dir"],
+                           out=f"runs/reproduce-{scale}" if o["out"] is None else o["out"],
+                           overrides=overrides, vary_noise=o["vary_noise"],
+                           overwrite=o["overwrite"], command=command_line(ctx),
+                           watch=Watch(progress, on_run))
     _print_reproduction(result)
-    if report:
+    if o["report"]:
         from multigrade.report_html import write_report
 
         path = write_report([result.out], result.out / "report.html")

@@ -198,8 +198,6 @@ def spectrum_cmd(ctx, lr: str, interval: int, dense_max: int, density: bool,
     console.print(f"run directory: {out}")
 
 
-
-
 def _print_spectrum(results: dict, task: str, dense_max: int) -> None:
     """One row per method × probe, then each method's outcome and any Lanczos caveat."""
     table = Table(title=f"GD-Jacobian spectra along training, {task}")
@@ -258,27 +256,10 @@ def sweep_cmd(
     and a sweep run again skips what is done. Writes results.csv, groups.csv (mean ± std
     over seeds, best run per group), summary.json and sweep.png.
     """
-    import dataclasses as dc
+    from multigrade.experiments.sweep import check_out, check_size, load_sweep, run_sweep
 
-    from multigrade.experiments.sweep import (
-        check_metric,
-        check_out,
-        check_size,
-        load_sweep,
-        run_sweep,
-    )
-
-    spec = load_sweep(sweep_file)
+    spec = _sweep_spec(load_sweep(sweep_file), best_by, group_by)
     check_out(out)
-    if best_by is not None:
-        spec = dc.replace(spec, best_by=check_metric(best_by))
-    if group_by is not None:
-        groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
-        bad = [g for g in groups if g not in spec.axes]
-        if bad:
-            raise ValueError(f"--group-by names {bad[0]!r}, which is not an axis of the sweep "
-                             f"({', '.join(spec.axes)})")
-        spec = dc.replace(spec, group_by=groups)
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     if max_runs < 1:
@@ -292,6 +273,24 @@ def sweep_cmd(
         outcome = run_sweep(spec, out, scheduler=scheduler, workers=workers, progress=progress,
                             max_runs=max_runs)
     _print_sweep(outcome)
+
+
+def _sweep_spec(spec, best_by: str | None, group_by: str | None):
+    """The sweep file's spec with --best-by and --group-by applied (checked)."""
+    import dataclasses as dc
+
+    from multigrade.experiments.sweep import check_metric
+
+    if best_by is not None:
+        spec = dc.replace(spec, best_by=check_metric(best_by))
+    if group_by is not None:
+        groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
+        bad = [g for g in groups if g not in spec.axes]
+        if bad:
+            raise ValueError(f"--group-by names {bad[0]!r}, which is not an axis of the sweep "
+                             f"({', '.join(spec.axes)})")
+        spec = dc.replace(spec, group_by=groups)
+    return spec
 
 
 def _sweep_progress(quiet: bool, total: int):

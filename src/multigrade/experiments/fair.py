@@ -75,7 +75,7 @@ def grid_base(cfg: RunConfig, method: str) -> RunConfig:
 def score(run_dir: str | Path) -> float:
     """A finished run's no-reference score, lower is better: the criterion of the state
     its last grade kept (SURE, or the held-out residual); inf for a diverged or failed run."""
-    metrics = runs.read_json(Path(run_dir) / "metrics.json")
+    metrics = runs.read_summary(Path(run_dir))
     if metrics.get("diverged") or not metrics["grades"]:
         return math.inf
     value = metrics["grades"][-1].get("criterion")

@@ -126,30 +126,47 @@ def _restoration(task: str, image: str, level: float) -> Callable[[str], RunConf
     return build
 
 
-def _study(command: str, task: str, *, methods=("mgdl", "sgdl"), lrs, width: int,
-           layers: int, quick_steps: int, paper_steps: int, interval_parts: int = 4,
-           image: str | None = None, quick_size: int = 64, paper_size: int | None = None,
-           setting: int = 1, sigma: float = 10.0, dense_max: int = 8000,
-           record_every: int = 10) -> Callable[[str], RunConfig]:
-    """A GD study (He initialisation, zero biases), `interval_parts` + 1 spectra per grade
-    (quick: at most 3, at the start, the middle and the end).
+@dataclasses.dataclass(frozen=True)
+class _Study:
+    """A GD study preset (He initialisation, zero biases), `interval_parts` + 1 spectra per
+    grade (quick: at most 3, at the start, the middle and the end); called with a scale,
+    it gives the study's config.
     Hessians up to 8 000 parameters are formed densely (the eigenvalue study's SGDL
     [48]×4 has 7 200), so every spectrum is complete and claim 4 can be measured."""
-    def build(scale: str) -> RunConfig:
+
+    command: str
+    task: str
+    lrs: tuple[float, ...]
+    width: int
+    layers: int
+    quick_steps: int
+    paper_steps: int
+    methods: tuple[str, ...] = ("mgdl", "sgdl")
+    interval_parts: int = 4
+    image: str | None = None
+    quick_size: int = 64
+    paper_size: int | None = None
+    setting: int = 1
+    sigma: float = 10.0
+    dense_max: int = 8000
+    record_every: int = 10
+
+    def __call__(self, scale: str) -> RunConfig:
         quick = scale == "quick"
-        steps = quick_steps if quick else paper_steps
-        parts = min(interval_parts, 2) if quick else interval_parts
+        steps = self.quick_steps if quick else self.paper_steps
+        parts = min(self.interval_parts, 2) if quick else self.interval_parts
         return RunConfig(
-            command=command,
-            problem=ProblemConfig(task=task, image=image or "camera", setting=setting,
-                                  size=quick_size if quick else paper_size, sigma=sigma,
-                                  beta=1e-3, lam=1e-4),
-            model=ModelConfig(grades=4, layers_per_grade=layers, width=width, init="he"),
-            train=TrainConfig(optimizer="gd", lr=max(lrs), epochs=steps,
-                              record_every=record_every if quick else 100),
-            study=StudySection(methods=methods, learning_rates=tuple(lrs),
-                               interval=max(steps // parts, 1), dense_max=dense_max))
-    return build
+            command=self.command,
+            problem=ProblemConfig(task=self.task, image=self.image or "camera",
+                                  setting=self.setting,
+                                  size=self.quick_size if quick else self.paper_size,
+                                  sigma=self.sigma, beta=1e-3, lam=1e-4),
+            model=ModelConfig(grades=4, layers_per_grade=self.layers, width=self.width,
+                              init="he"),
+            train=TrainConfig(optimizer="gd", lr=max(self.lrs), epochs=steps,
+                              record_every=self.record_every if quick else 100),
+            study=StudySection(methods=self.methods, learning_rates=tuple(self.lrs),
+                               interval=max(steps // parts, 1), dense_max=self.dense_max))
 
 
 SWEEP_RATES = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 2e-1, 5e-1)
@@ -187,25 +204,25 @@ def _study_experiments() -> list[Experiment]:
     found = [
         Experiment("lr-synthetic-1", "lr-study",
                    "GD learning-rate sweep, synthetic setting 1: MGDL 4×[32] vs SGDL [32]×4",
-                   (2,), _study("lr-sweep", "synthetic", lrs=SWEEP_RATES, width=32, layers=1,
+                   (2,), _Study("lr-sweep", "synthetic", lrs=SWEEP_RATES, width=32, layers=1,
                                 quick_steps=2000, paper_steps=20_000)),
         Experiment("lr-synthetic-2", "lr-study",
                    "GD learning-rate sweep, synthetic setting 2: MGDL 4×[32] vs SGDL [32]×4",
-                   (2,), _study("lr-sweep", "synthetic", setting=2, lrs=SWEEP_RATES, width=32,
+                   (2,), _Study("lr-sweep", "synthetic", setting=2, lrs=SWEEP_RATES, width=32,
                                 layers=1, quick_steps=2000, paper_steps=20_000)),
         Experiment("lr-regression", "lr-study",
                    "GD learning-rate sweep, image regression on resolutionchart: MGDL "
                    "4×[128,128] vs SGDL [128]×8", (2,),
-                   _study("lr-sweep", "regression", image="resolutionchart", lrs=SWEEP_RATES,
+                   _Study("lr-sweep", "regression", image="resolutionchart", lrs=SWEEP_RATES,
                           width=128, layers=2, quick_steps=1000, paper_steps=10_000)),
         Experiment("eigen-synthetic", "eigen-study",
                    "GD-Jacobian spectra, synthetic setting 1: MGDL η 6e-2 vs SGDL η 5e-3",
-                   (3, 4), _study("spectrum", "synthetic", lrs=(6e-2, 5e-3), width=32, layers=1,
+                   (3, 4), _Study("spectrum", "synthetic", lrs=(6e-2, 5e-3), width=32, layers=1,
                                   quick_steps=3000, paper_steps=100_000)),
         Experiment("eigen-regression", "eigen-study",
                    "GD-Jacobian spectra, image regression on resolutionchart: MGDL 4×[48] "
                    "η 0.2 vs SGDL [48]×4 η 5e-2", (3, 4),
-                   _study("spectrum", "regression", image="resolutionchart", lrs=(0.2, 5e-2),
+                   _Study("spectrum", "regression", image="resolutionchart", lrs=(0.2, 5e-2),
                           width=48, layers=1, quick_steps=2000, paper_steps=20_000,
                           quick_size=32),
                    {"mgdl": 12.04, "sgdl": 12.48, "metric": "test_psnr"}),
@@ -215,13 +232,13 @@ def _study_experiments() -> list[Experiment]:
             f"eigen-denoise-{sigma}", "eigen-study",
             f"GD-Jacobian spectra, denoising butterfly 64², σ_n = {sigma}/255: MGDL 4×[48] "
             "η 5e-5 vs SGDL [48]×4 η 1e-5, β 1e-3, λ 1e-4 (both)", (3, 4),
-            _study("spectrum", "denoise", image="butterfly", sigma=sigma, lrs=(5e-5, 1e-5),
+            _Study("spectrum", "denoise", image="butterfly", sigma=sigma, lrs=(5e-5, 1e-5),
                    width=48, layers=1, quick_steps=2000, paper_steps=20_000, paper_size=64)))
     found.append(Experiment(
         "msdl", "msdl",
         "MGDL vs SGDL vs multi-scale MSDL (4 × [1,8,8,8,8,1], scales 1,2,4,8), synthetic "
         "setting 1, GD at η 6e-2 / 5e-3 / 4e-3", (1,),
-        _study("spectrum", "synthetic", methods=("mgdl", "sgdl", "msdl"),
+        _Study("spectrum", "synthetic", methods=("mgdl", "sgdl", "msdl"),
                lrs=(6e-2, 5e-3, 4e-3), width=32, layers=1, quick_steps=5000,
                paper_steps=250_000, interval_parts=1),
         {"mgdl": 8.39e-5, "sgdl": 0.364, "msdl": 1.12e-2, "metric": "train_loss",

@@ -80,19 +80,31 @@ def run_dir_of(out: Path, name: str, seed: int) -> Path:
     return Path(out) / name / f"seed{seed}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    """What a caller sees of a reproduction while it runs: `progress` makes the training
+    progress bars (as in `execute`); `on_run(experiment, seed, what)` is told when a run
+    starts ("train", "resume") or is found done ("done")."""
+
+    progress: Callable | None = None
+    on_run: Callable[[str, int, str], None] | None = None
+
+    def run(self, experiment: str, seed: int, what: str) -> None:
+        if self.on_run is not None:
+            self.on_run(experiment, seed, what)
+
+
 def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Path,
               data_dir: str | None = None, overrides: Sequence[str] = (),
               vary_noise: bool = False, overwrite: bool = False, command: str | None = None,
-              progress=None, on_run: Callable[[str, int, str], None] | None = None
-              ) -> Reproduction:
+              watch: Watch = Watch()) -> Reproduction:
     """Runs the experiments `name` stands for (see `presets.select`) `seeds` times each.
 
     `overrides` (`["train.epochs=100", ...]`, as `--set`) change every experiment's config.
     Seed k sets `train.seed = k`; with `vary_noise`, also `problem.noise_seed = k` (a new
     observation per seed; otherwise every seed restores the same observation).
     With `overwrite`, runs found in `out` are trained again instead of skipped or resumed.
-    `on_run(experiment, seed, what)` is told when a run starts ("train", "resume") or is
-    found done ("done"); `progress` makes the training progress bars (as in `execute`).
+    `watch` shows progress (`Watch`); `command` is recorded as what claimed `out`.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
@@ -101,13 +113,12 @@ def reproduce(name: str, *, scale: str = "quick", seeds: int = 1, out: str | Pat
     configs = {e.name: experiment_config(e, scale, data_dir, overrides) for e in chosen}
     with _claim_out(out, [e.name for e in chosen], scale, seeds, command):
         rows, ran = _reproduce(out, chosen, configs, seeds, scale, vary_noise=vary_noise,
-                               overwrite=overwrite, command=command, progress=progress,
-                               on_run=on_run)
+                               overwrite=overwrite, command=command, watch=watch)
     return Reproduction(out, scale, chosen, seeds, rows, ran)
 
 
 def _reproduce(out: Path, chosen, configs: dict, seeds: int, scale: str, *, vary_noise,
-               overwrite, command, progress, on_run) -> tuple[list[dict], int]:
+               overwrite, command, watch: Watch) -> tuple[list[dict], int]:
     from multigrade.experiments.runner import execute, resume
 
     ran = 0
@@ -120,19 +131,17 @@ def _reproduce(out: Path, chosen, configs: dict, seeds: int, scale: str, *, vary
             if state is not None and not overwrite:
                 _check_same_config(d, cfg)
             if state == "completed" and not overwrite:
-                if on_run:
-                    on_run(e.name, seed, "done")
+                watch.run(e.name, seed, "done")
                 continue
-            if on_run:
-                on_run(e.name, seed, "resume" if state == "interrupted" else "train")
+            watch.run(e.name, seed, "resume" if state == "interrupted" else "train")
             t0 = time.perf_counter()
             if state == "interrupted" and not cfg.is_study and not overwrite:
-                resume(d, command=command, progress=progress)
+                resume(d, command=command, progress=watch.progress)
             else:
                 if state is not None:
                     runs.adopt(d)  # a run of an older version: mark it the store's
                 execute(cfg, d, overwrite=state is not None, command=command,
-                        progress=progress)
+                        progress=watch.progress)
             _record_wall_time(out, e.name, seed, time.perf_counter() - t0)
             ran += 1
     everything = [EXPERIMENTS[n] for n in runs.read_json(out / MANIFEST)["experiments"]

@@ -302,7 +302,7 @@ class _Recorder(Callback):
 
     def _save(self, ckpt: Checkpoint) -> None:
         runs.write_npz(self.run_dir / runs.CHECKPOINT, checkpoint_arrays(ckpt))
-        runs.write_rows(self.run_dir / "history.csv", ckpt.history)
+        runs.write_rows(self.run_dir / runs.HISTORY, ckpt.history)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._save(checkpoint)
@@ -313,7 +313,7 @@ class _Recorder(Callback):
 
     def on_grade_end(self, checkpoint: Checkpoint) -> None:
         self._save(checkpoint)
-        runs.save_params(self.run_dir / "params.npz", checkpoint.params, checkpoint.scales)
+        runs.save_params(self.run_dir / runs.PARAMS, checkpoint.params, checkpoint.scales)
         runs.write_status(self.run_dir, "running", command=self.command,
                           finished=[g.grade for g in checkpoint.grades])
 
@@ -343,23 +343,23 @@ def save_result(run_dir: Path, result: FitResult, *, figures: bool = True,
     from multigrade import report
 
     runs.write_npz(run_dir / runs.CHECKPOINT, checkpoint_arrays(result.checkpoint()))
-    runs.save_params(run_dir / "params.npz", result.params, result.scales)
+    runs.save_params(run_dir / runs.PARAMS, result.params, result.scales)
     if result.dropped_params:  # grades a rule dropped: kept, not part of the model
-        runs.save_params(run_dir / "dropped.npz", result.dropped_params,
+        runs.save_params(run_dir / runs.DROPPED, result.dropped_params,
                          [g.scale for g in result.dropped])
     else:  # a grown run may now keep what it dropped before
-        (run_dir / "dropped.npz").unlink(missing_ok=True)
-    runs.write_npz(run_dir / "predictions.npz",
+        (run_dir / runs.DROPPED).unlink(missing_ok=True)
+    runs.write_npz(run_dir / runs.PREDICTIONS,
                    {f"grade{k}": p for k, p in enumerate(result.predictions, start=1)})
-    runs.write_history(run_dir / "history.csv", result.history)
-    runs.write_json(run_dir / "metrics.json", {
+    runs.write_history(run_dir / runs.HISTORY, result.history)
+    runs.write_json(run_dir / runs.METRICS, {
         **result_summary(result), "model_description": result.model.describe(),
         "problem": result.problem.describe(),
         **({} if selection is None else {"selection": selection}),
         **({} if adaptive is None else {"adaptive": adaptive})})
     images = [result.problem.render(p) for p in result.predictions]
     if images and images[0] is not None:
-        runs.write_npz(run_dir / "images.npz", {
+        runs.write_npz(run_dir / runs.IMAGES, {
             **{f"reference/{k}": v for k, v in result.problem.references().items()},
             **{f"grade{k}": im for k, im in enumerate(images, start=1)}})
     if figures:
@@ -374,7 +374,7 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
     for all of them), else this run's own."""
     model = cfg.model.build(problem.out_dim)
     save_config(run_dir / runs.CONFIG, cfg)
-    runs.write_json(run_dir / "environment.json", runs.environment())
+    runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment())
     finished = [] if start is None else [g.grade for g in start.grades]
     runs.write_status(run_dir, "running", command=command, finished=finished)
     callbacks = [_Recorder(run_dir, flag, command)]
@@ -536,7 +536,7 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     from multigrade import report
 
     save_config(run_dir / runs.CONFIG, cfg)
-    runs.write_json(run_dir / "environment.json", runs.environment())
+    runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment())
     runs.write_status(run_dir, "running", command=command)
     results, baselines, networks = {}, [], {}
     try:
@@ -580,7 +580,7 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
                             {m: {**result_summary(r), **_selection_of(dirs[m]),
                                  **({"baseline": networks[m]} if m in networks else {})}
                              for m, r in results.items()})
-            report.plot_history(dirs, run_dir / "history.png")
+            report.plot_history(dirs, run_dir / runs.HISTORY_PLOT)
             report.plot_comparison(run_dir)
             runs.write_status(run_dir, "completed", command=command,
                               methods_completed=list(results))
@@ -618,7 +618,7 @@ def method_problem(problem: Problem, cfg: RunConfig) -> Problem:
 
 def _selection_of(run_dir: Path) -> dict:
     """`{"selection": ...}` of a completed method's run directory ({} if it has none)."""
-    path = run_dir / "metrics.json"
+    path = run_dir / runs.METRICS
     found = runs.read_json(path).get("selection") if path.is_file() else None
     return {} if found is None else {"selection": found}
 
@@ -792,7 +792,7 @@ def _refresh_comparison(whole: Path, sub: Path, result: FitResult) -> None:
     comparison[method] = {**result_summary(result), **_selection_of(sub),
                           **({"baseline": entry["baseline"]} if "baseline" in entry else {})}
     runs.write_json(path, comparison)
-    report.plot_history(report.compared_dirs(whole), whole / "history.png")
+    report.plot_history(report.compared_dirs(whole), whole / runs.HISTORY_PLOT)
     report.plot_comparison(whole)
     status = runs.read_status(whole)
     runs.write_status(whole, status["state"], command=status.get("command"),

@@ -100,7 +100,7 @@ def save_sweep(out: Path, sweeps: dict[str, SweepResult], command: str | None) -
 
     out = Path(out)
     rows = [row for s in sweeps.values() for row in s.rows()]
-    runs.write_json(out / "environment.json", runs.environment())
+    runs.write_json(out / runs.ENVIRONMENT, runs.environment())
     runs.write_json(out / "sweep.json", {
         "runs": rows,
         "largest_stable_lr": {m: s.largest_stable_lr for m, s in sweeps.items()},
@@ -130,7 +130,7 @@ def save_spectrum(out: Path, results: dict[str, FitResult], command: str | None)
     from multigrade.experiments.summaries import result_summary
 
     out = Path(out)
-    runs.write_json(out / "environment.json", runs.environment())
+    runs.write_json(out / runs.ENVIRONMENT, runs.environment())
     rows, arrays, density = [], {}, {}
     for m, r in results.items():
         for i, p in enumerate(r.probes):
@@ -141,8 +141,8 @@ def save_spectrum(out: Path, results: dict[str, FitResult], command: str | None)
                 density[f"{m}/{i}/nodes"] = p["density_nodes"]
                 density[f"{m}/{i}/weights"] = p["density_weights"]
         runs.subdir(out, m)
-        runs.write_history(out / m / "history.csv", r.history)
-        runs.write_json(out / m / "metrics.json", result_summary(r))
+        runs.write_history(out / m / runs.HISTORY, r.history)
+        runs.write_json(out / m / runs.METRICS, result_summary(r))
     runs.write_rows(out / "spectrum.csv", rows)
     runs.write_npz(out / "eigenvalues.npz", arrays)
     report.plot_spectrum(results, out / "spectrum.png")

@@ -10,6 +10,7 @@ import numpy as np
 
 from multigrade.experiments.config import RunConfig
 from multigrade.nn import count_params
+from multigrade.runs import RunSummary
 from multigrade.train import FitResult
 
 
@@ -27,7 +28,7 @@ def add_ssim(result: FitResult) -> None:
             g.metrics["test_ssim"] = ssim(image, target)
 
 
-def result_summary(result: FitResult) -> dict:
+def result_summary(result: FitResult) -> RunSummary:
     """The JSON-able summary of a `FitResult`: final metrics and one entry per grade."""
     return {
         "model": result.model.name, "params": count_params(result.params),

@@ -218,7 +218,7 @@ def _differs(d: dict, default: dict) -> dict:
 
 
 def _row(run_dir: Path) -> dict:
-    metrics = runs.read_json(run_dir / "metrics.json")
+    metrics = runs.read_summary(run_dir)
     return {"status": "diverged" if metrics["diverged"] else "completed",
             "epochs": metrics["epochs"], "seconds": metrics["seconds"],
             **{k: v for k, v in metrics["metrics"].items()}}

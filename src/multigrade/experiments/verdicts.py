@@ -104,7 +104,7 @@ def read_compare(run_dir: str | Path) -> dict:
                "seconds": s["seconds"],
                "grades": [g["metrics"].get("test_psnr") for g in s["grades"]]}
            for m, s in comp.items()}
-    problem = runs.read_json(run_dir / "mgdl" / "metrics.json").get("problem", {})
+    problem = runs.read_summary(run_dir / "mgdl").get("problem", {})
     out["observed_psnr"] = problem.get("observed_psnr")
     if (run_dir / "baselines.json").is_file():
         out["baselines"] = {b["name"]: b["test_psnr"]
@@ -133,10 +133,10 @@ def timeline(run_dir: str | Path) -> dict[str, np.ndarray]:
     Σ fan_in·fan_out FLOPs per epoch of the grade being trained (frozen grades are cached,
     not recomputed)."""
     run_dir = Path(run_dir)
-    h = runs.read_history(run_dir / "history.csv")
-    metrics = runs.read_json(run_dir / "metrics.json")
-    params = runs.read_npz(run_dir / "params.npz")
-    dropped = runs.read_npz(run_dir / "dropped.npz") if (run_dir / "dropped.npz").is_file() \
+    h = runs.read_history(run_dir / runs.HISTORY)
+    metrics = runs.read_summary(run_dir)
+    params = runs.read_npz(run_dir / runs.PARAMS)
+    dropped = runs.read_npz(run_dir / runs.DROPPED) if (run_dir / runs.DROPPED).is_file() \
         else {}
     samples = _samples(metrics)
     seconds, flops = np.zeros(len(h["step"])), np.zeros(len(h["step"]))
@@ -196,7 +196,7 @@ def read_spectrum(run_dir: str | Path, methods: Sequence[str]) -> dict:
         else {}
     out: dict = {}
     for m in methods:
-        metrics = runs.read_json(run_dir / m / "metrics.json")
+        metrics = runs.read_summary(run_dir / m)
         mine = [(i, r) for i, r in enumerate(r for r in rows if r["method"] == m)]
         below = [float(r["jacobian_min"]) < -1.0 for _, r in mine]
         kappas: dict[int, list[tuple[float, float]]] = {}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from multigrade._types import Array, as_float
 from multigrade.problems import ObservedProblem, Problem
-from multigrade.train._programs import _freeze, _split_predictions, make_epoch
+from multigrade.train._programs import ChunkSpec, _freeze, _split_predictions, make_epoch
 
 # The trained prediction is a function of the observation y through every epoch. Beside
 # the state, the loop carries, per probe b (leading axis), either its derivative along b
@@ -61,11 +61,14 @@ def _derivative(out, carried, eps):
     return carried if eps is None else (carried - out[None]) / eps
 
 
-def _chunk_jvp(state, tstate, problem, probes, feats, tfeats, base, tbase, scale, tscale, *,
-               model, tx, num_records, record_every, block, eps):
+def _chunk_jvp(state, tstate, problem, probes, frozen: tuple, tfrozen: tuple, *,
+               spec: ChunkSpec, eps):
     """`_chunk` with the derivative of every epoch along each probe b of the observation
     (`_along`); the metrics gain `divergence`, the mean over probes of bᵀ(∂P/∂y)b, at
-    every record."""
+    every record. `frozen` is the earlier grades' `(feats, base, scale)`, `tfrozen` their
+    derivatives (or twins)."""
+    (feats, base, scale), (tfeats, tbase, tscale) = frozen, tfrozen
+    model, tx, block = spec.model, spec.tx, spec.block
     _, _, rebuild = _split_ints(state)
     y = problem.observed
     ty = probes if eps is None else y[None] + eps * probes
@@ -88,7 +91,7 @@ def _chunk_jvp(state, tstate, problem, probes, feats, tfeats, base, tbase, scale
                                   {"train": ba["train"]}, sc, block)["train"], None
 
     def record(carry, _):
-        carry, _ = jax.lax.scan(epoch, carry, None, length=record_every)
+        carry, _ = jax.lax.scan(epoch, carry, None, length=spec.record_every)
         fl, ints, tfl = carry
         st = rebuild(fl, ints)
         tparams = rebuild(tfl, [None] * len(ints)).params
@@ -103,13 +106,15 @@ def _chunk_jvp(state, tstate, problem, probes, feats, tfeats, base, tbase, scale
 
     floats, ints, _ = _split_ints(state)
     (fl, ints, tfl), metrics = jax.lax.scan(
-        record, (floats, ints, jax.tree_util.tree_leaves(tstate)), None, length=num_records)
+        record, (floats, ints, jax.tree_util.tree_leaves(tstate)), None,
+        length=spec.num_records)
     return rebuild(fl, ints), rebuild(tfl, [None] * len(ints)), metrics
 
 
-def _freeze_jvp(params, tparams, problem, probes, aux, taux, feats, tfeats, base, tbase,
-                scale, tscale, *, model, block, eps):
-    """`_freeze` and the derivatives of its features, predictions and next scale."""
+def _freeze_jvp(params, tparams, problem, probes, frozen: tuple, tfrozen: tuple, *, model,
+                block, eps):
+    """`_freeze` and the derivatives of its features, predictions and next scale;
+    `frozen` is `(aux, feats, base, scale)`, `tfrozen` their derivatives (or twins)."""
 
     def f(p, y, a, fe, ba, sc):
         nf, preds, metrics, ns = _freeze(p, problem.with_observation(y), a, fe, ba, sc,
@@ -119,8 +124,7 @@ def _freeze_jvp(params, tparams, problem, probes, aux, taux, feats, tfeats, base
     y = problem.observed
     ty = probes if eps is None else y[None] + eps * probes
     (nf, preds, ns), (tnf, tpreds, tns), metrics = _along(
-        f, (params, y, aux, feats, base, scale), (tparams, ty, taux, tfeats, tbase, tscale),
-        eps)
+        f, (params, y, *frozen), (tparams, ty, *tfrozen), eps)
     return (nf, preds, metrics, ns), (tnf, tpreds, tns)
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multigrade.train._divergence import _chunk_jvp, _freeze_jvp
-from multigrade.train._programs import _STATIC, _chunk, _freeze, _initial_loss
+from multigrade.train._programs import _chunk, _freeze, _initial_loss
 
 
 def _vmapped(fn, in_axes, static):
@@ -59,8 +59,8 @@ class _Engine:
     @functools.cached_property
     def chunk(self):
         if self.members is None:
-            return jax.jit(_chunk, static_argnames=_STATIC)
-        return _vmapped(_chunk, (0, None, 0, 0, 0), _STATIC)
+            return jax.jit(_chunk, static_argnames="spec")
+        return _vmapped(_chunk, (0, None, 0, 0, 0), "spec")
 
     @functools.cached_property
     def freeze(self):
@@ -70,7 +70,7 @@ class _Engine:
 
     @functools.cached_property
     def chunk_jvp(self):
-        return jax.jit(_chunk_jvp, static_argnames=(*_STATIC, "eps"))
+        return jax.jit(_chunk_jvp, static_argnames=("spec", "eps"))
 
     @functools.cached_property
     def freeze_jvp(self):

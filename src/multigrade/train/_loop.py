@@ -17,7 +17,7 @@ from multigrade.model import GradeModel
 from multigrade.problems import Problem
 from multigrade.train._divergence import zero_tangent
 from multigrade.train._engine import _COMPILED, _Engine
-from multigrade.train._programs import grade_loss
+from multigrade.train._programs import ChunkSpec, grade_loss
 from multigrade.train._results import (
     Best,
     Checkpoint,
@@ -211,10 +211,10 @@ class _Loop:
         else:
             t = frozen.tangent
             (feats, preds, final, next_scale), (tfeats, tpreds, tscale) = \
-                self.engine.freeze_jvp(params, tstate.params, self.problem, self.probes_b, aux,
-                                       tstate.aux, frozen.feats, t["feats"], frozen.base,
-                                       t["base"], frozen.scale, t["scale"], **args,
-                                       eps=self.probe_eps)
+                self.engine.freeze_jvp(params, tstate.params, self.problem, self.probes_b,
+                                       (aux, frozen.feats, frozen.base, frozen.scale),
+                                       (tstate.aux, t["feats"], t["base"], t["scale"]),
+                                       **args, eps=self.probe_eps)
             tangent = {"feats": tfeats, "base": tpreds, "scale": tscale, "aux": tstate.aux}
         render = np.asarray(preds[self.problem.render_split])
         return (_Frozen(feats, preds, jnp.asarray(next_scale, dtype), aux, tangent), render,
@@ -270,9 +270,9 @@ class _Loop:
             args, jitted = (state, self.problem, rfeats, rbase, frozen.scale), self.engine.chunk
         else:
             t = frozen.tangent
-            args = (state, tstate, self.problem, self.probes_b, rfeats,
-                    {s: t["feats"][s] for s in rfeats}, rbase, {s: t["base"][s] for s in rbase},
-                    frozen.scale, t["scale"])
+            args = (state, tstate, self.problem, self.probes_b, (rfeats, rbase, frozen.scale),
+                    ({s: t["feats"][s] for s in rfeats}, {s: t["base"][s] for s in rbase},
+                     t["scale"]))
             jitted = self.engine.chunk_jvp
         extra = {} if tstate is None else {"eps": self.probe_eps}
         sig = (self.engine.members, tstate is None, self.probe_eps, n, epochs_per_record, tx,
@@ -283,9 +283,8 @@ class _Loop:
         program, compile_s = _COMPILED.get(sig), 0.0
         if program is None:
             t0 = time.perf_counter()
-            program = jitted.lower(*args, model=self.model, tx=tx, num_records=n,
-                                   record_every=epochs_per_record, block=self.block,
-                                   **extra).compile()
+            spec = ChunkSpec(self.model, tx, n, epochs_per_record, self.block)
+            program = jitted.lower(*args, spec=spec, **extra).compile()
             compile_s = time.perf_counter() - t0
             _COMPILED.put(sig, program)
         t0 = time.perf_counter()
@@ -319,10 +318,7 @@ class _Loop:
         eng, r, budget = self.engine, self.record_every, self.budgets[k]
         state = self._init_state(k, pending, frozen.aux)
         tstate = self._init_tangent(state, frozen, pending)
-        rec = tuple(self.problem.record_splits)
-        rec = rec if "train" in rec else ("train", *rec)
-        rfeats = {s: frozen.feats[s] for s in rec}
-        rbase = {s: frozen.base[s] for s in rec}
+        rfeats, rbase = self._record_inputs(frozen)
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
         done, seconds, compile_s, best, loss0 = self._grade_start(state, frozen, pending)
@@ -356,11 +352,9 @@ class _Loop:
                 cb.on_records(k + 1, rows[0][-n:])
             if not alive.any():
                 break
-            if selected or steep:
-                status[0] = "selected" if selected else "eig_stop"
-                break
-            if eng.members is None and should_stop(monitor, self.window, self.tol):
-                status[0] = "stopped"
+            ended = self._ended(selected, steep, monitor)
+            if ended is not None:
+                status[0] = ended
                 break
             if self.probe is not None and epochs_done % self.probe_every == 0:
                 self._probe(k, state, frozen, epochs_done, step0)
@@ -375,6 +369,20 @@ class _Loop:
                    "compile_seconds": compile_s, **rate}
         state, tstate = self._keep(state, tstate, status[0], best, last_score, summary)
         return state, tstate, list(status), summary
+
+    def _record_inputs(self, frozen: _Frozen) -> tuple[dict, dict]:
+        """The frozen features and predictions of the splits a record measures."""
+        rec = tuple(self.problem.record_splits)
+        rec = rec if "train" in rec else ("train", *rec)
+        return {s: frozen.feats[s] for s in rec}, {s: frozen.base[s] for s in rec}
+
+    def _ended(self, selected: bool, steep: bool, monitor: list[float]) -> str | None:
+        """Why the grade ends after this chunk (its status), or None: it goes on."""
+        if selected or steep:
+            return "selected" if selected else "eig_stop"
+        if self.engine.members is None and should_stop(monitor, self.window, self.tol):
+            return "stopped"
+        return None
 
     def _keep(self, state, tstate, status: str, best: Best | None, last_score, summary: dict):
         """What a grade keeps: with a selector, its best record's state (unless it

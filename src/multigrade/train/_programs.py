@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import optax
@@ -59,18 +60,30 @@ def _split_predictions(model, params, feats: dict, base: dict, scale, block) -> 
     return {s: base[s] + scale * blocked(out, feats[s], block) for s in feats}
 
 
-def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, *, model, tx,
-           num_records: int, record_every: int, block: int | None):
-    """`num_records` records of `record_every` epochs; returns the state and the metrics."""
-    epoch = make_epoch(problem, tx, feats["train"], base["train"], scale, block,
+class ChunkSpec(NamedTuple):
+    """What a chunk's program is compiled for (its static argument): `num_records`
+    records of `record_every` epochs of `model`'s current grade under `tx`."""
+
+    model: GradeModel
+    tx: optax.GradientTransformation
+    num_records: int
+    record_every: int
+    block: int | None
+
+
+def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, *, spec: ChunkSpec):
+    """`spec.num_records` records of `spec.record_every` epochs; returns the state and the
+    metrics."""
+    model, block = spec.model, spec.block
+    epoch = make_epoch(problem, spec.tx, feats["train"], base["train"], scale, block,
                        model.grade_output)
 
     def record(state, _):
-        state, _ = jax.lax.scan(lambda s, _: epoch(s), state, None, length=record_every)
+        state, _ = jax.lax.scan(lambda s, _: epoch(s), state, None, length=spec.record_every)
         preds = _split_predictions(model, state.params, feats, base, scale, block)
         return state, problem.metrics(preds, state.aux)
 
-    return jax.lax.scan(record, state, None, length=num_records)
+    return jax.lax.scan(record, state, None, length=spec.num_records)
 
 
 def _initial_loss(params, problem, aux, feats: dict, base: dict, scale, *, model, block):
@@ -87,5 +100,3 @@ def _freeze(params, problem, aux, feats: dict, base: dict, scale, *, model, bloc
     next_feats = {s: blocked(phi, feats[s], block) for s in feats}
     return next_feats, preds, problem.metrics(preds, aux), problem.next_scale(preds["train"])
 
-
-_STATIC = ("model", "tx", "num_records", "record_every", "block")
