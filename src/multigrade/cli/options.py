@@ -61,6 +61,9 @@ EpochsOpt = Annotated[int, typer.Option(
     "--epochs", help="Epochs per grade (SGDL trains the same number).")]
 RecordOpt = Annotated[int, typer.Option(
     "--record-every", help="Epochs between recorded metrics.")]
+ScheduleOpt = Annotated[str, typer.Option(
+    "--schedule", help="The learning rate along each grade: constant, cosine (decay to 1 % "
+    "of --lr) or warmup-cosine (5 % of the epochs rising from 0 first).")]
 TolOpt = Annotated[float | None, typer.Option(
     "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
@@ -190,7 +193,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("tol", TolOpt, None), Opt("seed", SeedOpt, 0),
          Opt("checkpoint_every", CheckpointOpt, 1000), Opt("max_grades", MaxGradesOpt, 8),
          Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
-         Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None))
+         Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
+         Opt("schedule", ScheduleOpt, "constant"))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))
 BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),

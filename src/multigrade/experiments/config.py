@@ -52,6 +52,7 @@ sharpness_every = 100      # gd: epochs between λ_max estimates (for lower_lr, 
 lower_lr = false           # gd: lower η to c·2/λ_max when λ_max passes 2/η
 eig_stop = -0.95           # gd: end a grade when 1 − η·λ_max falls below this
 min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of a grade
+schedule = "constant"      # the rate along each grade: constant, cosine, warmup-cosine
 
 [methods.mgdl]             # per method (mgdl, sgdl): lr, beta, lam in place of the shared
 lr = 5e-3                  # values, and where they come from (the paper's figures come from
@@ -113,14 +114,42 @@ SUPPORTED_OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "adam", "adamw", "a
                         "fromage", "sign_sgd", "adafactor")
 
 
-@functools.lru_cache(maxsize=64)
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    """`"gd"`/`"sgd"` → `optax.sgd(lr)`, `"momentum"` → SGD with momentum 0.9, `"nesterov"`
-    → Nesterov momentum 0.9; any other supported name → `optax.<name>(lr)`.
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+SCHEDULE_FINAL = 0.01  # cosine schedules end at this fraction of the peak rate
+SCHEDULE_WARMUP = 0.05  # warmup-cosine: the fraction of a grade's epochs spent warming up
 
-    One object per (name, rate): runs in one process with the same optimiser reuse their
-    compiled training programs (a transformation is stateless, so sharing it is safe)."""
+
+def learning_rate_schedule(schedule: str, lr: float, epochs: int | None):
+    """The rate at each epoch of a grade (a grade's optimiser starts at step 0): `lr` for
+    "constant"; "cosine" decays from `lr` to `SCHEDULE_FINAL`·lr over `epochs` (Loshchilov
+    & Hutter 2017, SGDR); "warmup-cosine" first rises linearly from 0 over
+    `SCHEDULE_WARMUP`·epochs, then decays likewise (Goyal et al. 2017)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; supported: {', '.join(SCHEDULES)}")
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, decay_steps=epochs, alpha=SCHEDULE_FINAL)
+    warmup = max(1, round(SCHEDULE_WARMUP * epochs))
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps=warmup,
+                                              decay_steps=max(epochs, warmup + 1),
+                                              end_value=SCHEDULE_FINAL * lr)
+
+
+@functools.lru_cache(maxsize=64)
+def make_optimizer(name: str, lr: float, schedule: str = "constant",
+                   epochs: int | None = None) -> optax.GradientTransformation:
+    """`"gd"`/`"sgd"` → `optax.sgd(lr)`, `"momentum"` → SGD with momentum 0.9, `"nesterov"`
+    → Nesterov momentum 0.9; any other supported name → `optax.<name>(lr)`; with a
+    `schedule` over a grade's `epochs` (`learning_rate_schedule`), the rate follows it.
+
+    One object per (name, rate, schedule): runs in one process with the same optimiser
+    reuse their compiled training programs (a transformation is stateless, so sharing it
+    is safe)."""
     check_optimizer(name)
+    if schedule != "constant" and epochs is None:
+        raise ValueError(f"the {schedule} schedule needs the grade's epochs")
+    lr = learning_rate_schedule(schedule, lr, epochs)
     if name in ("gd", "sgd"):
         return optax.sgd(lr)
     if name == "momentum":
@@ -128,7 +157,7 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
     if name == "nesterov":
         return optax.sgd(lr, momentum=0.9, nesterov=True)
     if name == "sign_sgd":
-        return optax.chain(optax.scale_by_sign(), optax.scale(-lr))
+        return optax.chain(optax.scale_by_sign(), optax.scale_by_learning_rate(lr))
     return getattr(optax, name)(lr)
 
 
@@ -300,11 +329,18 @@ class TrainConfig:
     lower_lr: bool = False
     eig_stop: float | None = None
     min_gain: float | None = None
+    schedule: str = "constant"
 
     def __post_init__(self):
         from multigrade.selection import MODES
 
         check_optimizer(self.optimizer)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; supported: "
+                             f"{', '.join(SCHEDULES)}")
+        if self.schedule != "constant" and self.watches_spectrum:
+            raise ValueError("a learning-rate schedule and --lr auto / --lower-lr / "
+                             "--eig-stop both set the rate: use one")
         if self.watches_spectrum and self.optimizer not in ("gd", "sgd"):
             raise ValueError(f"--lr auto, --lower-lr and --eig-stop choose plain gradient "
                              f"descent's step: use --optimizer gd, not {self.optimizer}")
@@ -349,7 +385,8 @@ class TrainConfig:
     def make_optimizer(self) -> optax.GradientTransformation:
         if self.watches_spectrum:  # the rate lives in the optimiser's state
             return _injected_sgd(self.lr)
-        return make_optimizer(self.optimizer, self.lr)
+        return make_optimizer(self.optimizer, self.lr, self.schedule,
+                              None if self.schedule == "constant" else self.epochs)
 
     def adaptive(self):
         """The `train.AdaptiveGrades` of `min_gain` (None if unset)."""

@@ -1,0 +1,200 @@
+"""Time to quality: PSNR against wall-clock seconds for MGDL training recipes.
+
+The paper's headline restoration figure (butterfly 512², σ_n = 10/255, MGDL, the authors'
+settings: Adam 5e-3, β 1, λ 1e-2, 4 grades × 3 layers of width 128) takes 4 × 20 000
+epochs. This benchmark runs a recipe, records (wall seconds since the start, PSNR against
+the clean image) at every record — compilation included, the clean image used for the
+measurement only, never for a choice — and prints the minutes to given PSNR levels and
+the PSNR reached at given minutes. Runs past the time limit are stopped there and
+reported as cut (where a fixed budget would have stood later is not extrapolated).
+
+Recipes (`--recipe`, several comma-separated, or all):
+  fixed    the authors' budget: 20 000 epochs per grade at a constant rate.
+  short    2 000 epochs per grade at a constant rate (most of each grade's gain comes in
+           its first tenth: the H200 run of the issue on time to quality).
+  cosine   2 000 epochs per grade, the rate decaying along each grade from 5e-3 to 5e-5
+           (`--schedule cosine`; Loshchilov & Hutter 2017).
+  warmup   as cosine with a linear warm-up over the first 5 % of each grade, peak 1e-2
+           (`--schedule warmup-cosine`; Goyal et al. 2017).
+  best     the recipe this benchmark found fastest (see docs/time-to-quality.md).
+
+Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe and the
+peak resident memory. `--json FILE` keeps the curves; `--plot FILE` draws PSNR against
+minutes, one line per recipe.
+
+Usage:
+  python benchmarks/time_to_quality.py --recipe best --size 512 --minutes 60
+  python benchmarks/time_to_quality.py --quick     # 128², fixed and best, 3 minutes each
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+import multigrade as mg
+from multigrade.experiments.presets import EXPERIMENTS
+from multigrade.experiments.reproduce import experiment_config
+from multigrade.experiments.runner import problem_for
+from multigrade.train import Callback, FitInterrupted
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+RECIPES = {  # train-section overrides of the authors' paper-scale denoising preset
+    "fixed": {"epochs": 20_000},
+    "short": {"epochs": 2000},
+    "cosine": {"epochs": 2000, "schedule": "cosine"},
+    "warmup": {"epochs": 2000, "schedule": "warmup-cosine", "lr": 1e-2},
+}
+BEST = "cosine"
+
+
+class Curve(Callback):
+    """(wall seconds, grade, epoch, test PSNR) at every record; asks the fit to stop at
+    the time limit."""
+
+    def __init__(self, limit_s: float):
+        self.t0, self.limit_s, self.points = time.perf_counter(), limit_s, []
+
+    def on_records(self, grade, rows):
+        now = time.perf_counter() - self.t0
+        self.points += [(now, grade, int(r["epoch"]), float(r["test_psnr"])) for r in rows]
+
+    def stop_requested(self) -> bool:
+        return time.perf_counter() - self.t0 >= self.limit_s
+
+
+def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None):
+    """The authors' MGDL denoising config at `size`, with the recipe's training."""
+    cfg = experiment_config(EXPERIMENTS["denoise-butterfly-10"], "paper", data_dir)
+    cfg = cfg.replace(problem={"size": size, "sigma": sigma, "noise_seed": 0})
+    cfg = cfg.for_method("mgdl")
+    return cfg.replace(train={"record_every": 100, "checkpoint_every": 100_000,
+                              **RECIPES[recipe]})
+
+
+def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | None) -> dict:
+    cfg = recipe_config(recipe, size, sigma, data_dir)
+    curve = Curve(60 * minutes)
+    problem = problem_for(cfg)  # image load and noise counted in the time
+    model = cfg.model.build(problem.out_dim)
+    cut = False
+    try:
+        mg.fit(model, problem, optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+               key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
+               window=1, callbacks=[curve])
+    except FitInterrupted:
+        cut = True
+    return {"recipe": recipe, "size": size, "sigma": sigma, "minutes": minutes, "cut": cut,
+            "train": {k: getattr(cfg.train, k) for k in ("optimizer", "lr", "epochs",
+                                                          "schedule", "record_every")},
+            "points": curve.points}
+
+
+def minutes_to(points, level: float) -> float | None:
+    for s, _, _, psnr in points:
+        if psnr >= level:
+            return s / 60
+    return None
+
+
+def psnr_at(points, minutes: float) -> float | None:
+    before = [p for s, _, _, p in points if s <= 60 * minutes]
+    return before[-1] if before else None
+
+
+def table(results: list[dict], levels, times) -> str:
+    head = ["recipe", *(f"min to {v:g} dB" for v in levels),
+            *(f"dB at {t:g} min" for t in times), "last (grade, epoch, dB, min)", "cut"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        pts = r["points"]
+        to = [minutes_to(pts, v) for v in levels]
+        at = [psnr_at(pts, t) for t in times]
+        last = pts[-1] if pts else None
+        lines.append("| " + " | ".join([
+            r["recipe"], *("-" if m is None else f"{m:.1f}" for m in to),
+            *("-" if p is None else f"{p:.2f}" for p in at),
+            "-" if last is None else f"{last[1]}, {last[2]}, {last[3]:.2f}, {last[0] / 60:.1f}",
+            "yes" if r["cut"] else "no"]) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path, target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        pts = r["points"]
+        ax.plot([p[0] / 60 for p in pts], [p[3] for p in pts], label=r["recipe"])
+    ax.axhline(target, color="gray", ls=":", lw=1, label=f"target {target:g} dB")
+    ax.set(xlabel="wall minutes (compilation included)", ylabel="test PSNR (dB)",
+           title=f"MGDL denoising, butterfly {results[0]['size']}², σ_n "
+                 f"{results[0]['sigma']:g}/255")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="best", help="comma-separated: "
+                    f"{', '.join([*RECIPES, 'best'])}, or all")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--sigma", type=float, default=10.0, help="noise σ_n in 1/255 units")
+    ap.add_argument("--minutes", type=float, default=60.0, help="time limit per recipe")
+    ap.add_argument("--target", type=float, default=31.0)
+    ap.add_argument("--levels", default="28,30,31")
+    ap.add_argument("--at", default="5,15,60", help="minutes to report the PSNR at")
+    ap.add_argument("--quick", action="store_true",
+                    help="128², fixed and best, 3 minutes each (unless given)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None)
+    a = ap.parse_args(argv)
+    given = set(sys.argv[1:] if argv is None else argv)
+    if a.quick:
+        a.size = a.size if "--size" in given else 128
+        a.minutes = a.minutes if "--minutes" in given else 3.0
+        a.recipe = a.recipe if "--recipe" in given else f"fixed,{BEST}"
+        a.target = a.target if "--target" in given else 28.0
+        a.at = a.at if "--at" in given else "1,2,3"
+    names = [*RECIPES] if a.recipe == "all" else [
+        BEST if n.strip() == "best" else n.strip() for n in a.recipe.split(",")]
+    bad = [n for n in names if n not in RECIPES]
+    if bad or a.size < 8 or not (a.minutes > 0 and math.isfinite(a.minutes)):
+        ap.error(f"unknown recipe {bad[0]!r}" if bad else "--size ≥ 8 and --minutes > 0")
+    data_dir = a.data_dir or (str(SHARED) if SHARED.is_dir() else None)
+    levels = [float(v) for v in a.levels.split(",")]
+    times = [float(v) for v in a.at.split(",")]
+    results = []
+    for name in dict.fromkeys(names):
+        print(f"{name}: up to {a.minutes:g} min on butterfly {a.size}²", file=sys.stderr)
+        results.append(run(name, a.size, a.sigma, a.minutes, data_dir))
+    print(f"butterfly {a.size}², σ_n {a.sigma:g}/255, MGDL (authors' settings but the "
+          f"recipe's training), {jax.default_backend()}, {jax.device_count()} device(s)")
+    print(table(results, levels, times))
+    for r in results:
+        m = minutes_to(r["points"], a.target)
+        print(f"minutes_to_target={r['recipe']}:{'missed' if m is None else f'{m:.1f}'}"
+              f" (target {a.target:g} dB)")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"peak_rss_mib={rss:.0f}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+    if a.plot:
+        plot(results, a.plot, a.target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
