@@ -50,6 +50,13 @@ def _number(text: str, what: str) -> float:
         raise ValueError(f"{what} must be a number, got {text!r}") from None
 
 
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{what} must be whole numbers, got {text!r}") from None
+
+
 def _special(opts: dict) -> dict:
     """The options that are not one config field each: `--lr auto[:c]`, `--grades auto`,
     `--eig-stop`, comma-separated lists."""
@@ -76,6 +83,8 @@ def _special(opts: dict) -> dict:
         out["eig_stop"] = -0.95 if out["eig_stop"] else None
     for name, what in (("archs", "--archs"), ("baselines", "--baselines")):
         out[name] = _names(out.get(name), what)
+    coarse = _names(out.get("coarse"), "--coarse")
+    out["coarse"] = None if coarse is None else tuple(_whole(v, "--coarse") for v in coarse)
     sigmas = _names(out.get("fourier_sigmas"), "--fourier-sigmas")
     out["fourier_sigmas"] = None if sigmas is None else tuple(
         _number(v, "--fourier-sigmas") for v in sigmas)

@@ -48,11 +48,11 @@ def _none_to_nan(d: dict) -> dict:
     return {k: float("nan") if v is None else v for k, v in d.items()}
 
 
-def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence, *,
-                    probes: int = 0) -> Checkpoint:
+def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
+                    optimizers: Sequence, *, probes: int = 0) -> Checkpoint:
     """The checkpoint of a run directory, its arrays shaped and checked against the model,
-    the problem and the optimisers (one per grade); with `probes`, also the derivatives
-    along that many divergence probes (SURE)."""
+    the problem (or one per grade, as `fit` took them) and the optimisers (one per grade);
+    with `probes`, also the derivatives along that many divergence probes (SURE)."""
     path = Path(run_dir) / runs.CHECKPOINT
     if not path.is_file():
         raise ValueError(f"{run_dir} has no checkpoint yet: nothing to continue "
@@ -61,14 +61,23 @@ def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence
     meta = json.loads(str(arrays.pop("meta")))
     key = jax.random.key(0)
 
+    problems = list(problem) if isinstance(problem, (list, tuple)) \
+        else [problem] * model.num_grades
+
     def like(k):
-        return jax.eval_shape(lambda: model.init_grade(key, k, problem.in_dim))
+        return jax.eval_shape(lambda: model.init_grade(key, k, problems[k].in_dim))
+
+    def aux_of(k):  # the auxiliary state's shape on grade k's grid
+        p = problems[k]
+        return jax.eval_shape(p.init_aux, jnp.zeros((p.inputs["train"].shape[0], p.out_dim)))
 
     src = str(path)
     params = [runs.arrays_to_tree(arrays, f"params/grade{k + 1}", like(k), source=src)
               for k in range(meta["finished"])]
-    n_train = problem.inputs["train"].shape[0]
-    aux_like = jax.eval_shape(problem.init_aux, jnp.zeros((n_train, problem.out_dim)))
+    # u as the next grade starts: on the pending grade's grid (a checkpoint within a grade),
+    # else on the last finished grade's
+    pending_grade = None if meta["pending"] is None else meta["pending"]["grade"]
+    aux_like = aux_of(max(len(params) - 1, 0) if pending_grade is None else pending_grade - 1)
     aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
     tangent = None
     if probes and params:
@@ -78,7 +87,7 @@ def load_checkpoint(run_dir: Path, model, problem: Problem, optimizers: Sequence
         p = meta["pending"]
         k = p["grade"] - 1
         p_like = like(k)
-        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_like)
+        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_of(k))
         state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
         t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
         best = None

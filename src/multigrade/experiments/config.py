@@ -53,6 +53,8 @@ lower_lr = false           # gd: lower η to c·2/λ_max when λ_max passes 2/η
 eig_stop = -0.95           # gd: end a grade when 1 − η·λ_max falls below this
 min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of a grade
 schedule = "constant"      # the rate along each grade: constant, cosine, warmup-cosine
+coarse = [4, 2]            # denoise: grades 1, 2 fitted on 4×, 2× coarser grids (the rest
+                           # on the image's): coarse-to-fine
 
 [methods.mgdl]             # per method (mgdl, sgdl): lr, beta, lam in place of the shared
 lr = 5e-3                  # values, and where they come from (the paper's figures come from
@@ -330,11 +332,15 @@ class TrainConfig:
     eig_stop: float | None = None
     min_gain: float | None = None
     schedule: str = "constant"
+    coarse: tuple[int, ...] = ()
 
     def __post_init__(self):
         from multigrade.selection import MODES
 
         check_optimizer(self.optimizer)
+        for f in self.coarse:
+            if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+                raise ValueError(f"coarse factors must be positive integers, got {f!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; supported: "
                              f"{', '.join(SCHEDULES)}")
@@ -549,8 +555,26 @@ class RunConfig:
             if not task.adaptive:
                 raise ValueError("adaptive grades (--grades auto) compare validation PSNR, "
                                  "which restoration has not: there --select chooses grades")
+        if self.train.coarse and not self.is_study:
+            self._check_coarse()
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
+
+    def _check_coarse(self) -> None:
+        t = self.train
+        if self.problem.task != "denoise":
+            raise ValueError(f"coarse grades (train.coarse) are for denoising, not "
+                             f"{self.problem.task}")
+        if self.model.method != "mgdl" and self.command == "fit":
+            raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
+                             f"{self.model.method} has one grade")
+        if len(t.coarse) >= self.model.grades:
+            raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
+                             f"{self.model.grades} grades: the last grade fits the image's "
+                             "own grid")
+        if t.select != "none":
+            raise ValueError("coarse grades and --select: selection needs one grid for "
+                             "every grade")
 
     @property
     def is_study(self) -> bool:

@@ -382,8 +382,9 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
         callbacks.append(progress(cfg.model.method, model.num_grades))
     sel = selection_for(cfg, problem) if sel is None else sel
     try:
-        result = fit(model, problem, optimizer=cfg.train.make_optimizer(),
-                     epochs=cfg.train.epochs, key=jax.random.key(cfg.train.seed),
+        result = fit(model, grade_problems(problem, cfg, model.num_grades),
+                     optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+                     key=jax.random.key(cfg.train.seed),
                      record_every=cfg.train.record_every, tol=cfg.train.tol,
                      checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
                      start=start, select=sel.selector, divergence=sel.divergence(),
@@ -458,15 +459,26 @@ def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoi
         return None
     model = cfg.model.build(problem.out_dim)
     probes = cfg.train.sure_probes if cfg.train.select == "sure" else 0
-    return load_checkpoint(run_dir, model, problem,
+    return load_checkpoint(run_dir, model, grade_problems(problem, cfg, model.num_grades),
                            [cfg.train.make_optimizer()] * model.num_grades, probes=probes)
+
+
+def grade_problems(problem: Problem, cfg: RunConfig, grades: int) -> Problem | list[Problem]:
+    """What each of `grades` grades fits: `problem`, or with `train.coarse` the first
+    grades on coarser grids of it (coarse-to-fine)."""
+    factors = cfg.train.coarse[:grades]
+    if not factors:
+        return problem
+    coarse = {f: problem.coarse(f) for f in set(factors)}  # one object per grid
+    return [coarse[f] for f in factors] + [problem] * (grades - len(factors))
 
 
 def _replay(cfg: RunConfig, problem: Problem, start: Checkpoint) -> FitResult:
     """A finished run in memory again: its grades are replayed (frozen, not trained)."""
     model = cfg.model.build(problem.out_dim)
     model = dataclasses.replace(model, grades=model.grades[:start.finished])
-    result = fit(model, problem, optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+    result = fit(model, grade_problems(problem, cfg, start.finished),
+                 optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
                  key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
                  tol=cfg.train.tol, start=start)
     result.aux = start.aux
@@ -598,7 +610,8 @@ def _method_config(cfg: RunConfig, method: str, grades: int | None = None) -> Ru
     model = dataclasses.replace(cfg.model, method=method, baselines=(),
                                 archs=cfg.model.archs if method == "mgdl" else (),
                                 grades=cfg.model.grades if grades is None else grades)
-    train = cfg.train if method == "mgdl" else dataclasses.replace(cfg.train, min_gain=None)
+    train = cfg.train if method == "mgdl" else dataclasses.replace(cfg.train, min_gain=None,
+                                                                    coarse=())
     return dataclasses.replace(cfg, command="fit", model=model, train=train).for_method(method)
 
 

@@ -182,6 +182,35 @@ class Restoration:
         """The same problem with another observation y (SURE perturbs y)."""
         return dataclasses.replace(self, observed=observed)
 
+    def coarse(self, factor: int) -> Restoration:
+        """The same denoising problem on a grid `factor` times coarser: the observation
+        (and the clean image, for PSNR only) averaged over `factor` × `factor` blocks
+        (rows and columns past the last whole block dropped), each block at the mean of
+        its pixels' coordinates, so a network fitted to it is a function on the same
+        domain (coarse-to-fine grades, `fit` with one problem per grade). Averaging the
+        noise lowers σ_n by `factor`; no clean value enters the loss."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) \
+                or factor < 1:
+            raise ValueError(f"a coarse factor must be a positive integer, got {factor!r}")
+        if factor == 1:
+            return self
+        if self.task != "denoise" or self.mask is not None \
+                or self.observed_pixels() is not None:
+            raise ValueError("coarse grades are for denoising (every pixel observed, none "
+                             "held out)")
+        h, w, c = self.shape
+        if h < factor or w < factor:
+            raise ValueError(f"a {h} × {w} image has no {factor} × {factor} block")
+
+        def pool(a):
+            a = a[: h // factor * factor, : w // factor * factor]
+            return a.reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+
+        coords = pool(self.coords.reshape(h, w, 2)).reshape(-1, 2)
+        return dataclasses.replace(self, coords=coords, observed=pool(self.observed),
+                                   clean=pool(self.clean),
+                                   settings=(*self.settings, ("coarse", int(factor))))
+
     def held_out(self, fraction: float, key: PRNGKeyArray) -> Restoration:
         """The same problem with `round(fraction·H·W)` random pixels (every channel of
         each) hidden from the loss: their residual is recorded as `val_loss`, which for

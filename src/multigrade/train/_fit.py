@@ -73,7 +73,7 @@ def _validate(model, problem, budgets, record_every, window, tol, block, checkpo
 
 def fit(
     model: GradeModel,
-    problem: Problem,
+    problem: Problem | Sequence[Problem],
     *,
     optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
     epochs: int | Sequence[int],
@@ -97,7 +97,12 @@ def fit(
 
     Args:
         model: a `MultiGrade` (SGDL is a one-grade model) or a `MultiScale`.
-        problem: a problem object (`multigrade.problems`).
+        problem: a problem object (`multigrade.problems`), or one per grade: coarse-to-
+            fine grades, each fitted on its own grid of the same problem (e.g.
+            `[p.coarse(4), p.coarse(2), p, p]` for a denoising problem `p`); every
+            finished grade is frozen again on the next grade's grid when it changes, the
+            last grade's problem is the result's, and each grade's prediction and metrics
+            in the result are measured on it.
         optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
         epochs: the maximum number of epochs (full-batch steps), or one per grade. A budget
             that is not a multiple of `record_every` ends with a shorter last record.
@@ -133,6 +138,8 @@ def fit(
         FitInterrupted: a callback asked to stop; its `checkpoint` continues the run.
     """
     k_grades = model.num_grades
+    problems = _problems(problem, k_grades)
+    problem = problems[0]
     txs = [_transformation(t) for t in _per_grade(optimizer, k_grades, "optimizer")]
     budgets = [_whole(e, "epochs") for e in _per_grade(epochs, k_grades, "epochs")]
     block = _validate(model, problem, budgets, record_every, window, tol, block,
@@ -144,6 +151,9 @@ def fit(
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
+    if len(set(map(id, problems))) > 1 and (select is not None or divergence is not None):
+        raise ValueError("selection and divergence probes need one problem for every grade, "
+                         "not a grid per grade")
     probes_b = None if divergence is None else _check_probes(problem, divergence.probes)
     if select is not None and select.needs_divergence and probes_b is None:
         raise ValueError(f"{type(select).__name__} needs divergence probes (fit(divergence=...))")
@@ -158,8 +168,24 @@ def fit(
                  checkpoint_every=checkpoint_every, divergence_factor=divergence_factor,
                  init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=None if divergence is None else divergence.eps, step_size=step_size,
-                 gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)))
+                 gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)),
+                 problems=problems)
     return loop.run(start)[0]
+
+
+def _problems(problem, num_grades: int) -> list:
+    """One problem per grade: the same one, or those given (checked alike)."""
+    if not isinstance(problem, (list, tuple)):
+        return [problem] * num_grades
+    if len(problem) != num_grades:
+        raise ValueError(f"problem: {len(problem)} problems given for {num_grades} grades")
+    first = problem[0]
+    for p in problem[1:]:
+        if type(p) is not type(first) or (p.in_dim, p.out_dim) != (first.in_dim,
+                                                                   first.out_dim):
+            raise ValueError("the problems of a coarse-to-fine fit must be one problem on "
+                             "several grids (same kind, inputs and outputs)")
+    return list(problem)
 
 
 def fit_sweep(

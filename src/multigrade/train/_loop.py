@@ -74,9 +74,14 @@ class _Loop:
     probe_eps: float | None = None  # None: exact derivatives; else finite differences
     step_size: StepSize | None = None
     gain: tuple[str, float] | None = None  # adaptive grades: (metric, least gain)
+    # one problem per grade (coarse-to-fine); `problem` is then the current grade's
+    problems: Sequence[Problem] | None = None
 
     def __post_init__(self):
         self.probes: list[dict] = []
+        if self.problems is None:
+            self.problems = [self.problem] * self.model.num_grades
+        self.problem = self.problems[0]
         # one function object for every probe's loss: compiled Hessians are reused
         self.loss_fn = functools.partial(grade_loss, self.model, self.block)
 
@@ -93,6 +98,7 @@ class _Loop:
         alive = np.ones(m, bool)
         dropped, dropped_params = [], []
         for k in range(len(params_out), self.model.num_grades):
+            frozen = self._enter(k, frozen, params_out, [float(s[0]) for s in scales])
             pending = start.pending if start is not None and start.pending is not None \
                 and start.pending.grade == k + 1 else None
             state, tstate, status, summary_k = self._train_grade(
@@ -129,6 +135,8 @@ class _Loop:
                                                                           "selected")):
                 break
 
+        if any(p is not self.problem for p in self.problems[:len(params_out)]):
+            renders = self._measure_on_last(params_out, summaries[0], renders)
         return [FitResult(self.model, [eng.member(p, j) for p in params_out],
                           [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
                           [eng.rows(r)[j] for r in renders], eng.member(frozen.aux, j),
@@ -148,6 +156,8 @@ class _Loop:
         appends to the lists and returns what they leave frozen."""
         eng = self.engine
         for k, p in enumerate(start.params):
+            frozen = self._enter(k, frozen, start.params[:k],
+                                 [g.scale for g in start.grades[:k]])
             frozen, render, _ = self._freeze(p, frozen, start.grades[k].scale)
             frozen.aux = eng.expand(start.aux if k == start.finished - 1 else frozen.aux)
             params_out.append(p)
@@ -163,6 +173,32 @@ class _Loop:
                                  "divergence probes: it was made without them")
             frozen.tangent = start.tangent
         return frozen
+
+    def _enter(self, k: int, frozen: _Frozen, params: Sequence, scales: Sequence[float]
+               ) -> _Frozen:
+        """Before grade k: on a grid other than the previous grade's (coarse-to-fine),
+        the finished grades frozen again on grade k's problem, from its start (u as at a
+        first grade: a new grid has no u yet)."""
+        if self.problems[k] is self.problem:
+            return frozen
+        self.problem = self.problems[k]
+        frozen = self._initial_frozen()
+        for p, s in zip(params, scales):
+            frozen, _, _ = self._freeze(p, frozen, s)
+        return frozen
+
+    def _measure_on_last(self, params: list, summaries: list[GradeSummary],
+                         renders: list) -> list:
+        """Coarse-to-fine: the prediction and metrics after each grade trained on another
+        grid, again on the last grade's problem (the full grid; u = 0 there), so that the
+        result's images all have its size."""
+        frozen, out = self._initial_frozen(), list(renders)
+        for j, (p, g) in enumerate(zip(params, summaries)):
+            frozen, render, final = self._freeze(p, frozen, g.scale)
+            if self.problems[j] is not self.problem:
+                out[j] = render
+                g.metrics = {n: float(v) for n, v in final.items()}
+        return out
 
     def _no_gain(self, criterion: float | None, done: list[GradeSummary]) -> bool:
         """A keep-best selector's grade that did not lower the previous grade's score."""

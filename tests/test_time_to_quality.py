@@ -1,0 +1,41 @@
+"""benchmarks/time_to_quality.py at a tiny size: every recipe's curve, its table, its
+`minutes_to_target=` line, and a coarse grade measured on the full grid."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
+
+
+def test_each_recipe_is_a_curve_in_time_with_its_line(tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("the paper's images (../shared/images) are not beside the checkout")
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--size", "16", "--minutes", "2", "--recipe",
+         "short,coarse", "--target", "15", "--levels", "10,15,99", "--at", "1",
+         "--json", str(tmp_path / "c.json"), "--data-dir", str(SHARED)],
+        capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    curves = {c["recipe"]: c for c in json.loads((tmp_path / "c.json").read_text())}
+    assert set(curves) == {"short", "coarse"}
+    for name, c in curves.items():
+        seconds, grades, _, values = (np.asarray(v) for v in zip(*c["points"]))
+        assert not c["cut"] and np.all(np.diff(seconds) >= 0) and np.all(np.diff(grades) >= 0)
+        assert grades[-1] == 4 and np.all(np.isfinite(values))
+        reached = seconds[np.argmax(values >= 15)] / 60 if (values >= 15).any() else None
+        line = next(x for x in res.stdout.splitlines()
+                    if x.startswith(f"minutes_to_target={name}:"))
+        assert line.split(":")[1].split()[0] == ("missed" if reached is None
+                                                 else f"{reached:.1f}")
+        row = next(x for x in res.stdout.splitlines() if x.startswith(f"| {name} |"))
+        assert row.split("|")[4].strip() == "-"  # 99 dB is never reached
+    # the coarse recipe's grades 1 and 2 appear once each, at their end, on the full grid
+    coarse = curves["coarse"]["points"]
+    assert [p[1] for p in coarse].count(1) == 1 and [p[1] for p in coarse].count(2) == 1
+    assert curves["coarse"]["train"]["coarse"] == [4, 2]
