@@ -21,7 +21,9 @@ Recipes (`--recipe`, several comma-separated, or all):
            coordinate networks (e.g. Müller et al. 2022; Lindell et al. 2022, BACON).
   coarse-long  as coarse with 8 000 / 4 000 / 2 000 / 2 000 epochs (the coarse grades are
            cheap, so they train longer; per-grade budgets are `fit`'s, not the config's).
-  best     the recipe this benchmark found fastest (see docs/time-to-quality.md).
+  coarse-constant, coarse-warmup  coarse grades with short's or warmup's rate.
+  best     the recipe this benchmark found fastest at 128²: coarse-warmup
+           (docs/time-to-quality.md).
 
 Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe and the
 peak resident memory. `--json FILE` keeps the curves; `--plot FILE` draws PSNR against
@@ -62,8 +64,11 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse": {"epochs": 2000, "schedule": "cosine", "coarse": (4, 2)},
     "coarse-long": {"epochs": (8000, 4000, 2000, 2000), "schedule": "cosine",
                     "coarse": (4, 2)},
+    "coarse-constant": {"epochs": 2000, "coarse": (4, 2)},
+    "coarse-warmup": {"epochs": 2000, "schedule": "warmup-cosine", "lr": 1e-2,
+                      "coarse": (4, 2)},
 }
-BEST = "cosine"
+BEST = "coarse-warmup"
 
 
 class Curve(Callback):

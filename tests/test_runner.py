@@ -43,58 +43,6 @@ def assert_same_history(a, b):
 
 
 # --------------------------------------------------------------------------------------
-# Config
-
-
-def test_config_round_trip_and_reproduction(tmp_path):
-    cfg = RunConfig(problem=ProblemConfig(task="denoise", size=16, sigma=20.0),
-                    model=ModelConfig(grades=2, layers_per_grade=1, width=8),
-                    train=TrainConfig(epochs=30, tol=1e-3, lr=5e-3), x64=True)
-    experiments.save_config(tmp_path / "c.toml", cfg)
-    assert experiments.load_config(tmp_path / "c.toml") == cfg
-    # `mgdl run RUN/config.toml` reproduces a run exactly
-    _cli("fit", "denoise", *TINY, "--epochs", 30, "--out", tmp_path / "a")
-    _cli("run", tmp_path / "a" / "config.toml", "--quiet", "--out", tmp_path / "b")
-    assert_same_arrays(tmp_path / "a" / "params.npz", tmp_path / "b" / "params.npz")
-    assert_same_history(tmp_path / "a" / "history.csv", tmp_path / "b" / "history.csv")
-    # overrides on top of a config
-    _cli("run", tmp_path / "a", "--set", "train.epochs=10", "--set", "model.grades=1",
-         "--quiet", "--out", tmp_path / "c")
-    status = runs.read_status(tmp_path / "c")
-    assert status["finished_grades"] == [1]
-    assert runs.read_toml(tmp_path / "c" / "config.toml")["train"]["epochs"] == 10
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("[train]\nlrr = 0.1\n", "unknown key 'train.lrr'; train has: optimizer, lr"),
-    ("[train]\nlr = 'fast'\n", "train.lr must be a number, got 'fast'"),
-    ("[model]\ngrades = 2.5\n", "model.grades must be an integer, got 2.5"),
-    ("colour = true\n", "unknown key 'colour'"),
-    ("[train]\nlr = -1.0\n", "train: learning rate must be positive"),
-    ("[problem]\ntask = 'nosuch'\n", "unknown task 'nosuch'"),
-    ("[train\n", "not valid TOML"),
-])
-def test_a_bad_config_is_one_line_naming_the_key(tmp_path, text, message):
-    (tmp_path / "c.toml").write_text(text)
-    with pytest.raises(ValueError, match="c.toml: ") as info:
-        experiments.load_config(tmp_path / "c.toml")
-    assert message in str(info.value)
-    res = runner.invoke(app, ["run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert message in res.stderr and not (tmp_path / "x").exists()
-
-
-def test_set_overrides_are_validated(tmp_path):
-    cfg = RunConfig()
-    assert experiments.apply_overrides(cfg, ["train.lr=0.5", "problem.image=moon"]) == \
-        cfg.replace(train={"lr": 0.5}, problem={"image": "moon"})
-    with pytest.raises(ValueError, match="unknown key 'train.nosuch'"):
-        experiments.apply_overrides(cfg, ["train.nosuch=1"])
-    with pytest.raises(ValueError, match="SECTION.KEY=VALUE"):
-        experiments.apply_overrides(cfg, ["train.lr"])
-
-
-# --------------------------------------------------------------------------------------
 # Run directories
 
 
