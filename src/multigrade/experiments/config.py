@@ -522,10 +522,11 @@ class RunConfig:
                 raise ValueError(f"the {self.command} study trains fixed budgets: "
                                  f"train.select must be none, got {self.train.select!r}")
             if self.train.watches_spectrum or self.train.min_gain is not None \
-                    or self.model.baselines:
+                    or self.model.baselines or self.train.coarse \
+                    or self.train.schedule != "constant":
                 raise ValueError(f"the {self.command} study sets its own rates and grades: "
-                                 "lr auto, eig_stop, min_gain and baselines are for fit "
-                                 "and compare")
+                                 "lr auto, eig_stop, min_gain, schedule, coarse and "
+                                 "baselines are for fit and compare")
             if self.methods != MethodsConfig():
                 raise ValueError(f"the {self.command} study sets its own rates: per-method "
                                  "settings ([methods]) are for fit and compare")
@@ -555,7 +556,7 @@ class RunConfig:
             if not task.adaptive:
                 raise ValueError("adaptive grades (--grades auto) compare validation PSNR, "
                                  "which restoration has not: there --select chooses grades")
-        if self.train.coarse and not self.is_study:
+        if self.train.coarse:
             self._check_coarse()
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
