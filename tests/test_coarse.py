@@ -62,12 +62,12 @@ def test_a_coarse_grade_is_one_function_on_both_grids(problem):
         coarse = np.asarray(model.predict(r.params[:k], fitted_on.coords, r.scales[:k]))
         last = np.flatnonzero(r.history["grade"] == k)[-1]
         assert r.history["test_psnr"][last] == pytest.approx(
-            psnr(coarse.reshape(fitted_on.shape), np.asarray(fitted_on.clean)), rel=1e-9)
+            float(psnr(coarse.reshape(fitted_on.shape), np.asarray(fitted_on.clean))), rel=1e-9)
         # on the full grid: the result's prediction and metrics are the same function's
         full = np.asarray(model.predict(r.params[:k], problem.coords, r.scales[:k]))
         np.testing.assert_allclose(r.predictions[k - 1], full, rtol=1e-12, atol=1e-12)
         assert r.grades[k - 1].metrics["test_psnr"] == pytest.approx(
-            psnr(full.reshape(problem.shape), np.asarray(problem.clean)), rel=1e-9)
+            float(psnr(full.reshape(problem.shape), np.asarray(problem.clean))), rel=1e-9)
 
 
 def test_a_coarse_to_fine_run_resumed_from_its_checkpoint_file_equals_an_uninterrupted_one(
