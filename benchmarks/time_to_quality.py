@@ -22,6 +22,10 @@ Recipes (`--recipe`, several comma-separated, or all):
   coarse-long  as coarse with 8 000 / 4 000 / 2 000 / 2 000 epochs (the coarse grades are
            cheap, so they train longer; per-grade budgets are `fit`'s, not the config's).
   coarse-constant, coarse-warmup  coarse grades with short's or warmup's rate.
+  coarse-warmup-batch, coarse-warmup-batch16  coarse-warmup with grades 3 and 4 stepping on
+           random mini-batches of 1/8 (8 000 steps) or 1/16 (6 000 steps) of the pixels
+           (`--batch`; each step evaluates the batch's pixels and their lower and right
+           neighbours, the TV split's stencil).
   best     the recipe this benchmark found fastest at 128²: coarse-warmup
            (docs/time-to-quality.md).
 
@@ -67,6 +71,10 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-constant": {"epochs": 2000, "coarse": (4, 2)},
     "coarse-warmup": {"epochs": 2000, "schedule": "warmup-cosine", "lr": 1e-2,
                       "coarse": (4, 2)},
+    "coarse-warmup-batch": {"epochs": (2000, 2000, 8000, 8000), "schedule": "warmup-cosine",
+                            "lr": 1e-2, "coarse": (4, 2), "batch": 0.125},
+    "coarse-warmup-batch16": {"epochs": (2000, 2000, 6000, 6000), "schedule": "warmup-cosine",
+                              "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
 }
 BEST = "coarse-warmup"
 
@@ -136,7 +144,7 @@ def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | No
         cut = True
     return {"recipe": recipe, "size": size, "sigma": sigma, "minutes": minutes, "cut": cut,
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
-                      "schedule": tr.schedule, "coarse": list(tr.coarse),
+                      "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
                       "record_every": tr.record_every},
             "points": curve.points}
 

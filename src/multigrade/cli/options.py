@@ -68,6 +68,10 @@ CoarseOpt = Annotated[str | None, typer.Option(
     "--coarse", help="Denoising, MGDL: the first grades fitted on coarser grids of the "
     "observation (block means), e.g. 4,2: grade 1 on a 4× coarser grid, grade 2 on 2×, the "
     "rest on the image's own (coarse-to-fine).")]
+BatchOpt = Annotated[float | None, typer.Option(
+    "--batch", help="Train the grades on the image's own grid on random mini-batches of "
+    "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "
+    "for deblurring or --select sure).")]
 TolOpt = Annotated[float | None, typer.Option(
     "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
@@ -198,7 +202,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("checkpoint_every", CheckpointOpt, 1000), Opt("max_grades", MaxGradesOpt, 8),
          Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
          Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
-         Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None))
+         Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
+         Opt("batch", BatchOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))
 BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),

@@ -55,6 +55,8 @@ min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of
 schedule = "constant"      # the rate along each grade: constant, cosine, warmup-cosine
 coarse = [4, 2]            # denoise: grades 1, 2 fitted on 4×, 2× coarser grids (the rest
                            # on the image's): coarse-to-fine
+batch = 0.125              # the grades on the image's own grid step on random mini-batches
+                           # of this fraction of the pixels (an epoch is then one step)
 
 [methods.mgdl]             # per method (mgdl, sgdl): lr, beta, lam in place of the shared
 lr = 5e-3                  # values, and where they come from (the paper's figures come from
@@ -333,6 +335,7 @@ class TrainConfig:
     min_gain: float | None = None
     schedule: str = "constant"
     coarse: tuple[int, ...] = ()
+    batch: float | None = None
 
     def __post_init__(self):
         from multigrade.selection import MODES
@@ -341,6 +344,8 @@ class TrainConfig:
         for f in self.coarse:
             if isinstance(f, bool) or not isinstance(f, int) or f < 1:
                 raise ValueError(f"coarse factors must be positive integers, got {f!r}")
+        if self.batch is not None:
+            _finite("batch", self.batch, positive=True, high=1.0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; supported: "
                              f"{', '.join(SCHEDULES)}")
@@ -523,9 +528,9 @@ class RunConfig:
                                  f"train.select must be none, got {self.train.select!r}")
             if self.train.watches_spectrum or self.train.min_gain is not None \
                     or self.model.baselines or self.train.coarse \
-                    or self.train.schedule != "constant":
+                    or self.train.schedule != "constant" or self.train.batch is not None:
                 raise ValueError(f"the {self.command} study sets its own rates and grades: "
-                                 "lr auto, eig_stop, min_gain, schedule, coarse and "
+                                 "lr auto, eig_stop, min_gain, schedule, coarse, batch and "
                                  "baselines are for fit and compare")
             if self.methods != MethodsConfig():
                 raise ValueError(f"the {self.command} study sets its own rates: per-method "
@@ -558,6 +563,13 @@ class RunConfig:
                                  "which restoration has not: there --select chooses grades")
         if self.train.coarse:
             self._check_coarse()
+        if self.train.batch is not None and not self.is_study:
+            if self.problem.task == "deblur":
+                raise ValueError("mini-batches (train.batch) need a pixel-wise degradation: "
+                                 "a blur couples every pixel's neighbourhood")
+            if self.train.select == "sure":
+                raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
+                                 "divergence follows full-batch training")
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
 

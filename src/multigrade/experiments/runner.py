@@ -46,6 +46,7 @@ from multigrade.experiments.summaries import (
 )
 from multigrade.nn import count_params
 from multigrade.problems import Problem
+from multigrade.problems.minibatch import minibatch
 from multigrade.train import (
     Callback,
     Checkpoint,
@@ -463,14 +464,21 @@ def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoi
                            [cfg.train.make_optimizer()] * model.num_grades, probes=probes)
 
 
+BATCH_STREAM = 0x6D62  # folded into the seed's key: the mini-batches' draws
+
+
 def grade_problems(problem: Problem, cfg: RunConfig, grades: int) -> Problem | list[Problem]:
     """What each of `grades` grades fits: `problem`, or with `train.coarse` the first
-    grades on coarser grids of it (coarse-to-fine)."""
+    grades on coarser grids of it (coarse-to-fine), and with `train.batch` the grades on
+    its own grid trained on random mini-batches of its pixels."""
     factors = cfg.train.coarse[:grades]
+    full = problem if cfg.train.batch is None else minibatch(
+        problem, float(cfg.train.batch),
+        jax.random.fold_in(jax.random.key(cfg.train.seed), BATCH_STREAM))
     if not factors:
-        return problem
+        return full
     coarse = {f: problem.coarse(f) for f in set(factors)}  # one object per grid
-    return [coarse[f] for f in factors] + [problem] * (grades - len(factors))
+    return [coarse[f] for f in factors] + [full] * (grades - len(factors))
 
 
 def _replay(cfg: RunConfig, problem: Problem, start: Checkpoint) -> FitResult:

@@ -99,6 +99,19 @@ class Regression:
     def loss(self, pred_train: Float[Array, "n m"], aux=()) -> Scalar:
         return 0.5 * jnp.mean((pred_train - self.y["train"]) ** 2)
 
+    # -- mini-batches (multigrade.problems.minibatch): `loss` is Σ over training samples
+    # a of t_a = ½‖pred_a − y_a‖² / (n·m)
+
+    def stencil(self, anchors: Array) -> Array:
+        return anchors[:, None]
+
+    def aux_at(self, aux, anchors: Array, pred: Array):
+        return aux
+
+    def loss_at(self, pred: Array, aux, anchors: Array) -> Scalar:
+        y = self.y["train"]
+        return 0.5 * jnp.sum((pred[:, 0] - y[anchors]) ** 2) / y.size
+
     def metrics(self, preds: dict[str, Array], aux=()) -> dict[str, Scalar]:
         out = {}
         for split, pred in preds.items():

@@ -113,6 +113,46 @@ class Restoration:
         coupling = 0.5 * self.beta * jnp.sum((forward_differences(P) - u) ** 2)
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
 
+    # -- mini-batches (multigrade.problems.minibatch): the loss is Σ over pixels a of
+    # t_a = ½w_a‖P_a − y_a‖² + (β/2)‖(D P)_a − u_a‖² + λ‖u_a‖₁, (D P)_a reading a's lower
+    # and right neighbours (a itself past the last row / column: difference 0)
+
+    def stencil(self, anchors: Array) -> Array:
+        """`(m, 3)` pixel indices: each anchor, its lower and its right neighbour."""
+        if self.blur is not None:
+            raise ValueError("mini-batches need a pixel-wise degradation (denoising, "
+                             "inpainting); a blur couples every pixel's neighbourhood")
+        h, w, _ = self.shape
+        r, c = anchors // w, anchors % w
+        return jnp.stack([anchors, jnp.minimum(r + 1, h - 1) * w + c,
+                          r * w + jnp.minimum(c + 1, w - 1)], axis=1)
+
+    def _differences_at(self, pred: Array) -> Array:
+        """`(2, m, c)`: (D P) at the anchors from `pred` `(m, 3, c)` at their stencils."""
+        return jnp.stack([pred[:, 1] - pred[:, 0], pred[:, 2] - pred[:, 0]])
+
+    def _at(self, a: Array, anchors: Array) -> Array:
+        """The anchors' entries of a per-pixel array `(..., h, w, c)`: `(..., m, c)`."""
+        h, w, c = self.shape
+        return a.reshape(*a.shape[:-3], h * w, a.shape[-1])[..., anchors, :]
+
+    def aux_at(self, u, anchors: Array, pred: Array):
+        """u updated at the anchors (as `update_aux` would there), unchanged elsewhere."""
+        h, w, c = self.shape
+        new = soft_threshold(self.alpha * self._differences_at(pred)
+                             + (1 - self.alpha) * self._at(u, anchors),
+                             self.alpha * self.lam / self.beta)
+        return u.reshape(2, h * w, c).at[:, anchors].set(new).reshape(u.shape)
+
+    def loss_at(self, pred: Array, u, anchors: Array) -> Scalar:
+        """Σ over the anchors of their terms t_a (`loss` is the sum over every pixel)."""
+        r2 = (pred[:, 0] - self._at(self.observed, anchors)) ** 2
+        w = self._fidelity()
+        ua = self._at(u, anchors)
+        fidelity = 0.5 * jnp.sum(r2 if w is None else self._at(w, anchors) * r2)
+        coupling = 0.5 * self.beta * jnp.sum((self._differences_at(pred) - ua) ** 2)
+        return fidelity + coupling + self.lam * jnp.sum(jnp.abs(ua))
+
     def observed_pixels(self) -> Float[Array, "h w 1"] | None:
         """1 where the observation has a value (None: everywhere). Inpainting has gaps."""
         return None

@@ -60,7 +60,7 @@ class _Engine:
     def chunk(self):
         if self.members is None:
             return jax.jit(_chunk, static_argnames="spec")
-        return _vmapped(_chunk, (0, None, 0, 0, 0), "spec")
+        return _vmapped(_chunk, (0, None, 0, 0, 0, None), "spec")
 
     @functools.cached_property
     def freeze(self):

@@ -13,6 +13,7 @@ import optax
 from multigrade._types import PRNGKeyArray, PyTree
 from multigrade.model import GradeModel
 from multigrade.problems import Problem
+from multigrade.problems.minibatch import MiniBatch, unbatched
 from multigrade.train._divergence import _check_probes
 from multigrade.train._engine import _Engine
 from multigrade.train._loop import _Loop
@@ -102,7 +103,9 @@ def fit(
             `[p.coarse(4), p.coarse(2), p, p]` for a denoising problem `p`); every
             finished grade is frozen again on the next grade's grid when it changes, the
             last grade's problem is the result's, and each grade's prediction and metrics
-            in the result are measured on it.
+            in the result are measured on it. A grade's problem may be a
+            `problems.MiniBatch` of the grid's problem: that grade takes each step on a
+            random batch of pixels (its "epochs" are steps).
         optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
         epochs: the maximum number of epochs (full-batch steps), or one per grade. A budget
             that is not a multiple of `record_every` ends with a shorter last record.
@@ -154,6 +157,8 @@ def fit(
     if len(set(map(id, problems))) > 1 and (select is not None or divergence is not None):
         raise ValueError("selection and divergence probes need one problem for every grade, "
                          "not a grid per grade")
+    if divergence is not None and any(isinstance(p, MiniBatch) for p in problems):
+        raise ValueError("divergence probes follow full-batch training: no mini-batch grades")
     probes_b = None if divergence is None else _check_probes(problem, divergence.probes)
     if select is not None and select.needs_divergence and probes_b is None:
         raise ValueError(f"{type(select).__name__} needs divergence probes (fit(divergence=...))")
@@ -179,8 +184,8 @@ def _problems(problem, num_grades: int) -> list:
         return [problem] * num_grades
     if len(problem) != num_grades:
         raise ValueError(f"problem: {len(problem)} problems given for {num_grades} grades")
-    first = problem[0]
-    for p in problem[1:]:
+    first = unbatched(problem[0])
+    for p in map(unbatched, problem[1:]):
         if type(p) is not type(first) or (p.in_dim, p.out_dim) != (first.in_dim,
                                                                    first.out_dim):
             raise ValueError("the problems of a coarse-to-fine fit must be one problem on "

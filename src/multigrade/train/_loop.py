@@ -15,6 +15,7 @@ import numpy as np
 from multigrade._types import Array, PRNGKeyArray, PyTree, as_float, float_dtype
 from multigrade.model import GradeModel
 from multigrade.problems import Problem
+from multigrade.problems.minibatch import unbatched
 from multigrade.train._divergence import zero_tangent
 from multigrade.train._engine import _COMPILED, _Engine
 from multigrade.train._programs import ChunkSpec, grade_loss
@@ -179,9 +180,10 @@ class _Loop:
         """Before grade k: on a grid other than the previous grade's (coarse-to-fine),
         the finished grades frozen again on grade k's problem, from its start (u as at a
         first grade: a new grid has no u yet)."""
-        if self.problems[k] is self.problem:
-            return frozen
+        same = unbatched(self.problems[k]) is unbatched(self.problem)
         self.problem = self.problems[k]
+        if same:  # the same grid (a mini-batch grade samples it)
+            return frozen
         frozen = self._initial_frozen()
         for p, s in zip(params, scales):
             frozen, _, _ = self._freeze(p, frozen, s)
@@ -195,7 +197,7 @@ class _Loop:
         frozen, out = self._initial_frozen(), list(renders)
         for j, (p, g) in enumerate(zip(params, summaries)):
             frozen, render, final = self._freeze(p, frozen, g.scale)
-            if self.problems[j] is not self.problem:
+            if unbatched(self.problems[j]) is not unbatched(self.problem):
                 out[j] = render
                 g.metrics = {n: float(v) for n, v in final.items()}
         return out
@@ -243,7 +245,7 @@ class _Loop:
         tangent = None
         if tstate is None:
             feats, preds, final, next_scale = self.engine.freeze(
-                params, self.problem, aux, frozen.feats, frozen.base, frozen.scale, **args)
+                params, unbatched(self.problem), aux, frozen.feats, frozen.base, frozen.scale, **args)
         else:
             t = frozen.tangent
             (feats, preds, final, next_scale), (tfeats, tpreds, tscale) = \
@@ -299,11 +301,14 @@ class _Loop:
                 n = min(n, stride - done % stride)
         return n
 
-    def _run_chunk(self, k, state, tstate, frozen, rfeats, rbase, n, epochs_per_record):
-        """One compiled chunk: `(state, tstate, metrics, seconds, compile seconds)`."""
+    def _run_chunk(self, k, state, tstate, frozen, rfeats, rbase, step, n, epochs_per_record):
+        """One compiled chunk from the run's step `step`: `(state, tstate, metrics, seconds,
+        compile seconds)`."""
         tx = self.txs[k]
         if tstate is None:
-            args, jitted = (state, self.problem, rfeats, rbase, frozen.scale), self.engine.chunk
+            args = (state, self.problem, rfeats, rbase, frozen.scale,
+                    jnp.asarray(step, jnp.int32))
+            jitted = self.engine.chunk
         else:
             t = frozen.tangent
             args = (state, tstate, self.problem, self.probes_b, (rfeats, rbase, frozen.scale),
@@ -368,8 +373,8 @@ class _Loop:
             self._probe(k, state, frozen, 0, step0)
         while done < total:
             n, per = self._next_chunk(done, total, rest)
-            state, tstate, metrics, sec, csec = self._run_chunk(k, state, tstate, frozen,
-                                                                rfeats, rbase, n, per)
+            state, tstate, metrics, sec, csec = self._run_chunk(
+                k, state, tstate, frozen, rfeats, rbase, step0 + min(done * r, budget), n, per)
             seconds, compile_s = seconds + sec, compile_s + csec
             self._append_rows(rows, metrics, k, min(done * r, budget), per, step0)
             done += n

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from multigrade._types import Array
 from multigrade.model import GradeModel, blocked
 from multigrade.problems import Problem
+from multigrade.problems.minibatch import MiniBatch
 from multigrade.train._results import GradeState
 
 # ---------------------------------------------------------------------------------------
@@ -45,6 +47,31 @@ def make_epoch(problem: Problem, tx: optax.GradientTransformation, feats: Array,
     return epoch
 
 
+def make_batch_epoch(problem, tx: optax.GradientTransformation, feats: Array, base: Array,
+                     scale, apply: Callable | None = None
+                     ) -> Callable[[GradeState, Array], tuple[GradeState, Array]]:
+    """One step of the current grade on a random mini-batch (`problem` a
+    `problems.MiniBatch`): `epoch(state, step)` draws step `step`'s anchors, evaluates the
+    grade at their stencils only, updates the auxiliary state there and takes one
+    optimiser step along the batch loss's gradient (an unbiased estimate of the full
+    epoch's)."""
+    if apply is None:
+        from multigrade.model import grade_output as apply
+
+    def epoch(state: GradeState, step) -> tuple[GradeState, Array]:
+        anchors, points = problem.draw(step)
+        rows = points.reshape(-1)
+        g, pullback = jax.vjp(lambda p: apply(p, feats[rows]), state.params)
+        pred = (base[rows] + scale * g).reshape(*points.shape, -1)
+        aux = problem.aux_at(state.aux, anchors, pred)
+        loss, dpred = jax.value_and_grad(problem.batch_loss)(pred, aux, anchors)
+        (grads,) = pullback(scale * dpred.reshape(g.shape))
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return GradeState(optax.apply_updates(state.params, updates), opt_state, aux), loss
+
+    return epoch
+
+
 def grade_loss(model: GradeModel, block: int | None, problem: Problem, feats: Array,
                base: Array, scale, aux, params) -> Array:
     """The current grade's loss as a function of its parameters (the last argument), with
@@ -71,19 +98,32 @@ class ChunkSpec(NamedTuple):
     block: int | None
 
 
-def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, *, spec: ChunkSpec):
+def _chunk(state: GradeState, problem, feats: dict, base: dict, scale, step0, *,
+           spec: ChunkSpec):
     """`spec.num_records` records of `spec.record_every` epochs; returns the state and the
-    metrics."""
+    metrics. `step0` is the run's step index of the chunk's first epoch (what a
+    mini-batch problem draws its batches from)."""
     model, block = spec.model, spec.block
-    epoch = make_epoch(problem, spec.tx, feats["train"], base["train"], scale, block,
-                       model.grade_output)
+    if isinstance(problem, MiniBatch):
+        epoch = make_batch_epoch(problem, spec.tx, feats["train"], base["train"], scale,
+                                 model.grade_output)
+    else:
+        full = make_epoch(problem, spec.tx, feats["train"], base["train"], scale, block,
+                          model.grade_output)
 
-    def record(state, _):
-        state, _ = jax.lax.scan(lambda s, _: epoch(s), state, None, length=spec.record_every)
+        def epoch(s, _):
+            return full(s)
+
+    def record(carry, _):
+        state, step = carry
+        state, _ = jax.lax.scan(lambda s, i: (epoch(s, i)[0], None), state,
+                                step + jnp.arange(spec.record_every))
         preds = _split_predictions(model, state.params, feats, base, scale, block)
-        return state, problem.metrics(preds, state.aux)
+        return (state, step + spec.record_every), problem.metrics(preds, state.aux)
 
-    return jax.lax.scan(record, state, None, length=spec.num_records)
+    (state, _), metrics = jax.lax.scan(record, (state, step0), None,
+                                       length=spec.num_records)
+    return state, metrics
 
 
 def _initial_loss(params, problem, aux, feats: dict, base: dict, scale, *, model, block):
