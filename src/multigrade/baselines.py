@@ -32,6 +32,8 @@ _LABELS = {"oracle": "oracle", "sure": "SURE", "discrepancy": "discrepancy"}
 
 @dataclasses.dataclass
 class Baseline:
+    """A classical baseline's result: its `name`, the `parameter` it was tuned over and
+    the `value` kept (chosen by `choice`), with the PSNR, SSIM and image at that value."""
     name: str
     parameter: str
     value: float

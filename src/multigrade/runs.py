@@ -155,6 +155,7 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` atomically (a reader sees the old file or the new one, never half)."""
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -178,6 +179,7 @@ def strict(value):
 
 
 def write_json(path: str | os.PathLike, data) -> None:
+    """Writes `data` as strict JSON (no NaN or infinity), atomically."""
     write_text(path, json.dumps(strict(data), indent=2, allow_nan=False) + "\n")
 
 
@@ -231,6 +233,7 @@ def read_json(path: str | os.PathLike):
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes named arrays as an .npz file, atomically."""
     with atomic_open(path, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
@@ -275,6 +278,7 @@ def _fmt(v) -> str:
 
 
 def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A history.csv as one float array per column."""
     _reading(path)
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
@@ -784,6 +788,7 @@ def write_status(out: str | os.PathLike, state: str, *, command: str | None = No
 
 
 def read_status(out: str | os.PathLike) -> dict:
+    """The status.json of run directory `out` (a RunDirError if it is not one)."""
     path = Path(out) / STATUS
     try:
         status = read_json(path)
@@ -833,10 +838,12 @@ def toml_text(data: Mapping) -> str:
 
 
 def write_toml(path: str | os.PathLike, data: Mapping) -> None:
+    """Writes `data` as TOML, atomically."""
     write_text(path, toml_text(data))
 
 
 def read_toml_text(text: str, source: str = "TOML") -> dict:
+    """Parses TOML text; a ValueError naming `source` if it is not valid."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -849,4 +856,5 @@ def read_toml_text(text: str, source: str = "TOML") -> dict:
 
 
 def read_toml(path: str | os.PathLike) -> dict:
+    """Reads a TOML file."""
     return read_toml_text(Path(path).read_text(encoding="utf-8"), str(path))

@@ -8,6 +8,7 @@ from multigrade.cli._app import app
 
 
 def main() -> None:
+    """The `mgdl` command (the console script's entry point)."""
     app(prog_name="mgdl")
 
 

@@ -18,6 +18,8 @@ from multigrade.train import Best, Checkpoint, GradeState, GradeSummary, Pending
 
 
 def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    """A `Checkpoint` as the named arrays of checkpoint.npz (its metadata as JSON in
+    `meta`); `load_checkpoint` reads them back."""
     pending = None if ckpt.pending is None else {
         k: getattr(ckpt.pending, k) for k in
         ("grade", "epochs", "seconds", "compile_seconds", "initial_loss")}

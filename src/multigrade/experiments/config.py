@@ -166,6 +166,8 @@ def make_optimizer(name: str, lr: float, schedule: str = "constant",
 
 
 def check_optimizer(name: str) -> None:
+    """A ValueError unless `name` is an optimiser the configs support (`gd`, `sgd` or an
+    Optax optimiser of SUPPORTED_OPTIMIZERS)."""
     if name not in SUPPORTED_OPTIMIZERS:
         raise ValueError(f"unknown optimiser {name!r}; supported: "
                          f"{', '.join(SUPPORTED_OPTIMIZERS)}")
@@ -694,6 +696,7 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 
 def save_config(path: str | os.PathLike, cfg: RunConfig) -> None:
+    """Writes `cfg` as a TOML config that `load_config` (and `mgdl run`) read back."""
     from multigrade import runs
 
     runs.write_toml(path, cfg.to_dict())

@@ -32,6 +32,8 @@ MANIFEST = "reproduction.json"
 
 @dataclasses.dataclass
 class Reproduction:
+    """What `reproduce` did: the output folder, the scale, this call's experiments and
+    seeds, the summary rows of the whole folder and how many runs this call trained."""
     out: Path
     scale: str
     experiments: list[Experiment]  # those of this call
@@ -41,6 +43,7 @@ class Reproduction:
 
 
 def is_reproduction(path: str | Path) -> bool:
+    """Whether `path` is a reproduction folder (it holds the manifest `reproduce` writes)."""
     return (Path(path) / MANIFEST).is_file()
 
 
@@ -77,6 +80,7 @@ def _write_manifest(out: Path, names: list[str], scale: str, seeds: int) -> None
 
 
 def run_dir_of(out: Path, name: str, seed: int) -> Path:
+    """The run directory of experiment `name`, seed `seed`, in reproduction folder `out`."""
     return Path(out) / name / f"seed{seed}"
 
 
@@ -323,6 +327,8 @@ def table_rows(rows: Sequence[dict]) -> list[list[str]]:
 
 
 def markdown(rows: Sequence[dict]) -> str:
+    """The summary rows as a Markdown table, the paper's figures beside ours, with the
+    claims the verdicts refer to."""
     buf = io.StringIO()
     buf.write("| " + " | ".join(COLUMNS) + " |\n")
     buf.write("|" + "---|" * len(COLUMNS) + "\n")
@@ -333,6 +339,7 @@ def markdown(rows: Sequence[dict]) -> str:
 
 
 def write_summary(out: str | Path, rows: list[dict]) -> None:
+    """Writes summary.json, summary.csv and summary.md of a reproduction folder."""
     out = Path(out)
     runs.write_json(out / "summary.json", {"rows": rows, "claims": V.CLAIMS,
                                            "written": time.strftime("%Y-%m-%d %H:%M:%S")})

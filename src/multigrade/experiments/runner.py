@@ -516,6 +516,7 @@ def store_kind(cfg: RunConfig) -> str:
 
 
 def default_kind(cfg: RunConfig) -> str:
+    """The run directory's default name prefix: `<command>-<task>[-<method>]`."""
     kind = f"{cfg.command}-{cfg.problem.task}"
     return f"{kind}-{cfg.model.method}" if cfg.command == "fit" else kind
 

@@ -110,6 +110,7 @@ def _with(cfg: RunConfig, fields: Mapping[str, object]) -> RunConfig:
 
 
 def axis_value(cfg: RunConfig, dotted: str):
+    """The value of a config field by its dotted name (`train.lr`), as a sweep axis reads it."""
     node = cfg.to_dict()
     for part in dotted.split("."):
         node = node[part]
@@ -267,6 +268,8 @@ def run_one(cfg_data: dict, run_dir: str) -> dict:
 
 @dataclasses.dataclass
 class SweepOutcome:
+    """A sweep's result: its folder, one row per run, the rows grouped over seeds, the spec,
+    how many runs this call trained and the seconds each task took."""
     out: Path
     rows: list[dict]
     groups: list[dict]
@@ -283,6 +286,7 @@ class SweepOutcome:
 
 
 def maximise(metric: str) -> bool:
+    """Whether larger is better for `metric` (PSNR, SSIM); otherwise smaller (losses)."""
     return metric.endswith(("psnr", "ssim"))
 
 

@@ -60,6 +60,8 @@ TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
+    """Adds `task` to the registry (`mgdl fit <name>`, configs' `problem.task`); a name
+    may be registered once."""
     if task.name in TASKS:
         raise ValueError(f"a task named {task.name!r} is registered already")
     TASKS[task.name] = task
@@ -67,6 +69,7 @@ def register(task: Task) -> Task:
 
 
 def get(name: str) -> Task:
+    """The registered task called `name` (a ValueError naming the others if none)."""
     try:
         return TASKS[name]
     except KeyError:

@@ -50,6 +50,8 @@ MASS = 0.99  # claim 4: the dominant eigenvalues hold this share of the positive
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict over seeds: the verdict word, both methods' mean, MGDL's
+    advantage, its spread over seeds and the number of seeds."""
     verdict: str
     mgdl_mean: float
     other_mean: float

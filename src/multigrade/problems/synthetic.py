@@ -17,6 +17,7 @@ SETTINGS = {1: (1.0, 10.0, 3), 2: (1.0, 30.0, 5)}
 
 
 def frequencies(setting: int) -> np.ndarray:
+    """The frequencies κ of synthetic setting `setting` (SPEC §4's table)."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown synthetic setting {setting}; choose one of {list(SETTINGS)}")
     lo, hi, n = SETTINGS[setting]

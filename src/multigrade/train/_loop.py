@@ -245,7 +245,8 @@ class _Loop:
         tangent = None
         if tstate is None:
             feats, preds, final, next_scale = self.engine.freeze(
-                params, unbatched(self.problem), aux, frozen.feats, frozen.base, frozen.scale, **args)
+                params, unbatched(self.problem), aux, frozen.feats, frozen.base, frozen.scale,
+                **args)
         else:
             t = frozen.tangent
             (feats, preds, final, next_scale), (tfeats, tpreds, tscale) = \

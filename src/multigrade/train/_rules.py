@@ -115,6 +115,7 @@ def learning_rate(opt_state) -> Array:
 
 
 def with_learning_rate(state: GradeState, lr: float) -> GradeState:
+    """`state` with the rate of its `optax.inject_hyperparams` optimiser set to `lr`."""
     opt = state.opt_state
     rate = learning_rate(opt)
     new = jnp.asarray(lr, jnp.result_type(rate)).reshape(jnp.shape(rate))
