@@ -4,7 +4,6 @@ in a real headless Chromium."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import browser
 from multigrade import runs
 from multigrade.experiments import from_dict, load_config
 from multigrade.experiments import verdicts as V
@@ -164,28 +164,6 @@ def test_reproduction_run_again_trains_only_what_is_missing(tiny_reproduction):
 # The HTML report in a real browser
 
 
-def _browser():
-    """Debian's Chromium and ChromeDriver (`.ci/run` installs them)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        if os.environ.get("CI"):
-            pytest.fail("no chromium/chromedriver: .ci/run installs Debian's chromium and "
-                        "chromium-driver")
-        pytest.skip("no chromium/chromedriver on this machine")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=opts)
-
-
 def _expected_figures(out: Path) -> int:
     """Counted from the files: a comparison shows its curves, its final images and MGDL's
     grades; a study its one figure."""
@@ -202,7 +180,7 @@ def test_html_report_in_headless_chromium(tiny_reproduction, tmp_path):
     r = mgdl("report", str(out), "-o", str(report))
     assert r.returncode == 0, r.stderr
     assert "http://" not in report.read_text() and "https://" not in report.read_text()
-    driver = _browser()
+    driver = browser()
     try:
         driver.set_window_size(1300, 2400)
         driver.get(report.resolve().as_uri())

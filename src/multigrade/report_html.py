@@ -60,6 +60,15 @@ def _file_png(path: Path) -> str | None:
     return base64.b64encode(path.read_bytes()).decode("ascii") if path.is_file() else None
 
 
+def png_html(path: str | Path, caption: str = "") -> str:
+    """A PNG file as an HTML `<figure>` with the image embedded (no file to serve beside
+    the page): what the report and the docs' executed tutorials show figures with."""
+    data = _file_png(Path(path))
+    if data is None:
+        raise FileNotFoundError(f"no PNG file at {path}")
+    return _figure(data, caption or Path(path).name)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
            classes: Sequence[str | None] | None = None) -> str:
     out = ["<table><thead><tr>", *[f"<th>{_esc(h)}</th>" for h in header], "</tr></thead><tbody>"]

@@ -116,8 +116,9 @@ def lanczos(matvec: Callable[[Array], Array], dim: int, order: int, *,
         matvec: `v ↦ A v` for vectors of length `dim`.
         order: number of Lanczos steps (≤ dim); with `order == dim` the Ritz values are the
             eigenvalues, in exact arithmetic.
-        key / v0: the start vector is `v0`, or drawn from `key` (one of the two is required:
-            no hidden default key).
+        key: draws the start vector when `v0` is None (one of the two is required: no
+            hidden default key).
+        v0: the start vector.
     """
     if not 1 <= order <= dim:
         raise ValueError(f"Lanczos order must be in [1, {dim}], got {order}")

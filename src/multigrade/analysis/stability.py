@@ -21,7 +21,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from multigrade._types import PRNGKeyArray, PyTree
+from multigrade._types import PRNGKeyArray, PyTree, enable_x64
 from multigrade.analysis.hessian import extreme_eigenvalues, flat_loss, hessian
 
 DENSE_MAX = 4000  # parameters; above this the Hessian is not formed (Lanczos instead)
@@ -110,7 +110,7 @@ def hessian_eigenvalues(loss: Callable[[PyTree], jax.Array], params: PyTree, *,
     each end (Lanczos), ascending float64, and which method was used."""
     _, flat = flat_loss(loss, params)
     dim = int(flat.shape[0])
-    with jax.enable_x64(x64):
+    with enable_x64(x64):
         if x64:
             params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
         if dim <= dense_max:
@@ -140,7 +140,7 @@ def density_summary(loss: Callable[[PyTree], jax.Array], params: PyTree, *,
     from multigrade.analysis.density import slq
 
     dim = int(flat_loss(loss, params)[1].shape[0])
-    with jax.enable_x64(x64):
+    with enable_x64(x64):
         if x64:
             params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
         d = slq(loss, params, key=key, num_probes=num_probes, order=order)

@@ -66,7 +66,7 @@ SINGLE_THREAD_ENV = {
 # buffer XLA allocates is a fresh mmap with its page faults: measured on 2 cores, one run
 # (camera 64², MGDL 2 × [64, 64], 2 000 Adam epochs, one thread) trains in 0.95 s without
 # it and 1.37-1.41 s with it at any value (64 KiB to 256 MiB). `local_cluster` unsets it;
-# set the same key to null in the Dask config of any other cluster (docs: README).
+# set the same key to null in the Dask config of any other cluster (docs/guide/sweeps.md).
 NANNY_MALLOC = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 

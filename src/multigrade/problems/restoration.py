@@ -359,9 +359,10 @@ def denoising(image, sigma: float, *, key: PRNGKeyArray, beta: float = 0.1,
         image: clean `(H, W)` or `(H, W, C)` image in [0, 1].
         sigma: noise standard deviation in image units (the paper's 10/255 is `10 / 255`).
         key: draws the noise.
-        beta, lam, alpha: splitting weights (defaults: the paper's Section 4 restoration,
-            β = 0.1, λ = 0.01, α = 0.99; its Section 6 eigenvalue study uses β = 1e-3,
-            λ = 1e-4).
+        beta: the splitting weight β (default: the paper's Section 4 restoration, 0.1; its
+            Section 6 eigenvalue study uses 1e-3).
+        lam: the TV weight λ (default 0.01; the eigenvalue study uses 1e-4).
+        alpha: the relaxation α of the u update (default 0.99).
     """
     clean = _as_hwc(image)
     return _make("denoise", clean, clean + _noise(sigma, key, clean.shape), None, beta, lam,
