@@ -26,8 +26,8 @@ Recipes (`--recipe`, several comma-separated, or all):
            random mini-batches of 1/8 (8 000 steps) or 1/16 (6 000 steps) of the pixels
            (`--batch`; each step evaluates the batch's pixels and their lower and right
            neighbours, the TV split's stencil).
-  best     the recipe this benchmark found fastest at 128²: coarse-warmup
-           (docs/time-to-quality.md).
+  best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
+           (docs/time-to-quality.md; at 128² coarse-warmup is as fast).
 
 Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe and the
 peak resident memory. `--json FILE` keeps the curves; `--plot FILE` draws PSNR against
@@ -76,7 +76,7 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16": {"epochs": (2000, 2000, 6000, 6000), "schedule": "warmup-cosine",
                               "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
 }
-BEST = "coarse-warmup"
+BEST = "coarse-warmup-batch16"
 
 
 class Curve(Callback):
@@ -111,7 +111,7 @@ class Curve(Callback):
         return self.now() >= self.limit_s
 
 
-def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None):
+def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None, seed: int = 0):
     """The authors' MGDL denoising config at `size`, with the recipe's training (a
     per-grade budget is passed to `fit` beside it: `epochs` below)."""
     cfg = experiment_config(EXPERIMENTS["denoise-butterfly-10"], "paper", data_dir)
@@ -120,13 +120,15 @@ def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None):
     train = dict(RECIPES[recipe])
     epochs = train["epochs"]
     train["epochs"] = epochs if isinstance(epochs, int) else max(epochs)
-    cfg = cfg.replace(train={"record_every": 100, "checkpoint_every": 100_000, **train})
+    cfg = cfg.replace(train={"record_every": 100, "checkpoint_every": 100_000, "seed": seed,
+                             **train})
     return cfg, [epochs] * cfg.model.grades if isinstance(epochs, int) else list(epochs)
 
 
-def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | None) -> dict:
+def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | None,
+        seed: int = 0) -> dict:
     t = time.perf_counter()
-    cfg, epochs = recipe_config(recipe, size, sigma, data_dir)
+    cfg, epochs = recipe_config(recipe, size, sigma, data_dir, seed)
     problem = problem_for(cfg)
     model = cfg.model.build(problem.out_dim)
     curve = Curve(60 * minutes, model, problem, set(range(1, len(cfg.train.coarse) + 1)))
@@ -143,6 +145,7 @@ def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | No
     except FitInterrupted:
         cut = True
     return {"recipe": recipe, "size": size, "sigma": sigma, "minutes": minutes, "cut": cut,
+            "seed": seed,
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
                       "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
                       "record_every": tr.record_every},
@@ -209,6 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--at", default="5,15,60", help="minutes to report the PSNR at")
     ap.add_argument("--quick", action="store_true",
                     help="128², fixed and best, 3 minutes each (unless given)")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation (and mini-batch) seed; "
+                    "the noise stays noise seed 0")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
@@ -231,7 +236,7 @@ def main(argv=None) -> int:
     results = []
     for name in dict.fromkeys(names):
         print(f"{name}: up to {a.minutes:g} min on butterfly {a.size}²", file=sys.stderr)
-        results.append(run(name, a.size, a.sigma, a.minutes, data_dir))
+        results.append(run(name, a.size, a.sigma, a.minutes, data_dir, a.seed))
     print(f"butterfly {a.size}², σ_n {a.sigma:g}/255, MGDL (authors' settings but the "
           f"recipe's training), {jax.default_backend()}, {jax.device_count()} device(s)")
     print(table(results, levels, times))
