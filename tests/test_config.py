@@ -35,7 +35,9 @@ def test_config_round_trip_and_reproduction(tmp_path):
     ("[train]\nlr = -1.0\n", "train: learning rate must be positive"),
     ("[problem]\ntask = 'nosuch'\n", "unknown task 'nosuch'"),
     ("[train\n", "not valid TOML"),
-    ("command = 'lr-sweep'\n[train]\nschedule = 'cosine'\n", "schedule, coarse and baselines"),
+    ("command = 'lr-sweep'\n[train]\nschedule = 'cosine'\n",
+     "schedule, coarse, batch and baselines"),
+    ("command = 'spectrum'\n[train]\nbatch = 0.5\n", "schedule, coarse, batch and baselines"),
     ("[problem]\ntask = 'denoise'\n[train]\ncoarse = [0]\n", "positive integers, got 0"),
     ("[train]\nschedule = 'step'\n", "unknown schedule 'step'"),
 ])
