@@ -110,7 +110,7 @@ def test_the_mean_over_single_anchors_is_the_full_gradient(name):
 def test_a_minibatch_epochs_gradient_is_an_unbiased_estimate_over_many_draws():
     """The sampler itself: 20 000 steps of the real batch epoch (SGD(1), so the step is
     the gradient), their mean against the full epoch's gradient, component by component
-    within 5 standard errors; leaving out the n/size factor would miss by ~10³ of them."""
+    within 5 standard errors (without the n/size factor the mean would sit at size/n of it)."""
     problem = PROBLEMS["denoise"]()
     params, aux, base = _start(problem, grade=1)
     feats = jax.random.normal(jax.random.key(6), (42, 12))  # a later grade's features
