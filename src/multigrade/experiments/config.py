@@ -566,14 +566,17 @@ class RunConfig:
         if self.train.coarse:
             self._check_coarse()
         if self.train.batch is not None and not self.is_study:
-            if self.problem.task == "deblur":
-                raise ValueError("mini-batches (train.batch) need a pixel-wise degradation: "
-                                 "a blur couples every pixel's neighbourhood")
-            if self.train.select == "sure":
-                raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
-                                 "divergence follows full-batch training")
+            self._check_batch()
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
+
+    def _check_batch(self) -> None:
+        if self.problem.task == "deblur":
+            raise ValueError("mini-batches (train.batch) need a pixel-wise degradation: "
+                             "a blur couples every pixel's neighbourhood")
+        if self.train.select == "sure":
+            raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
+                             "divergence follows full-batch training")
 
     def _check_coarse(self) -> None:
         t = self.train
