@@ -27,7 +27,13 @@ Recipes (`--recipe`, several comma-separated, or all):
            (`--batch`; each step evaluates the batch's pixels and their lower and right
            neighbours, the TV split's stencil).
   best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
-           (docs/time-to-quality.md; at 128² coarse-warmup is as fast).
+           (docs/time-to-quality.md; at 128² coarse-warmup is as fast). Deblurring takes no
+           mini-batches (a blur couples whole neighbourhoods): there best is coarse-warmup.
+
+`--experiment` picks the restoration experiment (default denoise-butterfly-10; e.g.
+denoise-male-10, deblur-butterfly-3), at `--size`. `--equal-time` gives every recipe after
+the first the wall time the first one took (e.g. `--recipe best,fixed --equal-time`: the
+fixed budget at the recipe's time).
 
 Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe and the
 peak resident memory. `--json FILE` keeps the curves; `--plot FILE` draws PSNR against
@@ -36,6 +42,8 @@ minutes, one line per recipe.
 Usage:
   python benchmarks/time_to_quality.py --recipe best --size 512 --minutes 60
   python benchmarks/time_to_quality.py --quick     # 128², fixed and best, 3 minutes each
+  python benchmarks/time_to_quality.py --experiment deblur-butterfly-3 --size 256 \
+      --recipe best,fixed --equal-time
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16": {"epochs": (2000, 2000, 6000, 6000), "schedule": "warmup-cosine",
                               "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
 }
-BEST = "coarse-warmup-batch16"
+BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse-warmup"}
 
 
 class Curve(Callback):
@@ -111,11 +119,15 @@ class Curve(Callback):
         return self.now() >= self.limit_s
 
 
-def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None, seed: int = 0):
-    """The authors' MGDL denoising config at `size`, with the recipe's training (a
-    per-grade budget is passed to `fit` beside it: `epochs` below)."""
-    cfg = experiment_config(EXPERIMENTS["denoise-butterfly-10"], "paper", data_dir)
-    cfg = cfg.replace(problem={"size": size, "sigma": sigma, "noise_seed": 0})
+def recipe_config(recipe: str, size: int, sigma: float | None, data_dir: str | None,
+                  seed: int = 0, experiment: str = "denoise-butterfly-10"):
+    """The authors' MGDL config of a restoration experiment at `size` (and noise `sigma`,
+    if given), with the recipe's training (a per-grade budget is passed to `fit` beside
+    it: `epochs` below)."""
+    cfg = experiment_config(EXPERIMENTS[experiment], "paper", data_dir)
+    noise = {} if sigma is None else {"sigma" if cfg.problem.task == "denoise" else "noise":
+                                      sigma}
+    cfg = cfg.replace(problem={"size": size, "noise_seed": 0, **noise})
     cfg = cfg.for_method("mgdl")
     train = dict(RECIPES[recipe])
     epochs = train["epochs"]
@@ -125,10 +137,10 @@ def recipe_config(recipe: str, size: int, sigma: float, data_dir: str | None, se
     return cfg, [epochs] * cfg.model.grades if isinstance(epochs, int) else list(epochs)
 
 
-def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | None,
-        seed: int = 0) -> dict:
+def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: str | None,
+        seed: int = 0, experiment: str = "denoise-butterfly-10") -> dict:
     t = time.perf_counter()
-    cfg, epochs = recipe_config(recipe, size, sigma, data_dir, seed)
+    cfg, epochs = recipe_config(recipe, size, sigma, data_dir, seed, experiment)
     problem = problem_for(cfg)
     model = cfg.model.build(problem.out_dim)
     curve = Curve(60 * minutes, model, problem, set(range(1, len(cfg.train.coarse) + 1)))
@@ -144,8 +156,12 @@ def run(recipe: str, size: int, sigma: float, minutes: float, data_dir: str | No
                window=1, callbacks=[curve])
     except FitInterrupted:
         cut = True
-    return {"recipe": recipe, "size": size, "sigma": sigma, "minutes": minutes, "cut": cut,
-            "seed": seed,
+    p = cfg.problem
+    return {"recipe": recipe, "experiment": experiment, "image": p.image, "task": p.task,
+            "size": size, "sigma": p.sigma if p.task == "denoise" else p.noise,
+            "blur_sigma": p.blur_sigma if p.task == "deblur" else None,
+            "minutes": minutes, "cut": cut, "seed": seed,
+            "wall_minutes": curve.now() / 60,  # as the curve counts it
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
                       "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
                       "record_every": tr.record_every},
@@ -181,6 +197,12 @@ def table(results: list[dict], levels, times) -> str:
     return "\n".join(lines)
 
 
+def describe(r: dict) -> str:
+    what = (f"denoising, σ_n {r['sigma']:g}/255" if r["task"] == "denoise" else
+            f"deblurring, σ_b {r['blur_sigma']:g}, σ_n {r['sigma']:g}/255")
+    return f"{r['image']} {r['size']}², {what}"
+
+
 def plot(results: list[dict], path: Path, target: float) -> None:
     import matplotlib
 
@@ -193,8 +215,7 @@ def plot(results: list[dict], path: Path, target: float) -> None:
         ax.plot([p[0] / 60 for p in pts], [p[3] for p in pts], label=r["recipe"])
     ax.axhline(target, color="gray", ls=":", lw=1, label=f"target {target:g} dB")
     ax.set(xlabel="wall minutes (compilation included)", ylabel="test PSNR (dB)",
-           title=f"MGDL denoising, butterfly {results[0]['size']}², σ_n "
-                 f"{results[0]['sigma']:g}/255")
+           title=f"MGDL, {describe(results[0])}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -205,8 +226,13 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="best", help="comma-separated: "
                     f"{', '.join([*RECIPES, 'best'])}, or all")
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--sigma", type=float, default=10.0, help="noise σ_n in 1/255 units")
+    ap.add_argument("--experiment", default="denoise-butterfly-10",
+                    help="a restoration experiment (`mgdl reproduce --list`)")
+    ap.add_argument("--sigma", type=float, default=None,
+                    help="noise σ_n in 1/255 units (default: the experiment's)")
     ap.add_argument("--minutes", type=float, default=60.0, help="time limit per recipe")
+    ap.add_argument("--equal-time", action="store_true",
+                    help="every recipe after the first gets the first one's wall time")
     ap.add_argument("--target", type=float, default=31.0)
     ap.add_argument("--levels", default="28,30,31")
     ap.add_argument("--at", default="5,15,60", help="minutes to report the PSNR at")
@@ -222,23 +248,32 @@ def main(argv=None) -> int:
     if a.quick:
         a.size = a.size if "--size" in given else 128
         a.minutes = a.minutes if "--minutes" in given else 3.0
-        a.recipe = a.recipe if "--recipe" in given else f"fixed,{BEST}"
+        a.recipe = a.recipe if "--recipe" in given else "fixed,best"
         a.target = a.target if "--target" in given else 28.0
         a.at = a.at if "--at" in given else "1,2,3"
+    experiment = EXPERIMENTS.get(a.experiment)
+    if experiment is None or experiment.group not in BEST:
+        ap.error(f"--experiment: a denoising or deblurring experiment, got {a.experiment!r}")
+    best = BEST[experiment.group]
     names = [*RECIPES] if a.recipe == "all" else [
-        BEST if n.strip() == "best" else n.strip() for n in a.recipe.split(",")]
+        best if n.strip() == "best" else n.strip() for n in a.recipe.split(",")]
     bad = [n for n in names if n not in RECIPES]
     if bad or a.size < 8 or not (a.minutes > 0 and math.isfinite(a.minutes)):
         ap.error(f"unknown recipe {bad[0]!r}" if bad else "--size ≥ 8 and --minutes > 0")
+    if experiment.group == "deblur" and any("batch" in RECIPES[n] for n in names):
+        ap.error("deblurring takes no mini-batches (a blur couples whole neighbourhoods)")
     data_dir = a.data_dir or (str(SHARED) if SHARED.is_dir() else None)
     levels = [float(v) for v in a.levels.split(",")]
     times = [float(v) for v in a.at.split(",")]
-    results = []
+    results, minutes = [], a.minutes
     for name in dict.fromkeys(names):
-        print(f"{name}: up to {a.minutes:g} min on butterfly {a.size}²", file=sys.stderr)
-        results.append(run(name, a.size, a.sigma, a.minutes, data_dir, a.seed))
-    print(f"butterfly {a.size}², σ_n {a.sigma:g}/255, MGDL (authors' settings but the "
-          f"recipe's training), {jax.default_backend()}, {jax.device_count()} device(s)")
+        print(f"{name}: up to {minutes:g} min, {a.experiment} at {a.size}²", file=sys.stderr)
+        results.append(run(name, a.size, a.sigma, minutes, data_dir, a.seed, a.experiment))
+        if a.equal_time and len(results) == 1:
+            minutes = min(a.minutes, results[0]["wall_minutes"])
+    print(f"{describe(results[0])}, MGDL (authors' settings but the recipe's training), "
+          f"{jax.default_backend()}, {jax.device_count()} device(s)"
+          + (f"; recipes after the first cut at its {minutes:.1f} min" if a.equal_time else ""))
     print(table(results, levels, times))
     for r in results:
         m = minutes_to(r["points"], a.target)

@@ -1,5 +1,5 @@
-"""Coarse-to-fine grades: a denoising problem on coarser grids (`Restoration.coarse`) and
-`fit` with one problem per grade (`train.coarse`, `--coarse`)."""
+"""Coarse-to-fine grades: a denoising or deblurring problem on coarser grids
+(`Restoration.coarse`) and `fit` with one problem per grade (`train.coarse`, `--coarse`)."""
 
 import jax
 import numpy as np
@@ -41,13 +41,37 @@ def test_a_coarse_problem_is_the_block_means_of_the_observation(problem):
     coords = np.asarray(problem.coords).reshape(18, 18, 2)
     np.testing.assert_allclose(np.asarray(c.coords).reshape(4, 4, 2), block_means(coords, 4))
     assert problem.coarse(1) is problem
-    blurred = deblurring(mg.load_image("camera", size=32), 1.0, key=jax.random.key(0))
-    for bad, message in ((blurred, "for denoising"),
-                         (problem.held_out(0.1, jax.random.key(0)), "for denoising")):
-        with pytest.raises(ValueError, match=message):
-            bad.coarse(2)
+    with pytest.raises(ValueError, match="every pixel observed"):
+        problem.held_out(0.1, jax.random.key(0)).coarse(2)
     with pytest.raises(ValueError, match="positive integer"):
         problem.coarse(0)
+
+
+@pytest.mark.parametrize("size, factor", [(30, 3), (29, 4)])
+def test_a_coarse_blur_of_block_means_is_the_block_means_of_the_blur(size, factor):
+    """For an image constant on each block (the pixels past the last whole block taking the
+    last block's value), the coarse problem's blur of the block means equals the block
+    means of the fine blur, computed here by a direct 2-D convolution."""
+    from multigrade.operators import gaussian_kernel
+
+    fine = deblurring(mg.load_image("camera", size=size), 1.0, key=jax.random.key(0))
+    c = fine.coarse(factor)
+    m = size // factor
+    values = np.random.default_rng(0).uniform(size=(m, m, 1))
+    blocks = np.minimum(np.arange(size) // factor, m - 1)
+    image = values[blocks][:, blocks]  # block-constant, edge pixels = the last block
+    k = gaussian_kernel(1.0)
+    r = k.shape[0] // 2
+    padded = np.pad(image[..., 0], r, mode="symmetric")
+    blurred = np.array([[np.sum(k * padded[i:i + k.shape[0], j:j + k.shape[0]])
+                         for j in range(size)] for i in range(size)])[..., None]
+    np.testing.assert_allclose(c.forward(jax.numpy.asarray(values)), block_means(blurred, factor),
+                               atol=1e-12)
+    np.testing.assert_allclose(c.observed, block_means(np.asarray(fine.observed), factor))
+    # no blur stays no blur: the identity's coarse operator is the identity
+    from multigrade.problems.restoration import coarse_operator
+
+    np.testing.assert_array_equal(coarse_operator(np.eye(size), factor), np.eye(m))
 
 
 def test_a_coarse_grade_is_one_function_on_both_grids(problem):
@@ -89,8 +113,9 @@ TINY = ["--image", "camera", "--size", "16", "--layers-per-grade", "1", "--width
         "--epochs", "20", "--quiet"]
 
 
-def test_coarse_grades_from_the_cli(tmp_path):
-    res = CliRunner().invoke(app, ["compare", "denoise", *TINY, "--grades", "3", "--coarse",
+@pytest.mark.parametrize("task", [["denoise"], ["deblur", "--blur-sigma", "1"]])
+def test_coarse_grades_from_the_cli(tmp_path, task):
+    res = CliRunner().invoke(app, ["compare", *task, *TINY, "--grades", "3", "--coarse",
                                    "4,2", "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     config = runs.read_toml(tmp_path / "c" / "config.toml")
@@ -103,7 +128,7 @@ def test_coarse_grades_from_the_cli(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["denoise", "--grades", "2", "--coarse", "2,2"], "the last grade fits the image's own"),
-    (["deblur", "--grades", "2", "--coarse", "2"], "are for denoising, not deblur"),
+    (["inpaint", "--grades", "2", "--coarse", "2"], "denoising and deblurring, not inpaint"),
     (["denoise", "--grades", "2", "--coarse", "2", "--method", "sgdl"], "are MGDL's"),
     (["denoise", "--grades", "2", "--coarse", "x"], "must be whole numbers"),
     (["denoise", "--grades", "2", "--coarse", "2", "--select", "sure"], "one grid for every"),

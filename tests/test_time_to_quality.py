@@ -39,3 +39,28 @@ def test_each_recipe_is_a_curve_in_time_with_its_line(tmp_path):
     coarse = curves["coarse"]["points"]
     assert [p[1] for p in coarse].count(1) == 1 and [p[1] for p in coarse].count(2) == 1
     assert curves["coarse"]["train"]["coarse"] == [4, 2]
+
+
+def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("the paper's images (../shared/images) are not beside the checkout")
+    common = [sys.executable, str(SCRIPT), "--experiment", "deblur-butterfly-3", "--size",
+              "24", "--data-dir", str(SHARED)]
+    res = subprocess.run([*common, "--minutes", "5", "--recipe", "best,fixed", "--equal-time",
+                          "--target", "15", "--levels", "15", "--at", "1",
+                          "--json", str(tmp_path / "d.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    best, fixed = json.loads((tmp_path / "d.json").read_text())
+    # deblurring's best has no mini-batches: coarse grades (a blur on the coarse grid)
+    assert best["recipe"] == "coarse-warmup" and best["train"]["batch"] is None
+    assert best["task"] == "deblur" and best["blur_sigma"] == 3 and not best["cut"]
+    assert [p[1] for p in best["points"]][-1] == 4
+    # the fixed budget (20 000 epochs a grade) stops at the recipe's wall time, in grade 1
+    assert fixed["cut"] and fixed["minutes"] == pytest.approx(best["wall_minutes"])
+    assert fixed["points"][-1][0] / 60 >= best["wall_minutes"] * 0.9
+    assert {p[1] for p in fixed["points"]} == {1}
+    refused = subprocess.run([*common, "--recipe", "coarse-warmup-batch16"],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "takes no mini-batches" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -65,9 +65,9 @@ ScheduleOpt = Annotated[str, typer.Option(
     "--schedule", help="The learning rate along each grade: constant, cosine (decay to 1 % "
     "of --lr) or warmup-cosine (5 % of the epochs rising from 0 first).")]
 CoarseOpt = Annotated[str | None, typer.Option(
-    "--coarse", help="Denoising, MGDL: the first grades fitted on coarser grids of the "
-    "observation (block means), e.g. 4,2: grade 1 on a 4× coarser grid, grade 2 on 2×, the "
-    "rest on the image's own (coarse-to-fine).")]
+    "--coarse", help="Denoising or deblurring, MGDL: the first grades fitted on coarser "
+    "grids of the observation (block means; a blur restricted to the grid), e.g. 4,2: grade "
+    "1 on a 4× coarser grid, grade 2 on 2×, the rest on the image's own (coarse-to-fine).")]
 BatchOpt = Annotated[float | None, typer.Option(
     "--batch", help="Train the grades on the image's own grid on random mini-batches of "
     "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "

@@ -53,7 +53,7 @@ lower_lr = false           # gd: lower η to c·2/λ_max when λ_max passes 2/η
 eig_stop = -0.95           # gd: end a grade when 1 − η·λ_max falls below this
 min_gain = 0.1             # adaptive grades: least validation PSNR gain (dB) of a grade
 schedule = "constant"      # the rate along each grade: constant, cosine, warmup-cosine
-coarse = [4, 2]            # denoise: grades 1, 2 fitted on 4×, 2× coarser grids (the rest
+coarse = [4, 2]            # denoise, deblur: grades 1, 2 on 4×, 2× coarser grids (the rest
                            # on the image's): coarse-to-fine
 batch = 0.125              # the grades on the image's own grid step on random mini-batches
                            # of this fraction of the pixels (an epoch is then one step)
@@ -580,9 +580,9 @@ class RunConfig:
 
     def _check_coarse(self) -> None:
         t = self.train
-        if self.problem.task != "denoise":
-            raise ValueError(f"coarse grades (train.coarse) are for denoising, not "
-                             f"{self.problem.task}")
+        if self.problem.task not in ("denoise", "deblur"):
+            raise ValueError(f"coarse grades (train.coarse) are for denoising and "
+                             f"deblurring, not {self.problem.task}")
         if self.model.method != "mgdl" and self.command == "fit":
             raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
                              f"{self.model.method} has one grade")

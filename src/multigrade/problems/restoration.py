@@ -223,21 +223,26 @@ class Restoration:
         return dataclasses.replace(self, observed=observed)
 
     def coarse(self, factor: int) -> Restoration:
-        """The same denoising problem on a grid `factor` times coarser: the observation
-        (and the clean image, for PSNR only) averaged over `factor` × `factor` blocks
-        (rows and columns past the last whole block dropped), each block at the mean of
-        its pixels' coordinates, so a network fitted to it is a function on the same
-        domain (coarse-to-fine grades, `fit` with one problem per grade). Averaging the
-        noise lowers σ_n by `factor`; no clean value enters the loss."""
+        """The same problem on a grid `factor` times coarser: the observation (and the
+        clean image, for PSNR only) averaged over `factor` × `factor` blocks (rows and
+        columns past the last whole block dropped), each block at the mean of its pixels'
+        coordinates, so a network fitted to it is a function on the same domain
+        (coarse-to-fine grades, `fit` with one problem per grade). Averaging the noise
+        lowers σ_n by `factor`; no clean value enters the loss.
+
+        A blur becomes `R B E` per axis (`coarse_operator`): E spreads each block's value
+        over its pixels, B blurs on the fine grid, R takes block means. For an image
+        constant on each block it is exact — the coarse blur of the block means equals the
+        block means of the fine blur — so a coarse grade fits the low frequencies of the
+        same degradation."""
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) \
                 or factor < 1:
             raise ValueError(f"a coarse factor must be a positive integer, got {factor!r}")
         if factor == 1:
             return self
-        if self.task != "denoise" or self.mask is not None \
-                or self.observed_pixels() is not None:
-            raise ValueError("coarse grades are for denoising (every pixel observed, none "
-                             "held out)")
+        if self.mask is not None or self.observed_pixels() is not None:
+            raise ValueError("coarse grades need every pixel observed (none held out or "
+                             "missing): denoising or deblurring")
         h, w, c = self.shape
         if h < factor or w < factor:
             raise ValueError(f"a {h} × {w} image has no {factor} × {factor} block")
@@ -246,9 +251,11 @@ class Restoration:
             a = a[: h // factor * factor, : w // factor * factor]
             return a.reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
 
+        blur = None if self.blur is None else tuple(
+            as_float(coarse_operator(np.asarray(b, np.float64), factor)) for b in self.blur)
         coords = pool(self.coords.reshape(h, w, 2)).reshape(-1, 2)
         return dataclasses.replace(self, coords=coords, observed=pool(self.observed),
-                                   clean=pool(self.clean),
+                                   clean=pool(self.clean), blur=blur,
                                    settings=(*self.settings, ("coarse", int(factor))))
 
     def held_out(self, fraction: float, key: PRNGKeyArray) -> Restoration:
@@ -268,6 +275,21 @@ class Restoration:
         mask = np.ones(h * w)
         mask[order[:hidden]] = 0.0
         return dataclasses.replace(self, mask=as_float(mask.reshape(h, w, 1)))
+
+
+def coarse_operator(matrix: np.ndarray, factor: int) -> np.ndarray:
+    """The `(n // factor, n // factor)` matrix `R M E` of a 1-D operator M `(n, n)` on a grid
+    `factor` times coarser: E `(n, n // factor)` gives each fine pixel the value of its block
+    (pixels past the last whole block that of the last block), R `(n // factor, n)` takes
+    each whole block's mean. For the identity it is the identity."""
+    n = matrix.shape[0]
+    m = n // factor
+    blocks = np.minimum(np.arange(n) // factor, m - 1)
+    expand = np.zeros((n, m))
+    expand[np.arange(n), blocks] = 1.0
+    reduce = np.zeros((m, n))
+    reduce[blocks[: m * factor], np.arange(m * factor)] = 1.0 / factor
+    return reduce @ matrix @ expand
 
 
 def _mean(values, weights):
