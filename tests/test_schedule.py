@@ -11,11 +11,14 @@ import multigrade as mg
 from multigrade import runs
 from multigrade.cli import app
 from multigrade.experiments import TrainConfig
+from multigrade.experiments import load_config
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
 from multigrade.experiments.config import SCHEDULE_FINAL, SCHEDULE_WARMUP, make_optimizer
+from multigrade.experiments.runner import problem_for
 from multigrade.problems import denoising
 from multigrade.train import FitInterrupted
 from test_checkpoint import StopAfter, assert_same_run
+from test_runner import assert_same_arrays
 
 
 def expected_rate(schedule: str, lr: float, epochs: int, t: int) -> float:
@@ -73,5 +76,54 @@ def test_a_bad_schedule_is_one_line(tmp_path, args, message):
     res = CliRunner().invoke(app, ["fit", "regression", "--image", "camera", "--size", "16",
                                    "--epochs", "10", "--out", str(tmp_path / "r"), *args])
     assert res.exit_code == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+TINY = ["--image", "camera", "--size", "16", "--layers-per-grade", "1", "--width", "8",
+        "--epochs", "20", "--quiet"]
+
+
+def test_grade_epochs_give_each_grade_its_own_budget_and_schedule(tmp_path):
+    """`--grade-epochs 10,30` with `--epochs 20`: grades of 10, 30 and 20 epochs, each
+    running the cosine schedule over its own budget — the run equals `fit` given those
+    budgets and optimisers directly; `grow` adds a grade of `--epochs`, as if trained at
+    once; SGDL, one grade, trains `--epochs`."""
+    args = ["denoise", *TINY, "--schedule", "cosine", "--lr", "1e-2", "--grade-epochs",
+            "10,30"]
+    for grades, out in ((2, "two"), (3, "three")):
+        res = CliRunner().invoke(app, ["fit", *args, "--grades", str(grades), "--out",
+                                       str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    history = runs.read_history(tmp_path / "three" / runs.HISTORY)
+    assert [int(history["epoch"][history["grade"] == k].max()) for k in (1, 2, 3)] == [
+        10, 30, 20]
+    cfg = load_config(tmp_path / "three")
+    assert cfg.train.grade_epochs == (10, 30)
+    problem = problem_for(cfg)
+    direct = mg.fit(cfg.model.build(problem.out_dim), problem,
+                    optimizer=[make_optimizer("adam", 1e-2, "cosine", e) for e in (10, 30, 20)],
+                    epochs=[10, 30, 20], key=jax.random.key(0), record_every=10)
+    np.testing.assert_array_equal(history["train_loss"], direct.history["train_loss"])
+    res = CliRunner().invoke(app, ["grow", str(tmp_path / "two"), "--grades", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert_same_arrays(tmp_path / "two" / runs.PARAMS, tmp_path / "three" / runs.PARAMS)
+    res = CliRunner().invoke(app, ["compare", *args, "--grades", "2", "--out",
+                                   str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    sgdl = runs.read_history(tmp_path / "c" / "sgdl" / runs.HISTORY)
+    assert int(sgdl["epoch"].max()) == 20
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grades", "2", "--grade-epochs", "10,10,10"], "gives 3 budgets for 2 grades"),
+    (["--grade-epochs", "10,x"], "must be whole numbers"),
+    (["--grade-epochs", "0"], "must be positive integers"),
+    (["--method", "sgdl", "--grade-epochs", "10"], "grade_epochs are MGDL's"),
+])
+def test_bad_grade_epochs_are_one_line(tmp_path, args, message):
+    res = CliRunner().invoke(app, ["fit", "denoise", *TINY, *args, "--out",
+                                   str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()

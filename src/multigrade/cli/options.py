@@ -68,6 +68,9 @@ CoarseOpt = Annotated[str | None, typer.Option(
     "--coarse", help="Denoising or deblurring, MGDL: the first grades fitted on coarser "
     "grids of the observation (block means; a blur restricted to the grid), e.g. 4,2: grade "
     "1 on a 4× coarser grid, grade 2 on 2×, the rest on the image's own (coarse-to-fine).")]
+GradeEpochsOpt = Annotated[str | None, typer.Option(
+    "--grade-epochs", help="MGDL: the first grades' own epochs, e.g. 2000,2000 (the rest "
+    "train --epochs; a schedule runs over each grade's own).")]
 BatchOpt = Annotated[float | None, typer.Option(
     "--batch", help="Train the grades on the image's own grid on random mini-batches of "
     "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "
@@ -203,7 +206,7 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
          Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
          Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
-         Opt("batch", BatchOpt, None))
+         Opt("batch", BatchOpt, None), Opt("grade_epochs", GradeEpochsOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))
 BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),

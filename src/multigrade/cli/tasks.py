@@ -83,8 +83,9 @@ def _special(opts: dict) -> dict:
         out["eig_stop"] = -0.95 if out["eig_stop"] else None
     for name, what in (("archs", "--archs"), ("baselines", "--baselines")):
         out[name] = _names(out.get(name), what)
-    coarse = _names(out.get("coarse"), "--coarse")
-    out["coarse"] = None if coarse is None else tuple(_whole(v, "--coarse") for v in coarse)
+    for name, what in (("coarse", "--coarse"), ("grade_epochs", "--grade-epochs")):
+        values = _names(out.get(name), what)
+        out[name] = None if values is None else tuple(_whole(v, what) for v in values)
     sigmas = _names(out.get("fourier_sigmas"), "--fourier-sigmas")
     out["fourier_sigmas"] = None if sigmas is None else tuple(
         _number(v, "--fourier-sigmas") for v in sigmas)

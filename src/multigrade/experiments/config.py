@@ -36,6 +36,7 @@ baseline_layers = 4        # hidden layers of each baseline
 optimizer = "adam"         # gd or one of SUPPORTED_OPTIMIZERS
 lr = 0.001
 epochs = 2000              # per grade; SGDL trains the same number
+grade_epochs = [2000, 2000]  # MGDL: the first grades' own epochs (the rest train `epochs`)
 record_every = 10
 tol = 1e-5                 # optional: the paper's stopping rule
 seed = 0
@@ -338,6 +339,7 @@ class TrainConfig:
     schedule: str = "constant"
     coarse: tuple[int, ...] = ()
     batch: float | None = None
+    grade_epochs: tuple[int, ...] = ()
 
     def __post_init__(self):
         from multigrade.selection import MODES
@@ -346,6 +348,9 @@ class TrainConfig:
         for f in self.coarse:
             if isinstance(f, bool) or not isinstance(f, int) or f < 1:
                 raise ValueError(f"coarse factors must be positive integers, got {f!r}")
+        for e in self.grade_epochs:
+            if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+                raise ValueError(f"grade_epochs must be positive integers, got {e!r}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
         if self.schedule not in SCHEDULES:
@@ -395,11 +400,24 @@ class TrainConfig:
     def watches_spectrum(self) -> bool:
         return self.lr_auto is not None or self.lower_lr or self.eig_stop is not None
 
-    def make_optimizer(self) -> optax.GradientTransformation:
+    def make_optimizer(self, epochs: int | None = None) -> optax.GradientTransformation:
+        """The optimiser of a grade of `epochs` (default `train.epochs`): a schedule runs
+        over them."""
         if self.watches_spectrum:  # the rate lives in the optimiser's state
             return _injected_sgd(self.lr)
         return make_optimizer(self.optimizer, self.lr, self.schedule,
-                              None if self.schedule == "constant" else self.epochs)
+                              None if self.schedule == "constant" else
+                              self.epochs if epochs is None else epochs)
+
+    def budgets(self, grades: int) -> list[int]:
+        """Each of `grades` grades' epochs: `grade_epochs` for the first ones, `epochs`
+        for the rest."""
+        own = list(self.grade_epochs[:grades])
+        return own + [self.epochs] * (grades - len(own))
+
+    def optimizers(self, grades: int) -> list[optax.GradientTransformation]:
+        """Each grade's optimiser, its schedule over that grade's epochs (`budgets`)."""
+        return [self.make_optimizer(e) for e in self.budgets(grades)]
 
     def adaptive(self):
         """The `train.AdaptiveGrades` of `min_gain` (None if unset)."""
@@ -529,11 +547,11 @@ class RunConfig:
                 raise ValueError(f"the {self.command} study trains fixed budgets: "
                                  f"train.select must be none, got {self.train.select!r}")
             if self.train.watches_spectrum or self.train.min_gain is not None \
-                    or self.model.baselines or self.train.coarse \
+                    or self.model.baselines or self.train.coarse or self.train.grade_epochs \
                     or self.train.schedule != "constant" or self.train.batch is not None:
                 raise ValueError(f"the {self.command} study sets its own rates and grades: "
-                                 "lr auto, eig_stop, min_gain, schedule, coarse, batch and "
-                                 "baselines are for fit and compare")
+                                 "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
+                                 "grade_epochs and baselines are for fit and compare")
             if self.methods != MethodsConfig():
                 raise ValueError(f"the {self.command} study sets its own rates: per-method "
                                  "settings ([methods]) are for fit and compare")
@@ -565,6 +583,8 @@ class RunConfig:
                                  "which restoration has not: there --select chooses grades")
         if self.train.coarse:
             self._check_coarse()
+        if self.train.grade_epochs:
+            self._check_grade_epochs()
         if self.train.batch is not None and not self.is_study:
             self._check_batch()
         if self.model.baselines and self.command != "compare":
@@ -577,6 +597,15 @@ class RunConfig:
         if self.train.select == "sure":
             raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
                              "divergence follows full-batch training")
+
+    def _check_grade_epochs(self) -> None:
+        n = len(self.train.grade_epochs)
+        if self.model.method != "mgdl" and self.command == "fit":
+            raise ValueError(f"grade_epochs are MGDL's; method {self.model.method} has one "
+                             "grade of train.epochs")
+        if n > self.model.grades:
+            raise ValueError(f"train.grade_epochs gives {n} budgets for {self.model.grades} "
+                             "grades")
 
     def _check_coarse(self) -> None:
         t = self.train

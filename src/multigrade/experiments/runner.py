@@ -384,7 +384,8 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
     sel = selection_for(cfg, problem) if sel is None else sel
     try:
         result = fit(model, grade_problems(problem, cfg, model.num_grades),
-                     optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+                     optimizer=cfg.train.optimizers(model.num_grades),
+                     epochs=cfg.train.budgets(model.num_grades),
                      key=jax.random.key(cfg.train.seed),
                      record_every=cfg.train.record_every, tol=cfg.train.tol,
                      checkpoint_every=cfg.train.checkpoint_every, callbacks=callbacks,
@@ -461,7 +462,7 @@ def _checkpoint_for(run_dir: Path, cfg: RunConfig, problem: Problem) -> Checkpoi
     model = cfg.model.build(problem.out_dim)
     probes = cfg.train.sure_probes if cfg.train.select == "sure" else 0
     return load_checkpoint(run_dir, model, grade_problems(problem, cfg, model.num_grades),
-                           [cfg.train.make_optimizer()] * model.num_grades, probes=probes)
+                           cfg.train.optimizers(model.num_grades), probes=probes)
 
 
 BATCH_STREAM = 0x6D62  # folded into the seed's key: the mini-batches' draws
@@ -486,7 +487,8 @@ def _replay(cfg: RunConfig, problem: Problem, start: Checkpoint) -> FitResult:
     model = cfg.model.build(problem.out_dim)
     model = dataclasses.replace(model, grades=model.grades[:start.finished])
     result = fit(model, grade_problems(problem, cfg, start.finished),
-                 optimizer=cfg.train.make_optimizer(), epochs=cfg.train.epochs,
+                 optimizer=cfg.train.optimizers(start.finished),
+                 epochs=cfg.train.budgets(start.finished),
                  key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
                  tol=cfg.train.tol, start=start)
     result.aux = start.aux
@@ -619,8 +621,8 @@ def _method_config(cfg: RunConfig, method: str, grades: int | None = None) -> Ru
     model = dataclasses.replace(cfg.model, method=method, baselines=(),
                                 archs=cfg.model.archs if method == "mgdl" else (),
                                 grades=cfg.model.grades if grades is None else grades)
-    train = cfg.train if method == "mgdl" else dataclasses.replace(cfg.train, min_gain=None,
-                                                                    coarse=())
+    train = cfg.train if method == "mgdl" else dataclasses.replace(
+        cfg.train, min_gain=None, coarse=(), grade_epochs=())  # SGDL: one grade of `epochs`
     return dataclasses.replace(cfg, command="fit", model=model, train=train).for_method(method)
 
 
