@@ -100,8 +100,8 @@ def fit(
         model: a `MultiGrade` (SGDL is a one-grade model) or a `MultiScale`.
         problem: a problem object (`multigrade.problems`), or one per grade: coarse-to-
             fine grades, each fitted on its own grid of the same problem (e.g.
-            `[p.coarse(4), p.coarse(2), p, p]` for a denoising problem `p`); every
-            finished grade is frozen again on the next grade's grid when it changes, the
+            `[p.coarse(4), p.coarse(2), p, p]` for a denoising or deblurring problem `p`);
+            every finished grade is frozen again on the next grade's grid when it changes, the
             last grade's problem is the result's, and each grade's prediction and metrics
             in the result are measured on it. A grade's problem may be a
             `problems.MiniBatch` of the grid's problem: that grade takes each step on a
