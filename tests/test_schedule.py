@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 import multigrade as mg
 from multigrade import runs
 from multigrade.cli import app
-from multigrade.experiments import TrainConfig
-from multigrade.experiments import load_config
+from multigrade.experiments import TrainConfig, load_config
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
 from multigrade.experiments.config import SCHEDULE_FINAL, SCHEDULE_WARMUP, make_optimizer
 from multigrade.experiments.runner import problem_for
