@@ -26,8 +26,6 @@ Recipes (`--recipe`, several comma-separated, or all):
            random mini-batches of 1/8 (8 000 steps) or 1/16 (6 000 steps) of the pixels
            (`--batch`; each step evaluates the batch's pixels and their lower and right
            neighbours, the TV split's stencil).
-  coarse-long-batch16  coarse-warmup-batch16 with 4 000 epochs on each coarse grade (the
-           seed that missed 31 dB at 512² fell behind in grade 2).
   best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
            (docs/time-to-quality.md; at 128² coarse-warmup is as fast). Deblurring takes no
            mini-batches (a blur couples whole neighbourhoods): there best is coarse-warmup.
@@ -85,8 +83,6 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
                             "lr": 1e-2, "coarse": (4, 2), "batch": 0.125},
     "coarse-warmup-batch16": {"epochs": (2000, 2000, 6000, 6000), "schedule": "warmup-cosine",
                               "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
-    "coarse-long-batch16": {"epochs": (4000, 4000, 6000, 6000), "schedule": "warmup-cosine",
-                            "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
 }
 BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse-warmup"}
 
