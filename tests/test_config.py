@@ -36,8 +36,11 @@ def test_config_round_trip_and_reproduction(tmp_path):
     ("[problem]\ntask = 'nosuch'\n", "unknown task 'nosuch'"),
     ("[train\n", "not valid TOML"),
     ("command = 'lr-sweep'\n[train]\nschedule = 'cosine'\n",
-     "schedule, coarse, batch and baselines"),
-    ("command = 'spectrum'\n[train]\nbatch = 0.5\n", "schedule, coarse, batch and baselines"),
+     "schedule, coarse, batch, grade_epochs and baselines"),
+    ("command = 'spectrum'\n[train]\nbatch = 0.5\n",
+     "schedule, coarse, batch, grade_epochs and baselines"),
+    ("command = 'lr-sweep'\n[train]\ngrade_epochs = [10]\n", "grade_epochs and baselines"),
+    ("[train]\ngrade_epochs = [10, 0]\n", "grade_epochs must be positive integers, got 0"),
     ("[problem]\ntask = 'denoise'\n[train]\ncoarse = [0]\n", "positive integers, got 0"),
     ("[train]\nschedule = 'step'\n", "unknown schedule 'step'"),
 ])
