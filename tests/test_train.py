@@ -89,6 +89,31 @@ def test_later_grades_reuse_the_compiled_program(problem, key):
     assert r.grades[2].compile_seconds == 0.0  # same shapes as grade 2
 
 
+def test_a_crowded_process_releases_jax_caches_and_keeps_its_programs(problem, key):
+    # JAX keeps every compiled program; past half of vm.max_map_count the chunk cache
+    # clears JAX's caches (a process at the limit crashes in XLA's compiler) and keeps its
+    # own programs, so a later run of the same model still compiles nothing.
+    from multigrade.train._engine import _COMPILED, memory_maps
+
+    if memory_maps() is None:
+        pytest.skip("no /proc: the kernel's mapping count is not readable here")
+    net, tx = mg.mgdl([[8, 8]]), optax.adam(1e-3)
+    first = mg.fit(net, problem, optimizer=tx, epochs=20, key=key)
+    jax.clear_caches()
+    kept, (low, limit) = dict(_COMPILED.programs), memory_maps()
+    for n in range(2, 42):  # programs only JAX's caches hold
+        jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((n, 3))).block_until_ready()
+    high = memory_maps()[0]
+    assert high > low + 60, (low, high)
+    assert not _COMPILED.release_if_crowded(fraction=(high + 20) / limit)
+    assert _COMPILED.release_if_crowded(fraction=(low + high) / 2 / limit)
+    assert memory_maps()[0] < (low + high) / 2 and _COMPILED.programs == kept
+    again = mg.fit(net, problem, optimizer=tx, epochs=20, key=key)
+    assert again.grades[0].compile_seconds == 0.0
+    np.testing.assert_array_equal(again.history["train_loss"], first.history["train_loss"])
+    assert _COMPILED.release_if_crowded(fraction=0.0) and not _COMPILED.programs
+
+
 def test_per_grade_optimisers_and_budgets(problem, key):
     r = mg.fit(mg.mgdl([[8]] * 2), problem, optimizer=[optax.sgd(0.1), optax.adam(1e-3)],
                epochs=[20, 40], key=key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,42 @@ class _ProgramCache:
         self.programs[key] = program
         while len(self.programs) > self.size:
             self.programs.pop(next(iter(self.programs)))
+        self.release_if_crowded()
+
+    def release_if_crowded(self, fraction: float = 0.5) -> bool:
+        """Clears JAX's caches when this process holds more than `fraction` of the memory
+        mappings Linux allows it (then this cache too, if that was not enough); True when
+        it cleared.
+
+        JAX keeps every program a process compiles (its caches do not shrink), and each
+        program's machine code lives in mappings of its own (about a hundred for a small
+        chunk program): a long process that compiles many programs (a sweep worker over
+        many learning rates, a notebook, the test suite) reaches `vm.max_map_count`
+        (65 530 by default) and then crashes inside XLA's compiler. The programs kept here
+        survive the first step (a `Compiled` holds its executable), so later seeds still
+        compile nothing; other jitted functions compile again when next used."""
+        maps = memory_maps()
+        if maps is None or maps[0] <= fraction * maps[1]:
+            return False
+        jax.clear_caches()
+        gc.collect()
+        maps = memory_maps()
+        if maps is not None and maps[0] > fraction * maps[1]:
+            self.programs.clear()
+            gc.collect()
+        return True
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """`(memory mappings this process holds, the most the kernel allows it)`; None where
+    /proc does not say (not Linux)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f), limit
+    except (OSError, ValueError):
+        return None
 
 
 _COMPILED = _ProgramCache()
