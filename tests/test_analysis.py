@@ -140,6 +140,27 @@ def test_sweep_labels_divergence_without_stopping_others(data, key):
     assert len(sweep.results[0].history["step"]) == 10  # trained to the end
 
 
+def test_a_sweep_stops_between_chunks_when_a_callback_asks(data, key):
+    # Ctrl-C on `mgdl lr-sweep` reaches the sweep through a callback (never an exception
+    # inside a JAX call); a sweep of members keeps no checkpoint to hand over.
+    class StopAfter(mg.Callback):
+        def __init__(self, n):
+            self.n, self.records = n, 0
+
+        def on_records(self, grade, rows):
+            self.records += len(rows)
+
+        def stop_requested(self):
+            return self.records >= self.n
+
+    stop = StopAfter(3)
+    with pytest.raises(mg.FitInterrupted) as caught:
+        lr_sweep(mg.sgdl([8] * 2), data, [0.01, 0.02], epochs=1000, key=key, record_every=10,
+                 callbacks=[stop])
+    assert caught.value.checkpoint is None
+    assert 3 <= stop.records < 100  # stopped at the first chunk boundary after the ask
+
+
 def test_stability_probe_along_training(data, key):
     model = mg.mgdl([[8]] * 2, init="he")
     r = mg.fit(model, data, optimizer=optax.sgd(0.05), epochs=60, key=key,

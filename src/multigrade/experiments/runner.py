@@ -295,11 +295,22 @@ def _catch_signals() -> Iterator[_StopFlag]:
             signal.signal(s, h)
 
 
-class _Recorder(Callback):
+class _Stop(Callback):
+    """Asks `fit` to stop (between chunks) once a signal set the flag."""
+
+    def __init__(self, flag: _StopFlag):
+        self.flag = flag
+
+    def stop_requested(self) -> bool:
+        return self.flag.signum is not None
+
+
+class _Recorder(_Stop):
     """Writes a run's checkpoints as `fit` makes them, and reads the stop flag."""
 
     def __init__(self, run_dir: Path, flag: _StopFlag, command: str | None):
-        self.run_dir, self.flag, self.command = run_dir, flag, command
+        super().__init__(flag)
+        self.run_dir, self.command = run_dir, command
 
     def _save(self, ckpt: Checkpoint) -> None:
         runs.write_npz(self.run_dir / runs.CHECKPOINT, checkpoint_arrays(ckpt))
@@ -317,9 +328,6 @@ class _Recorder(Callback):
         runs.save_params(self.run_dir / runs.PARAMS, checkpoint.params, checkpoint.scales)
         runs.write_status(self.run_dir, "running", command=self.command,
                           finished=[g.grade for g in checkpoint.grades])
-
-    def stop_requested(self) -> bool:
-        return self.flag.signum is not None
 
 
 def _kept(run_dir: Path) -> str:
@@ -653,34 +661,40 @@ def _study_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, command,
     keeps no checkpoint: an interrupted one is run again."""
     save_config(run_dir / runs.CONFIG, cfg)
     runs.write_status(run_dir, "running", command=command)
-    with study_status(run_dir, command):
-        return _study(run_dir, cfg, problem, command=command, progress=progress)
+    with study_status(run_dir, command) as flag:
+        return _study(run_dir, cfg, problem, command=command, progress=progress,
+                      callbacks=[_Stop(flag)])
 
 
 @contextlib.contextmanager
-def study_status(run_dir: Path, command: str | None) -> Iterator[None]:
-    """A study's status when it does not finish: interrupted (Ctrl-C: `RunInterrupted`;
-    a study keeps no checkpoint, so it is run again) or failed with the error."""
+def study_status(run_dir: Path, command: str | None) -> Iterator[_StopFlag]:
+    """Catches SIGINT and SIGTERM for a study (its fits stop between chunks, never inside a
+    JAX call: a KeyboardInterrupt there crashed or hung the process) and writes its status
+    when it does not finish: interrupted (`RunInterrupted`; a study keeps no checkpoint, so
+    it is run again) or failed with the error."""
+    flag = _StopFlag()
     try:
-        yield
-    except KeyboardInterrupt:
+        with _catch_signals() as flag:
+            yield flag
+    except (FitInterrupted, KeyboardInterrupt):
         with contextlib.suppress(OSError):
             runs.write_status(run_dir, "interrupted", command=command)
-        raise RunInterrupted(run_dir, signal.SIGINT, "no result (a study keeps no "
-                             "checkpoint: resuming runs it again)") from None
+        raise RunInterrupted(run_dir, flag.signum or signal.SIGINT, "no result (a study keeps "
+                             "no checkpoint: resuming runs it again)") from None
     except BaseException as e:
         _failed(run_dir, command, e)
         raise
 
 
-def _study(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress) -> Outcome:
+def _study(run_dir: Path, cfg: RunConfig, problem: Problem, *, command, progress,
+           callbacks) -> Outcome:
     from multigrade.experiments import studies
 
     if cfg.command == "lr-sweep":
-        found = studies.run_lr_sweep(cfg, problem, progress=progress)
+        found = studies.run_lr_sweep(cfg, problem, progress=progress, callbacks=callbacks)
         studies.save_sweep(run_dir, found, command)
     else:
-        found = studies.run_spectrum(cfg, problem, progress=progress)
+        found = studies.run_spectrum(cfg, problem, progress=progress, callbacks=callbacks)
         studies.save_spectrum(run_dir, found, command)
     return Outcome(run_dir, cfg, {}, problem, study=found)
 

@@ -56,29 +56,32 @@ def _per_method(values: Sequence[float], methods: Sequence[str], what: str) -> d
     return {m: float(v) for m, v in zip(methods, values)}
 
 
-def _progress(factory, method: str, cfg: RunConfig) -> list:
-    """The progress callback of a method (`factory(label, number of grades)`), if any."""
+def _progress(factory, method: str, cfg: RunConfig, callbacks=()) -> list:
+    """The progress callback of a method (`factory(label, number of grades)`), if any, and
+    `callbacks`."""
     grades = cfg.model.grades if method == "mgdl" else 1
-    return [] if factory is None else [factory(method, grades)]
+    return [*([] if factory is None else [factory(method, grades)]), *callbacks]
 
 
-def run_lr_sweep(cfg: RunConfig, problem: Problem, *, progress=None
+def run_lr_sweep(cfg: RunConfig, problem: Problem, *, progress=None, callbacks=()
                  ) -> dict[str, SweepResult]:
     """Every learning rate (`study.learning_rates`) × method with full-batch GD,
     `train.epochs` steps per grade (SGDL and MSDL, one grade, train as many).
-    `progress(label, grades)` makes a progress callback."""
+    `progress(label, grades)` makes a progress callback; `callbacks` go to every fit."""
     t = cfg.train
     return {m: lr_sweep(study_model(m, cfg, problem.out_dim), problem,
                         cfg.study.learning_rates, epochs=t.epochs,
                         key=jax.random.key(t.seed), record_every=t.record_every,
-                        callbacks=_progress(progress, m, cfg))
+                        callbacks=_progress(progress, m, cfg, callbacks))
             for m in cfg.study.methods}
 
 
-def run_spectrum(cfg: RunConfig, problem: Problem, *, progress=None) -> dict[str, FitResult]:
+def run_spectrum(cfg: RunConfig, problem: Problem, *, progress=None, callbacks=()
+                 ) -> dict[str, FitResult]:
     """Trains each method with GD at its learning rate and, every `study.interval` steps of
     each grade, the stability summary of the current grade's Hessian (`FitResult.probes`);
-    with `study.density` SLQ probes, also its spectral density and trace."""
+    with `study.density` SLQ probes, also its spectral density and trace. `callbacks` go
+    to every fit."""
     st, t = cfg.study, cfg.train
     lrs = _per_method(st.learning_rates, st.methods, "learning rate")
     out = {}
@@ -88,7 +91,7 @@ def run_spectrum(cfg: RunConfig, problem: Problem, *, progress=None) -> dict[str
         out[m] = fit(study_model(m, cfg, problem.out_dim), problem,
                      optimizer=optax.sgd(lrs[m]), epochs=t.epochs, key=jax.random.key(t.seed),
                      record_every=t.record_every, probe=Probe(probe, st.interval),
-                     callbacks=_progress(progress, m, cfg))
+                     callbacks=_progress(progress, m, cfg, callbacks))
     return out
 
 

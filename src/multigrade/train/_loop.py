@@ -407,6 +407,8 @@ class _Loop:
                     list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None, pending,
                     frozen.tangent if params_out else None))
+            elif done < total and any(cb.stop_requested() for cb in self.callbacks):
+                raise FitInterrupted(None)  # members: no checkpoint to hand over
         summary = {"epochs": min(done * r, budget), "seconds": seconds,
                    "compile_seconds": compile_s, **rate}
         state, tstate = self._keep(state, tstate, status[0], best, last_score, summary)

@@ -96,10 +96,13 @@ class Checkpoint:
 
 
 class FitInterrupted(Exception):  # noqa: N818 (it is not an error: the run was asked to stop)
-    """Raised by `fit` when a callback asked it to stop; `.checkpoint` continues the run."""
+    """Raised by `fit` when a callback asked it to stop; `.checkpoint` continues the run
+    (None for a sweep of members, `lr_sweep`, which keeps no checkpoint)."""
 
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__(f"interrupted after {checkpoint.finished} finished grade(s)")
+    def __init__(self, checkpoint: Checkpoint | None):
+        super().__init__("interrupted (a sweep of members keeps no checkpoint)"
+                         if checkpoint is None else
+                         f"interrupted after {checkpoint.finished} finished grade(s)")
         self.checkpoint = checkpoint
 
 
