@@ -159,6 +159,7 @@ def test_adaptive_grades_keep_what_the_rule_says(key):
                            fixed.params[expect])
 
 
+@pytest.mark.integration
 def test_grades_auto_cli_grow_and_resume(tmp_path):
     """`--grades auto` from the CLI: metrics say what was kept and why; `grow --min-gain 0`
     then trains on from the dropped grade and equals a fixed run of that many grades."""
@@ -207,6 +208,7 @@ def test_grades_auto_refused_for_restoration(tmp_path):
     assert res.exit_code != 0 and "--select chooses grades" in res.output
 
 
+@pytest.mark.integration
 def test_lr_auto_cli_records_rates(tmp_path):
     out = tmp_path / "gd"
     res = runner.invoke(app, ["fit", "regression", "--image", "camera", "--size", "16",

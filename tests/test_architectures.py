@@ -148,6 +148,7 @@ def test_bad_architecture_options_get_one_line(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.integration
 def test_archs_and_baseline_methods_from_the_cli(tmp_path):
     """`--archs` reaches the model and the config file, which runs again to the same
     numbers; `--method siren` fits one SIREN."""

@@ -82,6 +82,7 @@ def test_float_image_outside_unit_range_is_refused(tmp_path):
     assert "values span [0, 252]; expected [0, 1] (divide 8-bit data by 255)" in res.stderr
 
 
+@pytest.mark.integration
 def test_fit_denoise_and_compare_deblur(tmp_path):
     res = runner.invoke(app, ["fit", "denoise", *TINY, "--sigma", "20", "--out",
                               str(tmp_path / "dn")])
@@ -114,6 +115,7 @@ def test_bad_restoration_input_is_one_line(tmp_path, args, message):
     assert message in res.stderr
 
 
+@pytest.mark.integration
 def test_lr_sweep_and_spectrum_commands(tmp_path):
     res = runner.invoke(app, ["lr-sweep", "synthetic", "--methods", "mgdl,sgdl,msdl",
                               "--lrs", "0.01,100", "--steps", "20", "--width", "8",

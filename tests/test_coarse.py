@@ -94,6 +94,7 @@ def test_a_coarse_grade_is_one_function_on_both_grids(problem):
             float(psnr(full.reshape(problem.shape), np.asarray(problem.clean))), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_coarse_to_fine_run_resumed_from_its_checkpoint_file_equals_an_uninterrupted_one(
         problem, tmp_path):
     model = mg.mgdl([[8, 8]] * 3)
@@ -113,6 +114,7 @@ TINY = ["--image", "camera", "--size", "16", "--layers-per-grade", "1", "--width
         "--epochs", "20", "--quiet"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("task", [["denoise"], ["deblur", "--blur-sigma", "1"]])
 def test_coarse_grades_from_the_cli(tmp_path, task):
     res = CliRunner().invoke(app, ["compare", *task, *TINY, "--grades", "3", "--coarse",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from multigrade import compile_cache
 
@@ -38,6 +39,7 @@ def _fit(out, cache) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_second_process_loads_every_program_and_computes_the_same(tmp_path):
     cache = tmp_path / "cache"
     first = _fit(tmp_path / "a", cache)
@@ -65,7 +67,20 @@ def test_cache_folder_by_setting_and_machine(tmp_path, monkeypatch):
     assert compile_cache.cache_dir() == tmp_path / "xdg" / "multigrade" / here.name
 
 
-def test_folder_that_cannot_be_made_leaves_the_cache_off(tmp_path, monkeypatch):
+@pytest.fixture
+def no_folder_chosen():
+    """This process as it is before `mgdl` starts: no cache folder chosen yet (the tests'
+    own, conftest.py's, is put back after)."""
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_folder_that_cannot_be_made_leaves_the_cache_off(tmp_path, monkeypatch,
+                                                         no_folder_chosen):
     import jax
 
     blocker = tmp_path / "file"

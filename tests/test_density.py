@@ -71,6 +71,7 @@ def test_density_refuses_bad_sizes(network):
     assert flat_loss(loss, params)[1].size == 193
 
 
+@pytest.mark.integration
 def test_spectrum_density_cli(tmp_path):
     """`mgdl spectrum --density`: a density per probe in density.npz whose weights sum to
     one and whose trace (in spectrum.csv) is within four standard errors of the sum of

@@ -17,6 +17,8 @@ import pytest
 import multigrade
 from browser import browser
 
+pytestmark = [pytest.mark.docs, pytest.mark.xdist_group("docs")]  # the site built once
+
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ["regression", "restoration", "gd-studies", "sweep", "reproduce", "python-api"]
 

@@ -11,6 +11,8 @@ from multigrade import runs
 from multigrade.experiments.config import RunConfig
 from multigrade.experiments.fair import FAIR_GRID, fair, grid_base, parse_grid
 
+pytestmark = pytest.mark.xdist_group("fair")  # its tests on one worker: one Dask client
+
 
 @pytest.fixture(scope="module")
 def client():
@@ -38,6 +40,7 @@ def _sure_of_kept_state(run_dir) -> float:
     return float(h["sure"][at][0])
 
 
+@pytest.mark.slow
 def test_fair_protocol_on_a_tiny_grid(tmp_path, client):
     grid = {"train.lr": (1e-3, 2e-2), "problem.beta": (0.1,), "problem.lam": (0.01,)}
     summary = fair(_cfg(), tmp_path / "fair", seeds=2, grid=grid, client=client)
@@ -80,6 +83,7 @@ def test_fair_protocol_inputs_are_checked():
         "sure" and base.methods.mgdl.lr is None
 
 
+@pytest.mark.slow
 def test_reproduce_protocol_fair_from_the_command_line(tmp_path):
     from typer.testing import CliRunner
 

@@ -9,6 +9,8 @@ import pytest
 
 from multigrade import runs
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 

@@ -125,6 +125,7 @@ def test_mask_file_sets_the_seen_pixels(tmp_path, image):
     assert res.exit_code == 2 and "changed since the run read it" in res.output
 
 
+@pytest.mark.integration
 def test_compare_inpaint_shows_networks_baselines_and_choices(tmp_path):
     res = CliRunner().invoke(app, [
         "compare", "inpaint", "--image", "camera", "--size", "24", "--missing", "0.5",

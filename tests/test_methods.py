@@ -2,6 +2,7 @@
 restoration commands' defaults (the authors' values, SPEC §3)."""
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from multigrade import runs
@@ -14,6 +15,7 @@ SMALL = ["--image", "camera", "--size", "16", "--epochs", "20", "--grades", "2",
          "--layers-per-grade", "1", "--width", "8", "--quiet"]
 
 
+@pytest.mark.integration
 def test_a_comparisons_method_trains_as_a_fit_with_its_own_values(tmp_path):
     res = cli.invoke(app, ["compare", "denoise", *SMALL, "--out", str(tmp_path / "cmp")])
     assert res.exit_code == 0, res.output

@@ -3,6 +3,7 @@ sized to MGDL's parameter count."""
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from multigrade import runs
@@ -11,6 +12,7 @@ from multigrade.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.integration
 def test_compare_with_baselines(tmp_path):
     """`--baselines ffn,siren`: four methods, the FFN's σ the grid's best validation loss
     (read back from each grid run's own files), every size within 5 % of MGDL's."""

@@ -2,7 +2,6 @@
 and bounds. Every `mgdl` command pointed at a folder it did not make leaves it byte for byte;
 locks are tested with live `mgdl` processes and killed holders."""
 
-import contextlib
 import json
 import os
 import signal
@@ -25,31 +24,13 @@ from multigrade import runs
 from multigrade.cli import app
 from multigrade.experiments import execute, runner
 from multigrade.experiments.config import RunConfig
+from procs import mgdl, running
 
 cli = CliRunner()
 SMALL = ["--size", "16", "--epochs", "20", "--grades", "2", "--layers-per-grade", "1",
          "--width", "8", "--quiet"]
 TINY = ["--image", "camera", *SMALL]
 DEBLUR = ["--image", "camera", "--size", "40", *SMALL[2:]]  # room for a 19-pixel blur
-
-
-def mgdl(*args, cwd=None, **kw) -> subprocess.CompletedProcess:
-    """`mgdl ARGS` in a process of its own."""
-    return subprocess.run([sys.executable, "-m", "multigrade", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, **kw)
-
-
-@contextlib.contextmanager
-def running(*args):
-    """`mgdl ARGS` running in the background; killed (if still alive) at the end."""
-    proc = subprocess.Popen([sys.executable, "-m", "multigrade", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -92,12 +73,10 @@ def holder(run_dir: Path) -> int | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def done_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("done") / "run"
-    res = cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
+@pytest.fixture
+def done_run(tiny_run) -> Path:
+    """A finished run (a copy of the session's tiny run)."""
+    return tiny_run
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,9 +137,9 @@ def test_overwrite_never_clears_a_sweep(tmp_path):
     assert snapshot(out) == before
 
 
-def test_overwrite_refuses_a_run_holding_a_users_file_and_clears_a_clean_one(tmp_path):
-    out = tmp_path / "run"
-    assert cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out)]).exit_code == 0
+def test_overwrite_refuses_a_run_holding_a_users_file_and_clears_a_clean_one(tmp_path,
+                                                                           tiny_run):
+    out = tiny_run
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
     res = cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out), "--overwrite"])
@@ -187,6 +166,7 @@ def test_a_report_is_written_only_over_a_report(tmp_path, done_run):
     assert out.read_text().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.slow
 def test_every_kind_of_run_directory_holds_only_the_stores_files(tmp_path):
     """The store's list of the files it writes covers every command (else --overwrite would
     refuse the store's own directories)."""
@@ -211,6 +191,7 @@ def test_every_kind_of_run_directory_holds_only_the_stores_files(tmp_path):
 # 4: pinned inputs
 
 
+@pytest.mark.integration
 def test_a_relative_image_is_pinned_and_checked_on_grow(tmp_path):
     import imageio.v3 as iio
 
@@ -256,6 +237,7 @@ def test_a_builtin_image_is_pinned_by_name_version_and_pixels(done_run):
 # 5-7: locks, with live processes
 
 
+@pytest.mark.integration
 def test_a_live_run_is_locked_and_a_killed_holder_frees_it(tmp_path):
     out = tmp_path / "run"
     with running("fit", "regression", *TINY[:-1], "--quiet", "--epochs", "100000",
@@ -280,10 +262,9 @@ def test_a_live_run_is_locked_and_a_killed_holder_frees_it(tmp_path):
     assert runs.read_status(out)["state"] == "interrupted"
 
 
-def test_two_grows_at_once_one_is_refused_and_the_config_stays_whole(tmp_path):
-    out = tmp_path / "run"
-    res = cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out)])
-    assert res.exit_code == 0, res.output
+@pytest.mark.integration
+def test_two_grows_at_once_one_is_refused_and_the_config_stays_whole(tmp_path, tiny_run):
+    out = tiny_run
     text = (out / "config.toml").read_text()  # the grown grade trains long
     (out / "config.toml").write_text(text.replace("epochs = 20", "epochs = 100000"))
     with running("grow", out, "--quiet") as grow:
@@ -305,6 +286,7 @@ def test_two_grows_at_once_one_is_refused_and_the_config_stays_whole(tmp_path):
 # 8: a comparison's sub-run is grown through its comparison
 
 
+@pytest.mark.integration
 def test_growing_a_comparisons_mgdl_updates_the_comparison(tmp_path):
     out = tmp_path / "cmp"
     assert cli.invoke(app, ["compare", "regression", *TINY, "--out", str(out)]).exit_code == 0
@@ -378,6 +360,7 @@ def test_a_failed_overwrite_never_leaves_a_completed_status(tmp_path, monkeypatc
     assert status["state"] == "failed" and "Permission denied" in status["error"]
 
 
+@pytest.mark.integration
 def test_two_signals_during_the_final_save_leave_a_completed_run(tmp_path):
     script = tmp_path / "save.py"
     script.write_text(
@@ -402,6 +385,7 @@ def test_two_signals_during_the_final_save_leave_a_completed_run(tmp_path):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.integration
 def test_ctrl_c_in_a_study_leaves_it_interrupted(tmp_path):
     out = tmp_path / "study"
     with running("lr-sweep", "synthetic", "--steps", "2000000", "--lrs", "0.01", "--quiet",
@@ -505,6 +489,7 @@ def _small_png(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_files_follow_the_umask(tmp_path):
     out = tmp_path / "run"
     res = subprocess.run(["sh", "-c", 'umask 027 && exec "$0" "$@"', sys.executable, "-m",
@@ -540,9 +525,8 @@ def test_a_bad_setting_is_refused_before_a_directory_is_made(tmp_path):
     assert not (tmp_path / "d").exists()
 
 
-def test_damaged_files_are_named_in_one_line(tmp_path):
-    out = tmp_path / "run"
-    assert cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out)]).exit_code == 0
+def test_damaged_files_are_named_in_one_line(tmp_path, tiny_run):
+    out = tiny_run
     (out / "metrics.json").write_text('{"metrics": 3, "model": 1}')
     res = cli.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
     assert res.exit_code == 2 and "metrics.json: it is not what mgdl writes" in res.output
@@ -552,9 +536,8 @@ def test_damaged_files_are_named_in_one_line(tmp_path):
     assert "Traceback" not in res.output
 
 
-def test_report_names_an_interrupted_run_as_such(tmp_path):
-    out = tmp_path / "run"
-    assert cli.invoke(app, ["fit", "regression", *TINY, "--out", str(out)]).exit_code == 0
+def test_report_names_an_interrupted_run_as_such(tmp_path, tiny_run):
+    out = tiny_run
     status = runs.read_status(out)
     runs.write_status(out, "interrupted", command=status["command"], finished=[1],
                       pending={"grade": 2, "epoch": 10})
@@ -576,6 +559,7 @@ def test_best_by_must_be_a_metric(tmp_path):
         load_sweep(sweep)
 
 
+@pytest.mark.integration
 def test_python_api_errors_are_clear(tmp_path):
     """As a user's script sees them (no type checker installed around the package)."""
     script = tmp_path / "api.py"

@@ -15,6 +15,8 @@ from packaging.version import Version
 import multigrade
 from multigrade._version import __version__
 
+pytestmark = pytest.mark.xdist_group("package")  # its tests on one worker: one build
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,6 +34,7 @@ def dist(tmp_path_factory):
     return out
 
 
+@pytest.mark.package
 def test_the_version_is_single_sourced(dist):
     wheel, sdist = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
     assert [w.name for w in wheel] == [f"multigrade-{__version__}-py3-none-any.whl"]
@@ -48,6 +51,7 @@ def test_the_version_is_single_sourced(dist):
     _run(sys.executable, "-m", "twine", "check", "--strict", *wheel, *sdist)
 
 
+@pytest.mark.package
 def test_the_wheel_installs_into_a_fresh_venv_and_mgdl_runs(dist, tmp_path):
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)

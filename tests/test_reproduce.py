@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +16,14 @@ from multigrade.experiments import from_dict, load_config
 from multigrade.experiments import verdicts as V
 from multigrade.experiments.presets import EXPERIMENTS, GROUP_NAMES, QUICK_ALL, SCALES, select
 from multigrade.experiments.reproduce import MANIFEST, reproduce
+from procs import mgdl_here
+
+pytestmark = pytest.mark.xdist_group("reproduce")  # its tests on one worker: one reproduction
 
 TINY = ["problem.image=camera", "problem.size=20", "model.width=8", "train.epochs=20",
         "train.record_every=10", "study.interval=10"]
 KINDS = ("regression-camera", "denoise-butterfly-10", "deblur-butterfly-3", "lr-synthetic-1",
          "eigen-synthetic", "msdl")
-
-
-def mgdl(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "multigrade", *args], capture_output=True,
-                          text=True, cwd=cwd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,14 +60,14 @@ def test_presets_follow_the_paper():
 
 
 def test_dump_config_is_what_mgdl_run_takes(tmp_path):
-    r = mgdl("reproduce", "denoise-male-30", "--scale", "paper", "--dump-config")
+    r = mgdl_here("reproduce", "denoise-male-30", "--scale", "paper", "--dump-config")
     assert r.returncode == 0, r.stderr
     path = tmp_path / "edited.toml"
     path.write_text(r.stdout)
     assert load_config(path) == EXPERIMENTS["denoise-male-30"].config("paper")
-    r = mgdl("reproduce", "--list")
+    r = mgdl_here("reproduce", "--list")
     assert r.returncode == 0 and all(name in r.stdout for name in EXPERIMENTS)
-    r = mgdl("reproduce", "nonsense", "--out", str(tmp_path / "x"))
+    r = mgdl_here("reproduce", "nonsense", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown experiment" in r.stderr
 
 
@@ -118,6 +114,7 @@ def tiny_reproduction(tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_yields_a_verdict_per_claim(tiny_reproduction):
     out, results = tiny_reproduction
     assert runs.read_json(out / MANIFEST)["experiments"] == list(KINDS)
@@ -146,6 +143,7 @@ def test_tiny_reproduction_yields_a_verdict_per_claim(tiny_reproduction):
     assert cfgs[0].problem.noise_seed == cfgs[1].problem.noise_seed
 
 
+@pytest.mark.slow
 def test_reproduction_run_again_trains_only_what_is_missing(tiny_reproduction):
     out, _ = tiny_reproduction
     again = reproduce("msdl", scale="quick", seeds=2, out=out, overrides=TINY)
@@ -174,10 +172,11 @@ def _expected_figures(out: Path) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_html_report_in_headless_chromium(tiny_reproduction, tmp_path):
     out, _ = tiny_reproduction
     report = tmp_path / "report.html"
-    r = mgdl("report", str(out), "-o", str(report))
+    r = mgdl_here("report", str(out), "-o", str(report))
     assert r.returncode == 0, r.stderr
     assert "http://" not in report.read_text() and "https://" not in report.read_text()
     driver = browser()
@@ -203,6 +202,7 @@ def test_html_report_in_headless_chromium(tiny_reproduction, tmp_path):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_report_curves_are_the_histories(tiny_reproduction):
     from multigrade.experiments.verdicts import timeline
     from multigrade.report_html import timeline_series
@@ -228,14 +228,15 @@ def test_report_curves_are_the_histories(tiny_reproduction):
 
 def test_report_refuses_what_it_cannot_show(tmp_path):
     (tmp_path / "empty").mkdir()
-    r = mgdl("report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html"))
+    r = mgdl_here("report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html"))
     assert r.returncode == 2 and "not a run" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.integration
 def test_demo_ends_with_its_report(tmp_path):
     out = tmp_path / "demo"
-    r = mgdl("demo", "--size", "16", "--epochs", "20", "--out", str(out), "--quiet")
+    r = mgdl_here("demo", "--size", "16", "--epochs", "20", "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"report: {out / 'report.html'}" in " ".join(r.stdout.split())
     page = (out / "report.html").read_text()
@@ -262,7 +263,7 @@ def test_restoration_presets_carry_the_authors_settings_per_method(scale):
             source = cfg.methods.of(method).source
             assert "analysis_results.ipynb" in source and method.upper() in source
             assert own.methods.of(method).source == source  # the sub-run keeps where from
-    r = mgdl("reproduce", "denoise-butterfly-10", "--scale", "paper", "--dump-config")
+    r = mgdl_here("reproduce", "denoise-butterfly-10", "--scale", "paper", "--dump-config")
     assert r.returncode == 0, r.stderr
     dumped = runs.read_toml_text(r.stdout)["methods"]
     assert {m: (v["lr"], v["beta"], v["lam"]) for m, v in dumped.items()} == \

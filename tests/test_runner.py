@@ -77,6 +77,7 @@ def test_an_unusable_out_fails_before_any_training(tmp_path, monkeypatch, kind):
     assert calls == []  # no epoch ran
 
 
+@pytest.mark.integration
 def test_parallel_runs_with_default_names_get_their_own_directories(tmp_path):
     cmd = [sys.executable, "-m", "multigrade", "fit", "regression", *TINY, "--epochs", "10"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -108,6 +109,7 @@ def _finished(run_dir):
         return []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_keeps_finished_grades_and_resume_ends_as_an_uninterrupted_run(tmp_path, sig):
     run_dir = tmp_path / "run"
@@ -137,6 +139,7 @@ def test_a_signal_keeps_finished_grades_and_resume_ends_as_an_uninterrupted_run(
     assert_same_history(run_dir / "history.csv", reference.run_dir / "history.csv")
 
 
+@pytest.mark.integration
 def test_grow_equals_training_all_grades_at_once(tmp_path):
     _cli("fit", "denoise", *TINY, "--epochs", 20, "--out", tmp_path / "two")
     res = _cli("grow", tmp_path / "two", "--grades", 1, "--quiet")
@@ -172,6 +175,7 @@ def test_resume_of_a_comparison_continues_where_it_stopped(tmp_path):
         np.testing.assert_array_equal(a, before[name])  # MGDL was not trained again
 
 
+@pytest.mark.integration
 def test_figures_are_drawn_from_the_run_directory_alone(tmp_path):
     from multigrade import report
 

@@ -23,6 +23,7 @@ def test_atomic_write_never_shows_a_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary left
 
 
+@pytest.mark.integration
 def test_readers_see_whole_files_while_a_writer_rewrites_them(tmp_path):
     path = tmp_path / "metrics.json"
     sizes = [10, 5000, 20, 80000]

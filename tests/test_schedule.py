@@ -50,6 +50,7 @@ def test_a_schedule_gives_the_rates_it_promises(schedule):
         theta = theta + update
 
 
+@pytest.mark.slow
 def test_a_scheduled_run_resumed_from_its_checkpoint_file_equals_an_uninterrupted_one(
         tmp_path):
     problem = denoising(mg.load_image("camera", size=16), 0.1, key=jax.random.key(1),
@@ -83,6 +84,7 @@ TINY = ["--image", "camera", "--size", "16", "--layers-per-grade", "1", "--width
         "--epochs", "20", "--quiet"]
 
 
+@pytest.mark.integration
 def test_grade_epochs_give_each_grade_its_own_budget_and_schedule(tmp_path):
     """`--grade-epochs 10,30` with `--epochs 20`: grades of 10, 30 and 20 epochs, each
     running the cosine schedule over its own budget — the run equals `fit` given those

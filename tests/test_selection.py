@@ -16,6 +16,7 @@ from multigrade import runs, selection
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
 from multigrade.problems import deblurring, denoising
 from multigrade.train import Callback, FitInterrupted, Selector
+from procs import mgdl_here
 
 
 def _smooth_image(n=32, seed=0):
@@ -68,6 +69,7 @@ def test_sure_of_tv_denoising_tracks_the_true_error_over_noise_draws():
         assert abs(np.mean(est) - np.mean(true)) < 0.1 * np.mean(true) + 3e-5, weight
 
 
+@pytest.mark.slow
 def test_the_training_divergence_is_the_derivative_of_the_whole_fit():
     """`fit`'s divergence (exact forward mode, and a twin at a small step) equals a central
     difference of the trained prediction in the observation, through two grades."""
@@ -248,6 +250,7 @@ class StopAfter(Callback):
         return self.seen >= self.n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [None, 0.05])
 def test_a_sure_run_resumes_from_disk_to_the_uninterrupted_result(tmp_path, eps):
     problem = denoising(mg.load_image("camera", size=10), 0.1, key=jax.random.key(0))
@@ -277,18 +280,11 @@ def test_a_sure_run_resumes_from_disk_to_the_uninterrupted_result(tmp_path, eps)
 # End to end
 
 
-def _mgdl(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "multigrade", *args], capture_output=True,
-                          text=True)
-
-
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["sure", "discrepancy", "holdout", "none"])
 def test_compare_with_each_selection(tmp_path, mode):
     out = tmp_path / mode
-    r = _mgdl("compare", "denoise", "--image", "camera", "--size", "24", "--sigma", "25",
+    r = mgdl_here("compare", "denoise", "--image", "camera", "--size", "24", "--sigma", "25",
               "--grades", "3", "--layers-per-grade", "1", "--width", "12", "--lr", "0.01",
               "--epochs", "60", "--select", mode, "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
@@ -313,7 +309,7 @@ def test_compare_with_each_selection(tmp_path, mode):
     if mode != "none":
         assert names[1:] == ["TV (Chambolle), SURE", "TV (Chambolle), discrepancy"]
     page = tmp_path / "report.html"
-    assert _mgdl("report", str(out), "-o", str(page)).returncode == 0
+    assert mgdl_here("report", str(out), "-o", str(page)).returncode == 0
     section = page.read_text().split("Chosen without the clean image")[1]
     table = section.split("</table>")[0]
     assert table.count("<tr>") == 3 and f"<td>{mode}</td>" in table  # header + 2 methods
@@ -322,7 +318,7 @@ def test_compare_with_each_selection(tmp_path, mode):
 
 
 def test_sure_is_refused_for_deblurring_in_one_line(tmp_path):
-    r = _mgdl("compare", "deblur", "--image", "camera", "--size", "24", "--select", "sure",
+    r = mgdl_here("compare", "deblur", "--image", "camera", "--size", "24", "--select", "sure",
               "--out", str(tmp_path / "x"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "discrepancy" in r.stderr

@@ -4,6 +4,7 @@
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import multigrade.images
@@ -13,6 +14,7 @@ from multigrade.experiments import load_config
 runner = CliRunner()
 
 
+@pytest.mark.integration
 def test_lr_sweep_writes_config_toml_and_reruns_from_it(tmp_path, monkeypatch):
     loads = []
     real = multigrade.images.load_image
@@ -41,6 +43,7 @@ def test_lr_sweep_writes_config_toml_and_reruns_from_it(tmp_path, monkeypatch):
                                [r["train_loss"] for r in again["runs"]], rtol=1e-6)
 
 
+@pytest.mark.integration
 def test_spectrum_takes_the_paper_architecture_unless_given(tmp_path):
     res = runner.invoke(app, ["spectrum", "synthetic", "--steps", "20", "--interval", "10",
                               "--methods", "mgdl", "--quiet", "--out", str(tmp_path / "s")])

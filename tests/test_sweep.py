@@ -12,6 +12,8 @@ import pytest
 from multigrade import runs
 from multigrade.experiments.sweep import aggregate, load_sweep, run_id, run_sweep
 
+pytestmark = pytest.mark.xdist_group("sweep")  # its tests on one worker: one LocalCluster
+
 BASE = """
 [base]
 x64 = true
@@ -81,6 +83,7 @@ def test_aggregation_against_a_hand_computation():
     assert "best_run" not in low[0.1]  # no run has that metric
 
 
+@pytest.mark.integration
 def test_a_sweep_runs_skips_and_reruns_on_a_local_cluster(tmp_path, client):
     spec = _spec(tmp_path, '"train.seed" = [0, 1]\n"train.lr" = [0.1, 1e4]\n')
     out = run_sweep(spec, tmp_path / "sw", client=client)
@@ -125,6 +128,7 @@ def _training_pid(runs_dir, after_grade: int):
     return None
 
 
+@pytest.mark.integration
 def test_killing_a_worker_loses_no_run(tmp_path, client):
     axes = '"train.seed" = [0, 1, 2]\n'
     spec = _spec(tmp_path, axes, epochs=3000, every=500, name="long.toml")
@@ -152,6 +156,7 @@ def test_killing_a_worker_loses_no_run(tmp_path, client):
     assert status["state"] == "completed" and status["pid"] != found[0]
 
 
+@pytest.mark.integration
 def test_sweep_command(tmp_path):
     from typer.testing import CliRunner
 
@@ -192,6 +197,7 @@ def test_run_ids_ignore_fields_left_at_their_defaults():
         cfg.replace(command="compare"))
 
 
+@pytest.mark.integration
 def test_workers_keep_their_programs_in_the_compilation_cache(tmp_path, monkeypatch):
     from distributed import Client
 

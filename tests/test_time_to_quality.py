@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 

@@ -89,6 +89,7 @@ def test_later_grades_reuse_the_compiled_program(problem, key):
     assert r.grades[2].compile_seconds == 0.0  # same shapes as grade 2
 
 
+@pytest.mark.slow
 def test_a_crowded_process_releases_jax_caches_and_keeps_its_programs(problem, key):
     # JAX keeps every compiled program; past half of vm.max_map_count the chunk cache
     # clears JAX's caches (a process at the limit crashes in XLA's compiler) and keeps its
