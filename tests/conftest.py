@@ -6,7 +6,6 @@ from pathlib import Path
 import jax
 import pytest
 
-from multigrade import compile_cache
 from procs import mgdl_here
 
 jax.config.update("jax_enable_x64", True)
@@ -18,6 +17,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 TEST_CACHE = "MULTIGRADE_TEST_CACHE"
 
 
+@pytest.hookimpl(trylast=True)  # after jaxtyping's hook is in: it refuses an imported package
 def pytest_configure(config):
     """One compilation cache for the test session, never the user's (`~/.cache/multigrade`):
     in pytest's cache folder (`.pytest_cache/d/xla`, so `--cache-clear` empties it and a fresh
@@ -26,6 +26,8 @@ def pytest_configure(config):
     compiling, and tests compile the same small programs again and again (measured: 41 tests
     of test_cli/train/checkpoint, 130 s with no cache, 110 s starting empty, 37 s warm).
     `MULTIGRADE_TEST_CACHE=off` compiles everything afresh."""
+    from multigrade import compile_cache
+
     if TEST_CACHE not in os.environ:
         cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
         if cache is None:
