@@ -30,10 +30,11 @@ def pytest_configure(config):
 
     if TEST_CACHE not in os.environ:
         cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
-        if cache is None:
-            config._multigrade_tmp_cache = tempfile.mkdtemp(prefix="mgdl-test-xla-")
-        os.environ[TEST_CACHE] = str(cache.mkdir("xla") if cache is not None
-                                     else config._multigrade_tmp_cache)
+        if cache is not None:
+            folder = cache.mkdir("xla")
+        else:  # removed at the end (pytest_unconfigure)
+            folder = config._multigrade_tmp_cache = tempfile.mkdtemp(prefix="mgdl-test-xla-")
+        os.environ[TEST_CACHE] = str(folder)
     os.environ[compile_cache.ENV] = os.environ[TEST_CACHE]
     compile_cache.enable_compilation_cache()
 

@@ -13,17 +13,21 @@ import traceback
 from typing import NamedTuple
 
 
+def _command(args) -> list[str]:
+    return [sys.executable, "-m", "multigrade", *map(str, args)]
+
+
 def mgdl(*args, cwd=None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """`mgdl ARGS` in a process of its own (text output captured)."""
-    return subprocess.run([sys.executable, "-m", "multigrade", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(_command(args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, **kw)
 
 
 @contextlib.contextmanager
 def running(*args):
     """`mgdl ARGS` running in the background; killed (if still alive) at the end."""
-    proc = subprocess.Popen([sys.executable, "-m", "multigrade", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_command(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
         yield proc
     finally:
