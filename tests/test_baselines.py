@@ -35,7 +35,6 @@ def test_baseline_choices_follow_their_rules():
 
 
 def test_wiener_by_discrepancy_reads_the_residual_away_from_the_border():
-    from multigrade.operators import apply_blur
 
     sigma = 0.005  # small enough that the boundary mismatch dominates the whole residual
     problem = deblurring(_smooth_image(64), 2.0, sigma, key=jax.random.key(0))
@@ -48,7 +47,7 @@ def test_wiener_by_discrepancy_reads_the_residual_away_from_the_border():
 
     def residual(b):
         x = baselines.wiener(y, clean, 2.0, balances=[b]).image
-        blurred = np.asarray(apply_blur(problem.blur, jnp.asarray(x[..., None])))[..., 0]
+        blurred = np.asarray(problem.op(jnp.asarray(x[..., None])))[..., 0]
         return np.mean((blurred[inner] - y[inner]) ** 2)
 
     fits = [b for b in balances if residual(b) <= tau * sigma**2]

@@ -69,7 +69,7 @@ def test_a_coarse_blur_of_block_means_is_the_block_means_of_the_blur(size, facto
                                atol=1e-12)
     np.testing.assert_allclose(c.observed, block_means(np.asarray(fine.observed), factor))
     # no blur stays no blur: the identity's coarse operator is the identity
-    from multigrade.problems.restoration import coarse_operator
+    from multigrade.operators import coarse_operator
 
     np.testing.assert_array_equal(coarse_operator(np.eye(size), factor), np.eye(m))
 
@@ -130,7 +130,7 @@ def test_coarse_grades_from_the_cli(tmp_path, task):
 
 @pytest.mark.parametrize("args, message", [
     (["denoise", "--grades", "2", "--coarse", "2,2"], "the last grade fits the image's own"),
-    (["inpaint", "--grades", "2", "--coarse", "2"], "denoising and deblurring, not inpaint"),
+    (["inpaint", "--grades", "2", "--coarse", "2"], "restricts to a coarser grid"),
     (["denoise", "--grades", "2", "--coarse", "2", "--method", "sgdl"], "are MGDL's"),
     (["denoise", "--grades", "2", "--coarse", "x"], "must be whole numbers"),
     (["denoise", "--grades", "2", "--coarse", "2", "--select", "sure"], "one grid for every"),

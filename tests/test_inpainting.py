@@ -39,7 +39,7 @@ def test_random_mask_hides_exactly_the_fraction(image):
 
 def test_observation_is_mask_times_noisy_image(image):
     p = inpainting(image, 0.5, 0.05, key=jax.random.key(3))
-    m = np.asarray(p.sample)[..., 0]
+    m = np.asarray(p.op.sample)[..., 0]
     y = np.asarray(p.observed)[..., 0]
     assert np.all(y[m == 0] == 0)
     noise = y[m == 1] - image[m == 1]
@@ -54,7 +54,7 @@ def test_loss_and_metrics_match_hand_computation(image):
     rng = np.random.default_rng(1)
     P = rng.random((32, 32))
     u = rng.normal(size=(2, 32, 32, 1))
-    m = np.asarray(p.sample)[..., 0]
+    m = np.asarray(p.op.sample)[..., 0]
     y = np.asarray(p.observed)[..., 0]
     expected = hand_loss(P, u, m, y, 0.5, 0.2)
     pred = jnp.asarray(P.reshape(-1, 1))
@@ -70,7 +70,7 @@ def test_loss_and_metrics_match_hand_computation(image):
 
 def test_held_out_pixels_are_seen_ones_and_val_loss_is_theirs(image):
     p = inpainting(image, 0.5, 0.02, key=jax.random.key(0)).held_out(0.2, jax.random.key(5))
-    m = np.asarray(p.sample)[..., 0] == 1
+    m = np.asarray(p.op.sample)[..., 0] == 1
     held = np.asarray(p.mask)[..., 0] == 0
     assert held.sum() == round(0.2 * m.sum()) and np.all(m[held])
     P = np.random.default_rng(2).random((32, 32))
@@ -91,7 +91,7 @@ def test_a_tiny_fit_records_the_hand_computed_loss(image):
                key=jax.random.key(0), record_every=10)
     P = np.asarray(r.predictions[-1]).reshape(32, 32)
     u = np.asarray(r.aux)
-    expected = hand_loss(P, u, np.asarray(p.sample)[..., 0], np.asarray(p.observed)[..., 0],
+    expected = hand_loss(P, u, np.asarray(p.op.sample)[..., 0], np.asarray(p.observed)[..., 0],
                          0.3, 0.05)
     np.testing.assert_allclose(r.history["train_loss"][-1], expected, rtol=1e-4)
     assert r.history["train_loss"][-1] < r.history["train_loss"][0]
@@ -101,7 +101,7 @@ def test_noise_estimate_from_seen_pixels():
     x = np.linspace(0, 1, 96)
     smooth = 0.5 + 0.3 * np.outer(np.sin(3 * x), np.cos(2 * x))
     p = inpainting(smooth, 0.5, 0.04, key=jax.random.key(0))
-    assert abs(estimate_sigma(p.observed, p.sample) - 0.04) < 0.004
+    assert abs(estimate_sigma(p.observed, p.op.sample) - 0.04) < 0.004
 
 
 def test_mask_file_sets_the_seen_pixels(tmp_path, image):

@@ -96,3 +96,40 @@ def test_soft_threshold_is_the_prox(v, t):
     w = v[::-1].copy()
     y = np.asarray(soft_threshold(jnp.asarray(w), t))
     assert np.linalg.norm(x - y) <= np.linalg.norm(v - w) + 1e-12
+
+
+# ---------------------------------------------------------------------------------------
+# The degradation operators as objects
+
+
+def _operators(shape):
+    from multigrade import operators as O
+
+    rng = np.random.default_rng(3)
+    sample = (rng.uniform(size=(*shape[:2], 1)) > 0.4).astype(float)
+    return {"identity": O.Identity(), "blur": O.blur(shape, 1.0), "mask": O.Mask(sample)}
+
+
+@pytest.mark.parametrize("name", ["identity", "blur", "mask"])
+def test_each_operators_adjoint_passes_the_dot_test(name):
+    shape = (12, 9, 2)
+    op = _operators(shape)[name]
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal(shape), rng.standard_normal(op.observation_shape(shape))
+    np.testing.assert_allclose(np.sum(op(x) * y), np.sum(x * op.adjoint(y)), rtol=1e-12)
+    # a pytree: the operator goes through jit whole, its arrays as arguments
+    np.testing.assert_allclose(jax.jit(lambda o, v: o(v))(op, x), op(x), rtol=1e-12)
+
+
+def test_the_blur_operator_is_the_literal_blur_and_says_what_it_supports():
+    from multigrade import operators as O
+
+    image = np.random.default_rng(5).uniform(size=(16, 16))
+    op = O.blur((16, 16, 1), 2.0)
+    np.testing.assert_allclose(op(image[..., None])[..., 0], direct_blur(image, 2), rtol=1e-10)
+    assert not O.Separable.pixelwise and O.Separable.coarsens
+    assert O.Identity.pixelwise and O.Mask.pixelwise and not O.Mask.coarsens
+    with pytest.raises(ValueError, match="gaps"):
+        O.Mask(np.ones((4, 4, 1))).coarse(2)
+    with pytest.raises(ValueError, match="at least 13 × 13"):
+        O.blur((12, 20, 1), 2.0)

@@ -158,6 +158,17 @@ def test_reproduction_run_again_trains_only_what_is_missing(tiny_reproduction):
         reproduce("msdl", scale="paper", seeds=1, out=out, overrides=TINY)
 
 
+@pytest.mark.slow
+def test_the_summary_reads_the_runs_configs_not_the_presets(tmp_path):
+    """`--set study.methods` drops MSDL from the msdl study: the summary compares what ran
+    (the preset, rebuilt, would look for an MSDL the runs never trained)."""
+    out = tmp_path / "quick"
+    result = reproduce("msdl", scale="quick", seeds=1, out=out,
+                       overrides=[*TINY, 'study.methods=["mgdl", "sgdl"]'])
+    assert load_config(out / "msdl" / "seed0").study.methods == ("mgdl", "sgdl")
+    assert {r["against"] for r in result.rows} == {"sgdl"}
+
+
 # ---------------------------------------------------------------------------------------
 # The HTML report in a real browser
 

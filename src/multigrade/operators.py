@@ -1,5 +1,15 @@
 """Linear operators and proximal maps of the restoration problems (SPEC §2.2).
 
+The degradation A of a restoration (y = A(I) + n) is an operator object (the model is
+deepinv's `physics`): it maps an image on the image grid to an observation on its own grid,
+has an adjoint, and says what the training may do with it. `Identity` (denoising),
+`Separable` (blur, downsampling: `R P Cᵀ` with 1-D matrices; downsampling is built in
+`problems.superres`), `Mask` (inpainting: a pixel
+selection). Each is a pytree (its arrays are leaves), so a problem holding one goes through
+`jax.jit` whole, and a class attribute answers the capabilities asked before any array
+exists (config validation): `pixelwise` (A keeps each pixel apart: mini-batches of pixels
+apply) and `coarsens` (the operator restricts to a coarser grid: coarse-to-fine grades).
+
 - Gaussian blur with numpy-"symmetric" padding and valid convolution, applied as two
   1-D operator matrices: `blur(P) = B_v P B_hᵀ`. The Gaussian kernel is separable and so is
   the padding, so this equals the 2-D definition exactly (tests compare with a direct NumPy
@@ -10,8 +20,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
+from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -67,3 +81,156 @@ def forward_differences(image: Float[Array, "h w c"]) -> Float[Array, "2 h w c"]
 def soft_threshold(v: Array, t) -> Array:
     """S_t(v) = sign(v)·max(|v| − t, 0), the prox of t‖·‖₁."""
     return jnp.sign(v) * jnp.maximum(jnp.abs(v) - t, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Degradation operators
+
+
+def _operator(cls=None, *, data=()):
+    """A frozen dataclass registered as a pytree with `data` as its array leaves."""
+    def wrap(c):
+        c = typing.no_type_check(dataclasses.dataclass(frozen=True)(c))
+        meta = [f.name for f in dataclasses.fields(c) if f.name not in data]
+        return jax.tree_util.register_dataclass(c, data_fields=list(data), meta_fields=meta)
+    return wrap if cls is None else wrap(cls)
+
+
+@_operator
+class Identity:
+    """A = I: the observation is the image (denoising)."""
+
+    pixelwise: ClassVar[bool] = True
+    coarsens: ClassVar[bool] = True
+
+    def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
+        return image
+
+    def adjoint(self, obs: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
+        return obs
+
+    def observation_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
+
+    def seen(self) -> Array | None:
+        """The observed pixels `(h, w, 1)` on the observation grid (None: every one)."""
+        return None
+
+    def coarse(self, factor: int) -> Identity:
+        return self
+
+    def describe(self) -> dict:
+        return {}
+
+
+@_operator(data=("rows", "cols"))
+class Separable:
+    """A separable linear operator `A(P) = R P Cᵀ` per channel, with `rows` `(h', h)` and
+    `cols` `(w', w)`: a Gaussian blur (square matrices, `blur`) or a downsampling
+    (`problems.superres.downsample`: h' = h // factor). `kind` and `settings` say which,
+    for the record."""
+
+    rows: Float[Array, "ho h"]
+    cols: Float[Array, "wo w"]
+    kind: str = "blur"
+    settings: tuple = ()
+
+    pixelwise: ClassVar[bool] = False
+    coarsens: ClassVar[bool] = True
+
+    def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "ho wo c"]:
+        return jnp.einsum("ij,jkc,lk->ilc", self.rows, image, self.cols)  # as apply_blur
+
+    def adjoint(self, obs: Float[Array, "ho wo c"]) -> Float[Array, "h w c"]:
+        return jnp.einsum("ji,jkc,kl->ilc", self.rows, obs, self.cols)
+
+    def observation_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.rows.shape[0], self.cols.shape[0], *shape[2:])
+
+    def seen(self) -> Array | None:
+        return None
+
+    def coarse(self, factor: int) -> Separable:
+        """The operator between grids `factor` times coarser (`coarse_operator` per axis)."""
+        from multigrade._types import as_float
+
+        return dataclasses.replace(self, **{
+            name: as_float(coarse_operator(np.asarray(m, np.float64), factor))
+            for name, m in (("rows", self.rows), ("cols", self.cols))})
+
+    def describe(self) -> dict:
+        return dict(self.settings)
+
+
+@_operator(data=("sample",))
+class Mask:
+    """A = M ⊙ ·: keeps the pixels where `sample` `(h, w, 1)` is 1, zeroes the others
+    (inpainting). The observation keeps the image's grid."""
+
+    sample: Float[Array, "h w 1"]
+
+    pixelwise: ClassVar[bool] = True
+    coarsens: ClassVar[bool] = False
+
+    def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
+        return self.sample * image
+
+    def adjoint(self, obs: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
+        return self.sample * obs
+
+    def observation_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
+
+    def seen(self) -> Array:
+        return self.sample
+
+    def coarse(self, factor: int):
+        raise ValueError("coarse grades need every pixel observed: a mask has gaps")
+
+    def describe(self) -> dict:
+        return {"missing": 1 - float(jnp.mean(self.sample))}
+
+
+def blur(shape: tuple[int, ...], sigma: float) -> Separable:
+    """The Gaussian blur of SPEC §2.2 on an `(h, w, …)` image (kernel `2·ceil(3σ) + 1`,
+    symmetric padding, valid convolution)."""
+    from multigrade._types import as_float
+
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"blur sigma must be a positive finite number, got {sigma}")
+    size = 2 * math.ceil(3 * sigma) + 1  # gaussian_kernel_1d's support
+    if min(shape[:2]) < size:
+        raise ValueError(f"deblurring at σ_b = {sigma:g} (a {size}-pixel kernel) needs an "
+                         f"image of at least {size} × {size} pixels, got "
+                         f"{shape[0]} × {shape[1]}")
+    return Separable(as_float(blur_matrix(shape[0], sigma)),
+                     as_float(blur_matrix(shape[1], sigma)), "blur", (("blur_sigma", sigma),))
+
+
+def coarse_operator(matrix: np.ndarray, factor: int) -> np.ndarray:
+    """The matrix `R M E` of a 1-D operator M `(n_out, n_in)` between grids `factor` times
+    coarser, `(n_out // factor, n_in // factor)`: E `(n_in, n_in // factor)` gives each fine
+    pixel the value of its block (pixels past the last whole block that of the last block),
+    R `(n_out // factor, n_out)` takes each whole block's mean. For the identity it is the
+    identity."""
+    n_out, n_in = matrix.shape
+    return _reduce(n_out, factor) @ matrix @ _expand(n_in, factor)
+
+
+def _blocks(n: int, factor: int) -> tuple[np.ndarray, int]:
+    m = n // factor
+    return np.minimum(np.arange(n) // factor, m - 1), m
+
+
+def _expand(n: int, factor: int) -> np.ndarray:
+    blocks, m = _blocks(n, factor)
+    out = np.zeros((n, m))
+    out[np.arange(n), blocks] = 1.0
+    return out
+
+
+def _reduce(n: int, factor: int) -> np.ndarray:
+    blocks, m = _blocks(n, factor)
+    out = np.zeros((m, n))
+    out[blocks[: m * factor], np.arange(m * factor)] = 1.0 / factor
+    return out

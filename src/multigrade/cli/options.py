@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -188,14 +189,10 @@ def options(*groups: tuple[Opt, ...]):
 IMAGE = (Opt("image", ImageOpt), Opt("size", SizeOpt, None), Opt("data_dir", DataDirOpt, None),
          Opt("color", ColorOpt, False))
 SPLITTING = (Opt("beta", RestBetaOpt, None), Opt("lam", RestLamOpt, None),
-             Opt("alpha", AlphaOpt, 0.99), Opt("noise_seed", NoiseSeedOpt, 0))
-OBSERVATION = {
-    "regression": (),
-    "denoise": (Opt("sigma", SigmaOpt, 10.0), *SPLITTING),
-    "deblur": (Opt("blur_sigma", BlurSigmaOpt, 3.0), Opt("noise", NoiseOpt, 3.0), *SPLITTING),
-    "inpaint": (Opt("missing", MissingOpt, 0.5), Opt("mask", MaskOpt, None),
-                Opt("sigma", SigmaOpt, 5.0), *SPLITTING),
-}
+             Opt("alpha", AlphaOpt), Opt("noise_seed", NoiseSeedOpt))
+# The shared observation fields' options (a task names those it reads: `Task.reads`)
+SHARED = {"sigma": SigmaOpt, "blur_sigma": BlurSigmaOpt, "noise": NoiseOpt,
+          "missing": MissingOpt, "mask": MaskOpt}
 METHOD = (Opt("method", MethodOpt, "mgdl"),)
 MODEL = (Opt("grades", GradesOpt, "4"), Opt("layers_per_grade", LayersOpt, 2),
          Opt("width", WidthOpt, 128), Opt("init", InitOpt, "glorot"))
@@ -218,10 +215,40 @@ OUTPUT = (Opt("out", OutOpt, None), Opt("overwrite", OverwriteOpt, False),
           Opt("quiet", QuietOpt, False))
 
 
+def observation(task: str) -> tuple[Opt, ...]:
+    """`task`'s observation options: the shared fields it reads (`Task.reads`), its own
+    (`Task.options`, one option per field, help from the field's metadata) and, for a
+    restoration, the splitting weights. Defaults are a config file's for that task
+    (`ProblemConfig(task=task)`), so the two agree; β and λ stay unset (each method then
+    takes the authors' values)."""
+    from multigrade.experiments import ProblemConfig, tasks
+
+    t, config = tasks.get(task), ProblemConfig(task=task)
+    opts = [Opt(name, SHARED[name], getattr(config, name)) for name in t.reads]
+    if t.options is not None:
+        hints = typing.get_type_hints(t.options)
+        opts += [Opt(f.name, Annotated[hints[f.name], typer.Option(
+            "--" + f.name.replace("_", "-"), help=f.metadata.get("help", ""))],
+            getattr(config.options, f.name)) for f in dataclasses.fields(t.options)]
+    if t.restoration:
+        config_split = {o.name: getattr(config, o.name) for o in SPLITTING}
+        opts += [o if o.default is not ... else dataclasses.replace(
+            o, default=config_split[o.name]) for o in SPLITTING]
+    return tuple(opts)
+
+
+def own_options(task: str) -> tuple[str, ...]:
+    """The names of `task`'s own options (`Task.options`' fields)."""
+    from multigrade.experiments import tasks
+
+    cls = tasks.get(task).options
+    return () if cls is None else tuple(f.name for f in dataclasses.fields(cls))
+
+
 def task_options(command: str, task: str, restoration: bool) -> tuple[tuple[Opt, ...], ...]:
     """The option groups of `mgdl <command> <task>` (command: fit or compare)."""
     model = group(*MODEL, layers_per_grade=3) if restoration else MODEL
     train = tuple(Opt("lr", RestLrOpt, None) if o.name == "lr" and restoration else o
                   for o in TRAIN)
-    return (IMAGE, OBSERVATION[task], METHOD if command == "fit" else (), model, train, ARCHS,
+    return (IMAGE, observation(task), METHOD if command == "fit" else (), model, train, ARCHS,
             BASELINES if command == "compare" else (), SELECT if restoration else (), OUTPUT)

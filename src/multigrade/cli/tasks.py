@@ -105,9 +105,13 @@ def _config(command: str, task: str, opts: dict):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in opts.items() if k in names and v is not None})
 
+    from multigrade.cli.options import own_options
+
     opts = {**opts, "data_dir": None if opts.get("data_dir") is None else str(opts["data_dir"])}
-    return RunConfig(command=command, problem=dataclasses.replace(section(ProblemConfig),
-                                                                  task=task),
+    own = {k: opts.pop(k) for k in own_options(task)}
+    problem = section(ProblemConfig)
+    problem = dataclasses.replace(problem, task=task, options=own or None)
+    return RunConfig(command=command, problem=problem,
                      model=section(ModelConfig), train=section(TrainConfig),
                      methods=_restoration_defaults(task, opts),
                      x64=bool(jax.config.jax_enable_x64))
@@ -400,26 +404,6 @@ def grow(
 # fit / compare
 
 
-_DOCS = {
-    ("fit", "regression"): "Coordinate image regression (paper §2.1): fit pixel values from "
-                           "pixel coordinates.",
-    ("compare", "regression"): "MGDL vs SGDL (same total depth, optimiser, epochs per grade "
-                               "and seed) on an image.",
-    ("fit", "denoise"): "Denoising with TV splitting (paper §2.2): the network is the restored "
-                        "image.",
-    ("compare", "denoise"): "MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an "
-                            "oracle-tuned TV baseline.",
-    ("fit", "deblur"): "Deblurring with TV splitting (paper §2.2): Gaussian blur, symmetric "
-                       "padding.",
-    ("compare", "deblur"): "MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener "
-                           "baselines.",
-    ("fit", "inpaint"): "Inpainting with TV splitting: y = M ⊙ (image + noise) for a pixel "
-                        "mask M (random, or --mask); the network fills the gaps.",
-    ("compare", "inpaint"): "MGDL vs SGDL inpainting, with biharmonic inpainting (and TV on "
-                            "it) as the classical baseline.",
-}
-
-
 def _task_command(command: str, task: str) -> None:
     """Registers `mgdl <command> <task>`: its options (`options.task_options`) → a
     `RunConfig` → `experiments.execute` → the table."""
@@ -433,9 +417,18 @@ def _task_command(command: str, task: str) -> None:
         out, overwrite, quiet = (opts.pop(k) for k in ("out", "overwrite", "quiet"))
         _execute(ctx, _config(command, task, opts), out, overwrite, quiet)
 
-    run.__doc__ = _DOCS[command, task]
+    entry = tasks.get(task)
+    run.__doc__ = entry.summary if command == "fit" else entry.compare or entry.summary
     run.__name__ = f"{command}_{task}"
 
 
-for _command, _task in _DOCS:
-    _task_command(_command, _task)
+def _task_commands() -> None:
+    """`mgdl fit <task>` and `mgdl compare <task>` for every task with an image."""
+    from multigrade.experiments import tasks
+
+    for name in tasks.names(image=True):
+        for command in ("fit", "compare"):
+            _task_command(command, name)
+
+
+_task_commands()

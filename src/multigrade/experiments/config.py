@@ -5,15 +5,20 @@ command = "fit"            # fit (one model) or compare (MGDL and SGDL side by s
 x64 = false
 
 [problem]
-task = "regression"        # regression, denoise, deblur or synthetic
+task = "regression"        # regression, denoise, deblur, inpaint, superres or synthetic
 image = "camera"           # built-in name or file; size = 128 resizes to 128 × 128
-sigma = 10.0               # denoise: noise σ_n in units of 1/255
+sigma = 10.0               # noise σ_n in units of 1/255 (unset: the task's, inpaint 5)
 blur_sigma = 3.0           # deblur: σ_b in pixels; noise = 3.0 (1/255 units)
 beta = 0.1                 # TV splitting β, λ, α (the paper's Section 4)
 lam = 0.01
 alpha = 0.99
 noise_seed = 0
 setting = 1                # synthetic: setting 1 or 2
+missing = 0.5              # inpaint: the fraction of pixels missing (or mask = "FILE")
+
+[problem.options]          # the task's own fields (`tasks.Task.options`), e.g. superres:
+factor = 2                 # the downsampling factor
+kernel = "box"             # box or gaussian
 
 [model]
 method = "mgdl"            # mgdl, sgdl (grades × layers_per_grade hidden layers in one
@@ -191,6 +196,11 @@ def _seed(name: str, v: int) -> None:
         raise ValueError(f"{name} must be an integer from 0 to {MAX_SEED}, got {v}")
 
 
+#: The fields of `ProblemConfig` whose default is the task's (`tasks.Task.defaults`), and
+#: their value for a task that sets none.
+PROBLEM_DEFAULTS: dict[str, object] = {"sigma": 10.0}
+
+
 @dataclasses.dataclass(frozen=True)
 class ProblemConfig:
     """What is fitted. Noise levels are in units of 1/255, as in the paper."""
@@ -200,7 +210,7 @@ class ProblemConfig:
     size: int | None = None
     data_dir: str | None = None
     color: bool = False
-    sigma: float = 10.0
+    sigma: float | None = None  # the task's default (tasks.Task.defaults), else 10
     blur_sigma: float = 3.0
     noise: float = 3.0
     beta: float = 0.1      # the paper's Section 4 restoration (SPEC §3)
@@ -210,11 +220,17 @@ class ProblemConfig:
     setting: int = 1
     missing: float = 0.5   # inpaint: the fraction of pixels missing (a random mask) ...
     mask: str | None = None  # ... or a mask image, white where a pixel is seen
+    # the task's own fields, `[problem.options]` (`tasks.Task.options`: a dataclass of them)
+    options: typing.Any = None
 
     def __post_init__(self):
         from multigrade.experiments import tasks
 
-        tasks.get(self.task)  # an unknown task is refused naming the known ones
+        task = tasks.get(self.task)  # an unknown task is refused naming the known ones
+        own = dict(task.defaults)
+        for name, fallback in PROBLEM_DEFAULTS.items():  # unset: the task's own default
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, own.get(name, fallback))
         _finite("missing", self.missing, low=0, high=0.99)
         if not self.image:
             raise ValueError("image must name a built-in image or a file")
@@ -227,8 +243,23 @@ class ProblemConfig:
         _finite("lam", self.lam, positive=True)
         _finite("alpha", self.alpha, positive=True, high=1.0)
         _seed("noise_seed", self.noise_seed)
+        object.__setattr__(self, "options", _task_options(task, self.options))
         if self.setting not in (1, 2):
             raise ValueError(f"unknown synthetic setting {self.setting}; choose 1 or 2")
+
+
+def _task_options(task, given):
+    """`[problem.options]` as the task's own dataclass (`Task.options`; its defaults when
+    not given, a table read and checked as any section), or None for a task without one."""
+    if task.options is None:
+        if given:
+            raise ValueError(f"the {task.name} task has no options of its own, got {given!r}")
+        return None
+    if given is None:
+        return task.options()
+    if isinstance(given, task.options):
+        return given
+    return _section(task.options, given, "options")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -591,9 +622,11 @@ class RunConfig:
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
 
     def _check_batch(self) -> None:
-        if self.problem.task == "deblur":
-            raise ValueError("mini-batches (train.batch) need a pixel-wise degradation: "
-                             "a blur couples every pixel's neighbourhood")
+        from multigrade.experiments import tasks
+
+        if not tasks.get(self.problem.task).batches:
+            raise ValueError(f"mini-batches (train.batch) need a pixel-wise degradation: "
+                             f"{self.problem.task}'s couples every pixel's neighbourhood")
         if self.train.select == "sure":
             raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
                              "divergence follows full-batch training")
@@ -608,10 +641,13 @@ class RunConfig:
                              "grades")
 
     def _check_coarse(self) -> None:
+        from multigrade.experiments import tasks
+
         t = self.train
-        if self.problem.task not in ("denoise", "deblur"):
-            raise ValueError(f"coarse grades (train.coarse) are for denoising and "
-                             f"deblurring, not {self.problem.task}")
+        if not tasks.get(self.problem.task).coarsens:
+            raise ValueError(f"coarse grades (train.coarse) need a degradation that restricts "
+                             f"to a coarser grid ({', '.join(tasks.names(coarsens=True))}), "
+                             f"not {self.problem.task}")
         if self.model.method != "mgdl" and self.command == "fit":
             raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
                              f"{self.model.method} has one grade")
@@ -693,7 +729,9 @@ def _section(cls, data, where: str):
             raise ValueError(f"unknown key {name!r}; {where or 'the top level'} has: "
                              f"{', '.join(known)}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if hint is typing.Any:  # read by the dataclass itself (`ProblemConfig.options`)
+            kwargs[key] = value
+        elif dataclasses.is_dataclass(hint):
             kwargs[key] = _section(hint, value, name)
         else:
             kwargs[key] = _check_type(name, value, hint)

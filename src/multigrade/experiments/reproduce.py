@@ -24,7 +24,7 @@ from pathlib import Path
 
 from multigrade import runs
 from multigrade.experiments import verdicts as V
-from multigrade.experiments.config import apply_overrides
+from multigrade.experiments.config import apply_overrides, load_config
 from multigrade.experiments.presets import EXPERIMENTS, Experiment, select
 
 MANIFEST = "reproduction.json"
@@ -158,8 +158,6 @@ def _reproduce(out: Path, chosen, configs: dict, seeds: int, scale: str, *, vary
 def _check_same_config(run_dir: Path, cfg) -> None:
     """A run found in the directory must be the one asked for (else skipping or resuming
     it would report another experiment's figures)."""
-    from multigrade.experiments.config import load_config
-
     if (run_dir / runs.CONFIG).is_file() and load_config(run_dir) != cfg:
         raise ValueError(f"{run_dir} was run with another configuration (other --set, "
                          "--data-dir or --vary-noise?): choose another --out, or --overwrite "
@@ -232,7 +230,7 @@ def summarize(out: str | Path, experiments: Sequence[Experiment], scale: str) ->
         dirs = _seed_dirs(out, e.name)
         if not dirs:
             continue
-        cfg = e.config(scale)
+        cfg = load_config(dirs[0])  # as it ran (with any --set), not the preset rebuilt
         wall = _wall_time(times, e.name, dirs)
         if cfg.command == "compare":
             found = _compare_rows(e, [V.read_compare(d) for d in dirs])

@@ -5,7 +5,8 @@ A task is a `Task` in `TASKS`. Config validation (which rules and options a task
 the runner (building the problem, the noise level, the baselines) and the CLI read this
 table, so a new task is its problem module, one `register(Task(...))` here, and its
 commands. Builders import their problem modules when called: this module is imported by
-the config and stays light.
+the config and stays light (the operator classes, which say what a task's degradation
+supports, are light too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from multigrade import operators
 
 if TYPE_CHECKING:
     from multigrade.problems import Problem
@@ -37,6 +40,18 @@ class Task:
             the run can make.
         noise_level: `(problem) -> σ` estimated from the observation alone (restoration).
         files: config fields that name a file read by the run (pinned like the image).
+        operator: the class of the degradation A (`operators.Identity`, `Separable`,
+            `Mask`; None: no observation, a regression): what it supports (`pixelwise`:
+            mini-batches; `coarsens`: coarse-to-fine grades) is asked of it.
+        defaults: the task's own defaults of `ProblemConfig` fields left unset (the CLI's
+            options and config files both read them).
+        reads: the shared `ProblemConfig` fields of the observation it reads (its CLI
+            options, in this order; `beta`, `lam`, `alpha`, `noise_seed` with them for a
+            restoration).
+        options: a frozen dataclass of the task's own fields (`[problem.options]` in a
+            config, `ProblemConfig.options`; each field a CLI option, its `help` in the
+            field's metadata; validation in its `__post_init__`), or None.
+        compare: one line for `mgdl compare <task> --help`.
     """
 
     name: str
@@ -49,6 +64,21 @@ class Task:
     baselines: Callable | None = None
     noise_level: Callable | None = None
     files: tuple[str, ...] = ()
+    operator: type | None = None
+    defaults: tuple[tuple[str, object], ...] = ()
+    compare: str = ""
+    reads: tuple[str, ...] = ()
+    options: type | None = None
+
+    @property
+    def batches(self) -> bool:
+        """Whether mini-batches of pixels apply (no operator, or a pixel-wise one)."""
+        return self.operator is None or self.operator.pixelwise
+
+    @property
+    def coarsens(self) -> bool:
+        """Whether coarse-to-fine grades apply (an operator that restricts to a coarser grid)."""
+        return self.operator is not None and self.operator.coarsens
 
     @property
     def restoration(self) -> bool:
@@ -76,11 +106,11 @@ def get(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
 
 
-def names(*, restoration: bool | None = None, studies: bool | None = None) -> tuple[str, ...]:
-    """The registered task names, optionally only restoration ones or study ones."""
+def names(**having: bool) -> tuple[str, ...]:
+    """The registered task names, optionally only those with the given values of `Task`'s
+    flags, e.g. `names(restoration=True)`, `names(coarsens=True)`."""
     return tuple(t.name for t in TASKS.values()
-                 if (restoration is None or t.restoration == restoration)
-                 and (studies is None or t.studies == studies))
+                 if all(getattr(t, flag) == want for flag, want in having.items()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,7 +168,7 @@ def _wavelet_sigma(problem) -> float:
 def _inpaint_sigma(problem) -> float:
     from multigrade.problems.inpainting import estimate_sigma
 
-    return estimate_sigma(problem.observed, problem.sample)
+    return estimate_sigma(problem.observed, problem.observed_pixels())
 
 
 def _tv(problem, sigma, choices: Sequence[str]) -> list:
@@ -160,21 +190,33 @@ def _tv_wiener(problem, sigma, choices: Sequence[str]) -> list:
 def _biharmonic(problem, sigma, choices: Sequence[str]) -> list:
     from multigrade import baselines
 
-    seen = np.asarray(problem.sample)[..., 0] > 0
+    seen = np.asarray(problem.observed_pixels())[..., 0] > 0
     return baselines.inpaint(problem.observed_image(), problem.target_image(), seen,
                              choices=choices, sigma=sigma)
 
 
-register(Task("regression", _regression, "coordinate image regression (paper §2.1)",
-              studies=True))
-register(Task("synthetic", _synthetic, "spectral-bias 1-D regression (paper §5)",
+register(Task("regression", _regression, "Coordinate image regression (paper §2.1): fit "
+              "pixel values from pixel coordinates.", studies=True,
+              compare="MGDL vs SGDL (same total depth, optimiser, epochs per grade and seed) "
+                      "on an image."))
+register(Task("synthetic", _synthetic, "Spectral-bias 1-D regression (paper §5).",
               image=False, studies=True))
-register(Task("denoise", _denoise, "denoising with TV splitting (paper §2.2)",
-              selections=("none", "sure", "discrepancy", "holdout"), studies=True,
-              adaptive=False, baselines=_tv, noise_level=_wavelet_sigma))
-register(Task("deblur", _deblur, "deblurring with TV splitting (paper §2.2)",
+register(Task("denoise", _denoise, "Denoising with TV splitting (paper §2.2): the network is "
+              "the restored image.", selections=("none", "sure", "discrepancy", "holdout"),
+              studies=True, adaptive=False, baselines=_tv, noise_level=_wavelet_sigma,
+              operator=operators.Identity, defaults=(("sigma", 10.0),), reads=("sigma",),
+              compare="MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an "
+                      "oracle-tuned TV baseline."))
+register(Task("deblur", _deblur, "Deblurring with TV splitting (paper §2.2): Gaussian blur, "
+              "symmetric padding.", selections=("none", "discrepancy", "holdout"),
+              adaptive=False, baselines=_tv_wiener, noise_level=_wavelet_sigma,
+              operator=operators.Separable, reads=("blur_sigma", "noise"),
+              compare="MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener baselines."))
+register(Task("inpaint", _inpaint, "Inpainting with TV splitting: y = M ⊙ (image + noise) "
+              "for a pixel mask M (random, or --mask); the network fills the gaps.",
               selections=("none", "discrepancy", "holdout"), adaptive=False,
-              baselines=_tv_wiener, noise_level=_wavelet_sigma))
-register(Task("inpaint", _inpaint, "inpainting (a pixel mask) with TV splitting",
-              selections=("none", "discrepancy", "holdout"), adaptive=False,
-              baselines=_biharmonic, noise_level=_inpaint_sigma, files=("mask",)))
+              baselines=_biharmonic, noise_level=_inpaint_sigma, files=("mask",),
+              operator=operators.Mask, defaults=(("sigma", 5.0),),
+              reads=("missing", "mask", "sigma"),
+              compare="MGDL vs SGDL inpainting, with biharmonic inpainting (and TV on it) "
+                      "as the classical baseline."))

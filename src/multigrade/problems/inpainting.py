@@ -13,41 +13,12 @@ the discrepancy principle reads, the grade scale factor s_{k+1} and the held-out
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
-
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from multigrade._types import Array, Float, PRNGKeyArray, as_float
+from multigrade._types import PRNGKeyArray
+from multigrade.operators import Mask
 from multigrade.problems.restoration import Restoration, _as_hwc, _make, _noise
-
-
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["coords", "observed", "clean", "blur", "beta", "lam", "alpha", "mask",
-                 "sample"],
-    meta_fields=["task", "settings", "name"],
-)
-@typing.no_type_check  # as Restoration
-@dataclasses.dataclass(frozen=True)
-class Inpainting(Restoration):
-    """Inpainting: `sample` `(H, W, 1)` is M, 1 for the pixels the observation has."""
-
-    sample: Float[Array, "h w 1"] | None = None
-
-    def forward(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
-        """The degradation A: keep the seen pixels, zero the missing ones."""
-        return self.sample * image
-
-    def observed_pixels(self) -> Float[Array, "h w 1"]:
-        return self.sample
-
-    def describe(self) -> dict:
-        return {**super().describe(), "missing": 1 - float(jnp.mean(self.sample))}
 
 
 def random_mask(shape: tuple[int, int], missing: float, key: PRNGKeyArray) -> np.ndarray:
@@ -65,7 +36,7 @@ def random_mask(shape: tuple[int, int], missing: float, key: PRNGKeyArray) -> np
 
 def inpainting(image, missing: float = 0.5, sigma: float = 0.0, *, key: PRNGKeyArray,
                mask=None, beta: float = 0.1, lam: float = 0.01, alpha: float = 0.99,
-               name: str = "image") -> Inpainting:
+               name: str = "image") -> Restoration:
     """Inpainting: y = M ⊙ (I + n), n ~ N(0, σ²).
 
     Args:
@@ -92,9 +63,8 @@ def inpainting(image, missing: float = 0.5, sigma: float = 0.0, *, key: PRNGKeyA
                              "is seen)")
         settings = {"missing": float(1 - seen.mean()), "noise_sigma": sigma}
     observed = seen[..., None] * (clean + _noise(sigma, key, clean.shape))
-    base = _make("inpaint", clean, observed, None, beta, lam, alpha, settings, name)
-    return Inpainting(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)},
-                      sample=as_float(seen[..., None]))
+    return _make("inpaint", clean, observed, Mask(seen[..., None]), beta, lam, alpha,
+                 settings, name)
 
 
 def estimate_sigma(observed, sample) -> float:

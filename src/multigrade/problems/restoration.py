@@ -1,13 +1,17 @@
-"""Image denoising and deblurring with TV splitting (SPEC §2.2).
+"""Image restoration with TV splitting (SPEC §2.2): denoising, deblurring, and any other
+linear degradation A given as an operator object (`multigrade.operators`: `Identity`,
+`Separable` blur or downsampling, `Mask`).
 
-The network maps every pixel's coordinates to the restored image P. With the observation
-y = A(I) + n, the loss of a grade is (sums, not means)
+The network maps every pixel's coordinates on the image grid to the restored image P. With
+the observation y = A(I) + n on A's own grid (the image's, or a coarser one for
+downsampling), the loss of a grade is (sums, not means)
 
     L(θ, u) = ½‖A(P_θ) − y‖² + (β/2)‖D P_θ − u‖² + λ‖u‖₁,
 
 and every epoch first updates u ← S_{αλ/β}(α·D P_θ + (1 − α)·u), then takes one optimiser
 step on θ with u fixed. Grades combine as P_k = P_{k−1} + s_k·g_k with s_1 = 1 and
-s_{k+1} = sqrt(mean((P_k − y)²)); u carries over from grade to grade.
+s_{k+1} = sqrt(mean((P_k − y)²)) (with A(P_k) in place of P_k where y lives on another
+grid); u carries over from grade to grade.
 
 Colour images are restored channel by channel through one network with one output per
 channel (blur, differences and the prox act per channel; PSNR is over all channels).
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import typing
 
 import jax
@@ -28,46 +31,52 @@ import numpy as np
 from multigrade._types import Array, Float, PRNGKeyArray, Scalar, as_float
 from multigrade.images import check_unit_range, coordinate_grid
 from multigrade.metrics import psnr_from_mse
-from multigrade.operators import apply_blur, blur_matrix, forward_differences, soft_threshold
+from multigrade.operators import Identity, blur, forward_differences, soft_threshold
 
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["coords", "observed", "clean", "blur", "beta", "lam", "alpha", "mask"],
+    data_fields=["coords", "observed", "clean", "op", "beta", "lam", "alpha", "mask"],
     meta_fields=["task", "settings", "name"],
 )
 @typing.no_type_check  # JAX rebuilds it with placeholders while lowering; see denoising()
 @dataclasses.dataclass(frozen=True)
 class Restoration:
-    """Denoising (`blur` None) or deblurring of an image by a coordinate network.
+    """The restoration of an image by a coordinate network from an observation y = A(I) + n.
 
     Attributes:
-        coords: `(H·W, 2)` pixel coordinates, row-major (SPEC §2.1's grid).
-        observed: `(H, W, C)` observation y.
+        coords: `(H·W, 2)` pixel coordinates of the image grid, row-major (SPEC §2.1's grid).
+        observed: y on the observation grid, `op.observation_shape((H, W, C))`.
         clean: `(H, W, C)` clean image I (for PSNR only; never seen by the loss).
-        blur: `(B_v, B_h)` 1-D blur matrices, or None for denoising.
+        op: the degradation A (`operators.Identity`, `Separable`, `Mask`, …).
         beta, lam, alpha: the splitting weights β, λ and the relaxation α (arrays, so that
             sweeps over them do not recompile).
-        mask: `(H, W, 1)` 1 for the observed pixels the loss sees, 0 for pixels held out
-            as a validation set (`holdout`); None: every pixel is in the loss.
-        task: `"denoise"` or `"deblur"`.
-        settings: the noise / blur levels, for the record.
+        mask: 1 for the observed values the loss sees, 0 for those held out as a validation
+            set (`holdout`), `(H', W', 1)` on the observation grid; None: every one in the loss.
+        task: the task's name (`"denoise"`, `"deblur"`, …).
+        settings: the noise / degradation levels, for the record.
     """
 
     coords: Float[Array, "n 2"]
-    observed: Float[Array, "h w c"]
+    observed: Float[Array, "ho wo c"]
     clean: Float[Array, "h w c"]
-    blur: tuple[Array, Array] | None
+    op: typing.Any
     beta: Scalar
     lam: Scalar
     alpha: Scalar
-    mask: Float[Array, "h w 1"] | None = None
+    mask: Float[Array, "ho wo 1"] | None = None
     task: str = "denoise"
     settings: tuple = ()
     name: str = "image"
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """The image grid's `(H, W, C)`: what the network restores."""
+        return tuple(self.clean.shape)
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        """The observation grid's `(H', W', C)` (the image's unless A changes the grid)."""
         return tuple(self.observed.shape)
 
     @property
@@ -93,9 +102,9 @@ class Restoration:
     def image(self, pred: Float[Array, "n c"]) -> Float[Array, "h w c"]:
         return pred.reshape(self.shape)
 
-    def forward(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
-        """The degradation A: identity or blur."""
-        return apply_blur(self.blur, image)
+    def forward(self, image: Float[Array, "h w c"]) -> Float[Array, "ho wo c"]:
+        """The degradation A (`op`)."""
+        return self.op(image)
 
     def init_aux(self, pred_train) -> Float[Array, "2 h w c"]:
         return jnp.zeros((2, *self.shape), self.observed.dtype)
@@ -119,9 +128,10 @@ class Restoration:
 
     def stencil(self, anchors: Array) -> Array:
         """`(m, 3)` pixel indices: each anchor, its lower and its right neighbour."""
-        if self.blur is not None:
-            raise ValueError("mini-batches need a pixel-wise degradation (denoising, "
-                             "inpainting); a blur couples every pixel's neighbourhood")
+        if not self.op.pixelwise:
+            raise ValueError(f"mini-batches need a pixel-wise degradation (denoising, "
+                             f"inpainting); {self.task}'s operator couples every pixel's "
+                             "neighbourhood")
         h, w, _ = self.shape
         r, c = anchors // w, anchors % w
         return jnp.stack([anchors, jnp.minimum(r + 1, h - 1) * w + c,
@@ -153,9 +163,9 @@ class Restoration:
         coupling = 0.5 * self.beta * jnp.sum((self._differences_at(pred) - ua) ** 2)
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(ua))
 
-    def observed_pixels(self) -> Float[Array, "h w 1"] | None:
+    def observed_pixels(self) -> Float[Array, "ho wo 1"] | None:
         """1 where the observation has a value (None: everywhere). Inpainting has gaps."""
-        return None
+        return self.op.seen()
 
     def metrics(self, preds: dict[str, Array], u) -> dict[str, Scalar]:
         """Also `residual`, mean((A(P) − y)²) over the pixels in the loss (what the
@@ -181,8 +191,10 @@ class Restoration:
         return self.mask if seen is None else self.mask * seen
 
     def next_scale(self, pred_train) -> Scalar:
-        return jnp.sqrt(_mean((self.image(pred_train) - self.observed) ** 2,
-                              self.observed_pixels()))
+        P = self.image(pred_train)
+        if self.observation_shape != self.shape:  # y on another grid: compare A(P) there
+            P = self.forward(P)
+        return jnp.sqrt(_mean((P - self.observed) ** 2, self.observed_pixels()))
 
     def observed_values(self) -> int:
         """How many values the observation has (what the discrepancy principle's τ counts)."""
@@ -190,8 +202,18 @@ class Restoration:
         n = self.observed.size
         return n if seen is None else int(np.sum(np.asarray(seen))) * self.shape[2]
 
+    def observation_as_image(self) -> Float[Array, "h w c"]:
+        """y on the image grid: itself where A keeps the grid, else the normalised adjoint
+        `Aᵀy / Aᵀ1` (for downsampling, each observed value spread over the pixels it
+        averages: a nearest-neighbour-like upsampling), what the observation's PSNR and
+        pictures show."""
+        if self.observation_shape == self.shape:
+            return self.observed
+        weight = self.op.adjoint(jnp.ones_like(self.observed))
+        return self.op.adjoint(self.observed) / jnp.where(weight > 0, weight, 1.0)
+
     def observed_psnr(self) -> float:
-        return float(psnr_from_mse(jnp.mean((self.observed - self.clean) ** 2)))
+        return float(psnr_from_mse(jnp.mean((self.observation_as_image() - self.clean) ** 2)))
 
     def render(self, pred) -> np.ndarray:
         return _squeeze(np.asarray(pred).reshape(self.shape))
@@ -201,7 +223,8 @@ class Restoration:
         return _squeeze(np.asarray(self.clean))
 
     def observed_image(self) -> np.ndarray:
-        return _squeeze(np.asarray(self.observed))
+        """The observation on the image grid (`observation_as_image`), `(H, W)` or `(H, W, C)`."""
+        return _squeeze(np.asarray(self.observation_as_image()))
 
     def observed_ssim(self) -> float:
         from multigrade.metrics import ssim
@@ -213,8 +236,11 @@ class Restoration:
 
     def describe(self) -> dict:
         held = 0.0 if self.mask is None else 1 - float(jnp.mean(self.mask))
-        return {"kind": self.task, "name": self.name, "shape": list(self.shape),
-                **dict(self.settings), "beta": float(self.beta), "lam": float(self.lam),
+        grid = {} if self.observation_shape == self.shape else {
+            "observation_shape": list(self.observation_shape)}
+        return {"kind": self.task, "name": self.name, "shape": list(self.shape), **grid,
+                **dict(self.settings), **self.op.describe(), "beta": float(self.beta),
+                "lam": float(self.lam),
                 "alpha": float(self.alpha), "observed_psnr": self.observed_psnr(),
                 "observed_ssim": self.observed_ssim(), "held_out": held}
 
@@ -223,48 +249,51 @@ class Restoration:
         return dataclasses.replace(self, observed=observed)
 
     def coarse(self, factor: int) -> Restoration:
-        """The same problem on a grid `factor` times coarser: the observation (and the
+        """The same problem on grids `factor` times coarser: the observation (and the
         clean image, for PSNR only) averaged over `factor` × `factor` blocks (rows and
         columns past the last whole block dropped), each block at the mean of its pixels'
         coordinates, so a network fitted to it is a function on the same domain
         (coarse-to-fine grades, `fit` with one problem per grade). Averaging the noise
         lowers σ_n by `factor`; no clean value enters the loss.
 
-        A blur becomes `R B E` per axis (`coarse_operator`): E spreads each block's value
-        over its pixels, B blurs on the fine grid, R takes block means. For an image
-        constant on each block it is exact — the coarse blur of the block means equals the
-        block means of the fine blur — so a coarse grade fits the low frequencies of the
-        same degradation."""
+        The operator restricts itself (`op.coarse`): a separable A becomes `R A E` per axis
+        (`operators.coarse_operator`): E spreads each block's value over its pixels, A acts
+        on the fine grids, R takes block means. For an image constant on each block it is
+        exact — the coarse blur of the block means equals the block means of the fine
+        blur — so a coarse grade fits the low frequencies of the same degradation."""
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) \
                 or factor < 1:
             raise ValueError(f"a coarse factor must be a positive integer, got {factor!r}")
         if factor == 1:
             return self
-        if self.mask is not None or self.observed_pixels() is not None:
+        if self.mask is not None or self.observed_pixels() is not None \
+                or not self.op.coarsens:
             raise ValueError("coarse grades need every pixel observed (none held out or "
-                             "missing): denoising or deblurring")
+                             f"missing) and an operator that restricts to a coarser grid, "
+                             f"not {self.task}'s")
         h, w, c = self.shape
-        if h < factor or w < factor:
-            raise ValueError(f"a {h} × {w} image has no {factor} × {factor} block")
+        ho, wo, _ = self.observation_shape
+        if min(h, w, ho, wo) < factor:
+            raise ValueError(f"a {min(h, ho)} × {min(w, wo)} grid has no {factor} × {factor} "
+                             "block")
 
         def pool(a):
-            a = a[: h // factor * factor, : w // factor * factor]
-            return a.reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+            n, m = a.shape[0] // factor, a.shape[1] // factor
+            return a[: n * factor, : m * factor].reshape(n, factor, m, factor, -1).mean(
+                axis=(1, 3))
 
-        blur = None if self.blur is None else tuple(
-            as_float(coarse_operator(np.asarray(b, np.float64), factor)) for b in self.blur)
         coords = pool(self.coords.reshape(h, w, 2)).reshape(-1, 2)
         return dataclasses.replace(self, coords=coords, observed=pool(self.observed),
-                                   clean=pool(self.clean), blur=blur,
+                                   clean=pool(self.clean), op=self.op.coarse(factor),
                                    settings=(*self.settings, ("coarse", int(factor))))
 
     def held_out(self, fraction: float, key: PRNGKeyArray) -> Restoration:
-        """The same problem with `round(fraction·H·W)` random pixels (every channel of
-        each) hidden from the loss: their residual is recorded as `val_loss`, which for
-        independent noise has expectation ½·(error to the clean pixels + σ_n²)."""
+        """The same problem with `round(fraction·H'·W')` random observed pixels (every
+        channel of each) hidden from the loss: their residual is recorded as `val_loss`,
+        which for independent noise has expectation ½·(error of A(P) to A(I) + σ_n²)."""
         if not 0 < fraction < 1:
             raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
-        h, w, _ = self.shape
+        h, w, _ = self.observation_shape
         seen = self.observed_pixels()
         pool = np.arange(h * w) if seen is None else np.flatnonzero(np.asarray(seen))
         hidden = max(1, round(fraction * pool.size))
@@ -275,21 +304,6 @@ class Restoration:
         mask = np.ones(h * w)
         mask[order[:hidden]] = 0.0
         return dataclasses.replace(self, mask=as_float(mask.reshape(h, w, 1)))
-
-
-def coarse_operator(matrix: np.ndarray, factor: int) -> np.ndarray:
-    """The `(n // factor, n // factor)` matrix `R M E` of a 1-D operator M `(n, n)` on a grid
-    `factor` times coarser: E `(n, n // factor)` gives each fine pixel the value of its block
-    (pixels past the last whole block that of the last block), R `(n // factor, n)` takes
-    each whole block's mean. For the identity it is the identity."""
-    n = matrix.shape[0]
-    m = n // factor
-    blocks = np.minimum(np.arange(n) // factor, m - 1)
-    expand = np.zeros((n, m))
-    expand[np.arange(n), blocks] = 1.0
-    reduce = np.zeros((m, n))
-    reduce[blocks[: m * factor], np.arange(m * factor)] = 1.0 / factor
-    return reduce @ matrix @ expand
 
 
 def _mean(values, weights):
@@ -323,35 +337,38 @@ def _noise(noise: float, key: PRNGKeyArray, shape) -> np.ndarray:
     return noise * np.asarray(jr.normal(key, shape, jnp.float32), dtype=np.float64)
 
 
-def _blur_matrices(shape, blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    if not (np.isfinite(blur_sigma) and blur_sigma > 0):
-        raise ValueError(f"blur sigma must be a positive finite number, got {blur_sigma}")
-    size = 2 * math.ceil(3 * blur_sigma) + 1  # gaussian_kernel_1d's support
-    if min(shape[:2]) < size:
-        raise ValueError(f"deblurring at σ_b = {blur_sigma:g} (a {size}-pixel kernel) needs an "
-                         f"image of at least {size} × {size} pixels, got "
-                         f"{shape[0]} × {shape[1]}")
-    return blur_matrix(shape[0], blur_sigma), blur_matrix(shape[1], blur_sigma)
-
-
-def _make(task, clean, observed, blur, beta, lam, alpha, settings, name) -> Restoration:
+def _make(task, clean, observed, op, beta, lam, alpha, settings, name) -> Restoration:
+    """The problem, checked: `op`'s arrays (NumPy, float64 while the observation is made)
+    become arrays of the default float."""
     for label, v in (("beta", beta), ("lam", lam)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{label} must be positive and finite, got {v}")
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if observed.shape != clean.shape:
+    op = Identity() if op is None else op
+    expected = op.observation_shape(clean.shape)
+    if observed.shape != expected:
         raise ValueError(f"observation of shape {observed.shape} for an image of shape "
-                         f"{clean.shape}")
+                         f"{clean.shape} (expected {expected})")
     if not np.all(np.isfinite(observed)):
         raise ValueError("the observation holds NaN or infinite values")
     h, w, _ = clean.shape
     return Restoration(
         coords=as_float(coordinate_grid(h, w).reshape(-1, 2)),
         observed=as_float(observed), clean=as_float(clean),
-        blur=None if blur is None else tuple(as_float(b) for b in blur),
+        op=jax.tree_util.tree_map(as_float, op),
         beta=as_float(beta), lam=as_float(lam), alpha=as_float(alpha), task=task,
         settings=tuple(settings.items()), name=name)
+
+
+def observe(op, clean: np.ndarray) -> np.ndarray:
+    """A(I) in float64 whatever the compute precision (the observation is made once, in
+    full precision, as the noise is: `_noise`)."""
+    from multigrade._types import enable_x64
+
+    with enable_x64(True):
+        op64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), op)
+        return np.asarray(op64(jnp.asarray(clean, jnp.float64)), np.float64)
 
 
 def from_observation(image, observed, *, blur_sigma: float | None = None, beta: float = 0.1,
@@ -369,7 +386,7 @@ def from_observation(image, observed, *, blur_sigma: float | None = None, beta: 
     y = y[..., None] if y.ndim == 2 else y
     if blur_sigma is None:
         return _make("denoise", clean, y, None, beta, lam, alpha, {}, name)
-    return _make("deblur", clean, y, _blur_matrices(clean.shape, blur_sigma), beta, lam, alpha,
+    return _make("deblur", clean, y, blur(clean.shape, blur_sigma), beta, lam, alpha,
                  {"blur_sigma": blur_sigma}, name)
 
 
@@ -397,7 +414,7 @@ def deblurring(image, blur_sigma: float, noise: float = 3 / 255, *, key: PRNGKey
     """Deblurring: y = k_σ ∗ I + n with the Gaussian blur of SPEC §2.2 (kernel 6σ_b + 1,
     symmetric padding, valid convolution) and n ~ N(0, noise²) drawn from `key`."""
     clean = _as_hwc(image)
-    blur = _blur_matrices(clean.shape, blur_sigma)
-    blurred = np.einsum("ij,jkc,lk->ilc", blur[0], clean, blur[1])
-    return _make("deblur", clean, blurred + _noise(noise, key, clean.shape), blur, beta, lam,
+    op = blur(clean.shape, blur_sigma)
+    blurred = np.einsum("ij,jkc,lk->ilc", op.rows, clean, op.cols)
+    return _make("deblur", clean, blurred + _noise(noise, key, clean.shape), op, beta, lam,
                  alpha, {"blur_sigma": blur_sigma, "noise_sigma": noise}, name)
