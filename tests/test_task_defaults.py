@@ -50,7 +50,17 @@ def test_cli_defaults_are_the_configs(task):
         assert checked >= (0 if task == "regression" else 2), (command, task)
 
 
-def test_inpaint_sigma_is_five_in_both_places():
-    assert ProblemConfig(task="inpaint").sigma == 5.0
+def test_inpaint_and_superres_sigma_is_five_in_both_places():
+    assert ProblemConfig(task="inpaint").sigma == ProblemConfig(task="superres").sigma == 5.0
     assert ProblemConfig(task="denoise").sigma == 10.0
     assert ProblemConfig(task="inpaint", sigma=12.0).sigma == 12.0
+
+
+def test_a_tasks_own_options_reach_its_config(tmp_path):
+    """`--factor 3` lands in `[problem.options]`, and a config file's table reads back."""
+    from multigrade.cli.tasks import _config
+
+    cfg = _config("fit", "superres", {"image": "camera", "factor": 3, "kernel": "gaussian",
+                                      "sigma": 7.0, "lr": "1e-3", "optimizer": "adam"})
+    assert (cfg.problem.options.factor, cfg.problem.options.kernel) == (3, "gaussian")
+    assert cfg.problem.sigma == 7.0

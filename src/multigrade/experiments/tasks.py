@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from multigrade import operators
+from multigrade.problems import superres
 
 if TYPE_CHECKING:
     from multigrade.problems import Problem
@@ -220,3 +221,4 @@ register(Task("inpaint", _inpaint, "Inpainting with TV splitting: y = M ⊙ (ima
               reads=("missing", "mask", "sigma"),
               compare="MGDL vs SGDL inpainting, with biharmonic inpainting (and TV on it) "
                       "as the classical baseline."))
+register(Task("superres", superres.build, superres.SUMMARY, **superres.TASK))
