@@ -1,0 +1,103 @@
+"""What a run says of itself: status records, its summary's shape, the environment."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from multigrade.runs._io import read_json, write_json
+from multigrade.runs._layout import METRICS, STATES, STATUS, RunDirError
+
+
+class GradeRecord(TypedDict, total=False):
+    """One grade in `RunSummary.grades` (a `train.GradeSummary` as JSON)."""
+
+    grade: int
+    epochs: int
+    status: str  # stopped, max_epochs, diverged, selected or eig_stop
+    seconds: float
+    compile_seconds: float
+    seconds_per_epoch: float
+    scale: float
+    metrics: dict[str, float]  # every split, after this grade
+    selected_epoch: int | None
+    criterion: float | None
+    lr: float | None
+    lambda_max: float | None
+
+
+class RunSummary(TypedDict, total=False):
+    """A run directory's `metrics.json` (`experiments.summaries.result_summary` and what
+    `experiments.runner.save_result` adds)."""
+
+    model: str  # mgdl, sgdl, msdl, ffn, siren
+    params: int
+    metrics: dict[str, float]  # after the last kept grade
+    epochs: int
+    seconds: float
+    diverged: bool
+    grades: list[GradeRecord]
+    dropped: list[GradeRecord]
+    model_description: dict[str, Any]
+    problem: dict[str, Any]
+    selection: dict[str, Any]  # a no-reference rule's choice beside the oracle's
+    adaptive: dict[str, Any]  # adaptive grades: gains and why the fit stopped
+
+
+def read_summary(run_dir: str | os.PathLike) -> RunSummary:
+    """A run directory's `metrics.json`."""
+    return read_json(Path(run_dir) / METRICS)
+
+
+def _status_record(state, command, finished, pending, **extra) -> dict:
+    return {"state": state, "finished_grades": list(finished), "pending": pending,
+            "command": command, "pid": os.getpid(), "host": socket.gethostname(),
+            "updated": _dt.datetime.now().isoformat(timespec="seconds"), **extra}
+
+
+def write_status(out: str | os.PathLike, state: str, *, command: str | None = None,
+                 finished: list[int] = (), pending: dict | None = None, **extra) -> None:
+    """The status record. Write it after the files it describes."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}")
+    write_json(Path(out) / STATUS, _status_record(state, command, finished, pending, **extra))
+
+
+def read_status(out: str | os.PathLike) -> dict:
+    """The status.json of run directory `out` (a RunDirError if it is not one)."""
+    path = Path(out) / STATUS
+    try:
+        status = read_json(path)
+    except FileNotFoundError:
+        raise RunDirError(f"{out} is not a run directory (no {STATUS})") from None
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        raise RunDirError(f"{path} is not a run status (no state of {', '.join(STATES)})")
+    return status
+
+
+def environment() -> dict:
+    """Versions and the git commit, recorded next to every result."""
+    import jax
+    import optax
+
+    from multigrade._version import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "multigrade": __version__, "jax": jax.__version__, "optax": optax.__version__,
+        "numpy": np.__version__, "python": platform.python_version(),
+        "backend": jax.default_backend(), "x64": bool(jax.config.jax_enable_x64),
+        "git_commit": commit, "time": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
