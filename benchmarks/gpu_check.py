@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from multigrade import runs  # noqa: E402
+from multigrade.experiments.building import method_config  # noqa: E402
 from multigrade.experiments.config import RunConfig, save_config  # noqa: E402
 from multigrade.experiments.presets import EXPERIMENTS  # noqa: E402
-from multigrade.experiments.runner import _method_config  # noqa: E402
 
 CHECKS = ("denoise-butterfly-10", "deblur-butterfly-3")
 SHARED = ROOT.parent / "shared" / "images"
@@ -56,7 +56,7 @@ def configs(scale: str, data_dir: str | None, epochs: int | None = None
         if epochs is not None:
             cfg = cfg.replace(train={"epochs": epochs})
         for method in ("mgdl", "sgdl"):
-            found.append((name, method, _method_config(cfg, method)))
+            found.append((name, method, method_config(cfg, method)))
     return found
 
 
