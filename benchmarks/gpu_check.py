@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from multigrade import runs  # noqa: E402
 from multigrade.experiments.building import method_config  # noqa: E402
-from multigrade.experiments.config import RunConfig, save_config  # noqa: E402
+from multigrade.experiments.config import RunConfig  # noqa: E402
+from multigrade.experiments.configfile import save_config  # noqa: E402
 from multigrade.experiments.presets import EXPERIMENTS  # noqa: E402
 
 CHECKS = ("denoise-butterfly-10", "deblur-butterfly-3")

@@ -60,7 +60,7 @@ import jax
 import numpy as np
 
 import multigrade as mg
-from multigrade.experiments.config import make_optimizer
+from multigrade.experiments.optimizers import make_optimizer
 from multigrade.experiments.presets import EXPERIMENTS
 from multigrade.experiments.reproduce import experiment_config
 from multigrade.experiments.runner import grade_problems, problem_for

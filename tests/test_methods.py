@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from multigrade import runs
 from multigrade.cli import app
-from multigrade.experiments.config import RunConfig, load_config
+from multigrade.experiments.config import RunConfig
+from multigrade.experiments.configfile import load_config
 from multigrade.experiments.runner import method_problem, problem_for
 
 cli = CliRunner()

@@ -12,7 +12,7 @@ from multigrade import runs
 from multigrade.cli import app
 from multigrade.experiments import TrainConfig, load_config
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
-from multigrade.experiments.config import SCHEDULE_FINAL, SCHEDULE_WARMUP, make_optimizer
+from multigrade.experiments.optimizers import SCHEDULE_FINAL, SCHEDULE_WARMUP, make_optimizer
 from multigrade.experiments.runner import problem_for
 from multigrade.problems import denoising
 from multigrade.train import FitInterrupted

@@ -1,6 +1,7 @@
 """The layer above `fit`: configurations, presets and one call per user-level action.
 
-- `config`: the `RunConfig` schema (TOML), validated on load, with `--set` overrides;
+- `config`: the `RunConfig` schema, validated; `configfile` reads and writes it as TOML,
+  with `--set` overrides; `optimizers` makes the optimisers and schedules it names;
 - `runner`: `execute`, `resume`, `grow`, `load_result`: each writes a run directory
   through `multigrade.runs` and returns an `Outcome`;
 - `studies`: the paper's GD studies (learning-rate sweeps, spectra along training);
@@ -11,18 +12,9 @@ The CLI only turns options into a config, calls one of these and prints a table.
 
 from __future__ import annotations
 
-from multigrade.experiments.config import (
-    SUPPORTED_OPTIMIZERS,
-    ModelConfig,
-    ProblemConfig,
-    RunConfig,
-    TrainConfig,
-    apply_overrides,
-    from_dict,
-    load_config,
-    make_optimizer,
-    save_config,
-)
+from multigrade.experiments.config import ModelConfig, ProblemConfig, RunConfig, TrainConfig
+from multigrade.experiments.configfile import apply_overrides, from_dict, load_config, save_config
+from multigrade.experiments.optimizers import SUPPORTED_OPTIMIZERS, make_optimizer
 from multigrade.experiments.runner import (
     Outcome,
     RunInterrupted,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from multigrade import runs
 from multigrade.experiments import verdicts as V
-from multigrade.experiments.config import apply_overrides, load_config
+from multigrade.experiments.configfile import apply_overrides, load_config
 from multigrade.experiments.presets import EXPERIMENTS, Experiment, select
 
 MANIFEST = "reproduction.json"

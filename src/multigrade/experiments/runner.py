@@ -40,11 +40,8 @@ from multigrade.experiments.building import (
     selection_for,
 )
 from multigrade.experiments.checkpoints import load_checkpoint
-from multigrade.experiments.config import (
-    RunConfig,
-    load_config,
-    save_config,
-)
+from multigrade.experiments.config import RunConfig
+from multigrade.experiments.configfile import load_config, save_config
 from multigrade.experiments.recording import _failed, _kept, _Recorder, save_result
 from multigrade.experiments.signals import (
     RunInterrupted,
@@ -511,7 +508,7 @@ def run_config_file(path: str | Path, out: str | Path | None = None, *,
                     command: str | None = None,
                     progress: ProgressFactory | None = None) -> Outcome:
     """`mgdl run CONFIG.toml`: a config file (or a run directory's), with overrides."""
-    from multigrade.experiments.config import apply_overrides
+    from multigrade.experiments.configfile import apply_overrides
 
     cfg = apply_overrides(load_config(path), list(overrides))
     _enable_x64(cfg)

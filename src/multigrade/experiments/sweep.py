@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from multigrade import runs
-from multigrade.experiments.config import RunConfig, from_dict, load_config
+from multigrade.experiments.config import RunConfig
+from multigrade.experiments.configfile import from_dict, load_config
 
 SEED_AXIS = "train.seed"
 RESULTS = "results.csv"
