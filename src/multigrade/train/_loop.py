@@ -1,24 +1,28 @@
-"""The loop: grades one after another, chunks within a grade, the rules between chunks."""
+"""The loop: grades one after another, chunks within a grade, the rules between chunks.
+
+Its neighbours do the rest: `_frozen` (what finished grades leave for the next),
+`_chunks` (how long a chunk is, running it, its records), `_stepsize` (GD's rate from
+λ_max) and `_programs` / `_engine` (the compiled pieces)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multigrade._types import Array, PRNGKeyArray, PyTree, as_float, float_dtype
+from multigrade._types import Array, PRNGKeyArray, as_float, float_dtype
 from multigrade.model import GradeModel
 from multigrade.problems import Problem
 from multigrade.problems.minibatch import unbatched
-from multigrade.train._divergence import zero_tangent
-from multigrade.train._engine import _COMPILED, _Engine
-from multigrade.train._programs import ChunkSpec, grade_loss
+from multigrade.train._chunks import ChunkPlan, append_rows, diverged, run_chunk
+from multigrade.train._engine import _Engine
+from multigrade.train._frozen import Freezer, _Frozen
+from multigrade.train._programs import grade_loss
 from multigrade.train._results import (
     Best,
     Checkpoint,
@@ -29,26 +33,8 @@ from multigrade.train._results import (
     Pending,
     _rows_to_history,
 )
-from multigrade.train._rules import (
-    Selector,
-    StepSize,
-    grade_gain,
-    learning_rate,
-    should_stop,
-    with_learning_rate,
-)
-
-
-@dataclasses.dataclass
-class _Frozen:
-    """The frozen grades' contribution, on every split: features φ, prediction P, the
-    next grade's scale and the auxiliary state (member axis first in a sweep)."""
-
-    feats: dict
-    base: dict
-    scale: Array
-    aux: PyTree
-    tangent: dict | None = None  # d/dy of feats, base, scale and aux (divergence probes)
+from multigrade.train._rules import Selector, StepSize, no_gain_of, should_stop, too_little
+from multigrade.train._stepsize import RateRule
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -85,11 +71,17 @@ class _Loop:
         self.problem = self.problems[0]
         # one function object for every probe's loss: compiled Hessians are reused
         self.loss_fn = functools.partial(grade_loss, self.model, self.block)
+        self.freezer = Freezer(self.model, self.engine, self.block, self.probes_b,
+                               self.probe_eps)
+        self.rates = RateRule(self.step_size, self.engine, self.loss_fn, self.key)
+        watch = None if self.step_size is None else self.step_size.every
+        self.plan = ChunkPlan(self.record_every, self.window, self.select is not None,
+                              (self.probe_every, self.checkpoint_every, watch))
 
     # -- the grades ---------------------------------------------------------------------
     def run(self, start: Checkpoint | None) -> list[FitResult]:
         eng, m = self.engine, self.engine.m
-        frozen = self._initial_frozen()
+        frozen = self.freezer.initial(self.problem)
         params_out, scales, summaries, renders = [], [], [[] for _ in range(m)], []
         rows: list[list[dict]] = [[] for _ in range(m)]
         if start is not None:
@@ -106,11 +98,11 @@ class _Loop:
                 k, frozen, step0, pending, rows, alive, params_out, scales, summaries)
             summary = {**summary_k, "grade": k + 1, "seconds": summary_k["seconds"] / m,
                        "compile_seconds": summary_k["compile_seconds"] / m}
-            no_gain = self._no_gain(summary.get("criterion"), summaries[0])
+            no_gain = no_gain_of(self.select, summary.get("criterion"), summaries[0])
             if not no_gain:
-                frozen_next, render, final = self._freeze(state.params, frozen, None,
-                                                          state.aux, tstate)
-            if no_gain or self._too_little(final, summaries[0], status[0]):
+                frozen_next, render, final = self.freezer.freeze(
+                    self.problem, state.params, frozen, None, state.aux, tstate)
+            if no_gain or too_little(self.gain, final, summaries[0], status[0]):
                 dropped.append(GradeSummary(
                     **summary, status="dropped", scale=float(frozen.scale),
                     metrics={} if no_gain else {n: float(v) for n, v in final.items()}))
@@ -137,7 +129,8 @@ class _Loop:
                 break
 
         if any(p is not self.problem for p in self.problems[:len(params_out)]):
-            renders = self._measure_on_last(params_out, summaries[0], renders)
+            renders = self.freezer.measure_on(self.problem, self.problems, params_out,
+                                              summaries[0], renders)
         return [FitResult(self.model, [eng.member(p, j) for p in params_out],
                           [float(s[j]) for s in scales], summaries[j], _rows_to_history(rows[j]),
                           [eng.rows(r)[j] for r in renders], eng.member(frozen.aux, j),
@@ -159,7 +152,7 @@ class _Loop:
         for k, p in enumerate(start.params):
             frozen = self._enter(k, frozen, start.params[:k],
                                  [g.scale for g in start.grades[:k]])
-            frozen, render, _ = self._freeze(p, frozen, start.grades[k].scale)
+            frozen, render, _ = self.freezer.freeze(self.problem, p, frozen, start.grades[k].scale)
             frozen.aux = eng.expand(start.aux if k == start.finished - 1 else frozen.aux)
             params_out.append(p)
             scales.append(eng.rows(start.grades[k].scale).reshape(-1))
@@ -184,93 +177,10 @@ class _Loop:
         self.problem = self.problems[k]
         if same:  # the same grid (a mini-batch grade samples it)
             return frozen
-        frozen = self._initial_frozen()
+        frozen = self.freezer.initial(self.problem)
         for p, s in zip(params, scales):
-            frozen, _, _ = self._freeze(p, frozen, s)
+            frozen, _, _ = self.freezer.freeze(self.problem, p, frozen, s)
         return frozen
-
-    def _measure_on_last(self, params: list, summaries: list[GradeSummary],
-                         renders: list) -> list:
-        """Coarse-to-fine: the prediction and metrics after each grade trained on another
-        grid, again on the last grade's problem (the full grid; u = 0 there), so that the
-        result's images all have its size."""
-        frozen, out = self._initial_frozen(), list(renders)
-        for j, (p, g) in enumerate(zip(params, summaries)):
-            frozen, render, final = self._freeze(p, frozen, g.scale)
-            if unbatched(self.problems[j]) is not unbatched(self.problem):
-                out[j] = render
-                g.metrics = {n: float(v) for n, v in final.items()}
-        return out
-
-    def _no_gain(self, criterion: float | None, done: list[GradeSummary]) -> bool:
-        """A keep-best selector's grade that did not lower the previous grade's score."""
-        if self.select is None or not self.select.keep_best or not done:
-            return False
-        previous = done[-1].criterion
-        if criterion is None or previous is None:
-            return False
-        return not criterion < previous
-
-    def _too_little(self, final: dict, done: list[GradeSummary], status: str) -> bool:
-        """Adaptive grades: this grade lowered the watched loss by less than the least
-        gain, in dB (a first grade, or one that diverged, is judged elsewhere)."""
-        if self.gain is None or not done or status == "diverged":
-            return False
-        name, least = self.gain
-        if name not in final:
-            raise ValueError(f"adaptive grades watch {name!r}, which the problem does not "
-                             f"record (it records {', '.join(sorted(final))})")
-        return not grade_gain(done[-1].metrics[name], float(final[name])) >= least
-
-    def _initial_frozen(self) -> _Frozen:
-        dtype = float_dtype()
-        feats = {s: jnp.asarray(v, dtype) for s, v in self.problem.inputs.items()}
-        base = {s: jnp.zeros((v.shape[0], self.model.out_dim), dtype) for s, v in feats.items()}
-        aux = self.problem.init_aux(base["train"])
-        frozen = _Frozen(*self.engine.expand((feats, base, jnp.asarray(1.0, dtype), aux)))
-        if self.probes_b is not None:
-            frozen.tangent = zero_tangent({"feats": feats, "base": base,
-                                           "scale": jnp.asarray(1.0, dtype), "aux": aux},
-                                          self.probes_b.shape[0], self.probe_eps is not None)
-        return frozen
-
-    def _freeze(self, params, frozen: _Frozen, scale=None, aux=None, tstate=None):
-        """Freezes a grade: `(next _Frozen, render-split prediction, final metrics)`;
-        with the grade's derivatives `tstate`, the next _Frozen carries its own."""
-        dtype = float_dtype()
-        if scale is not None:  # replaying a checkpoint: its recorded scale is s_k
-            frozen.scale = self.engine.expand(jnp.asarray(scale, dtype))
-        aux = frozen.aux if aux is None else aux
-        args = dict(model=self.model, block=self.block)
-        tangent = None
-        if tstate is None:
-            feats, preds, final, next_scale = self.engine.freeze(
-                params, unbatched(self.problem), aux, frozen.feats, frozen.base, frozen.scale,
-                **args)
-        else:
-            t = frozen.tangent
-            (feats, preds, final, next_scale), (tfeats, tpreds, tscale) = \
-                self.engine.freeze_jvp(params, tstate.params, self.problem, self.probes_b,
-                                       (aux, frozen.feats, frozen.base, frozen.scale),
-                                       (tstate.aux, t["feats"], t["base"], t["scale"]),
-                                       **args, eps=self.probe_eps)
-            tangent = {"feats": tfeats, "base": tpreds, "scale": tscale, "aux": tstate.aux}
-        render = np.asarray(preds[self.problem.render_split])
-        return (_Frozen(feats, preds, jnp.asarray(next_scale, dtype), aux, tangent), render,
-                jax.device_get(final))
-
-    def _init_tangent(self, state: GradeState, frozen: _Frozen,
-                      pending: Pending | None) -> GradeState | None:
-        if self.probes_b is None:
-            return None
-        if pending is not None:
-            if pending.tangent is None:
-                raise ValueError("the checkpoint's pending grade holds no derivatives along "
-                                 "the divergence probes")
-            return pending.tangent
-        p, twin = self.probes_b.shape[0], self.probe_eps is not None
-        return GradeState(zero_tangent(state.params, p, twin),
-                          zero_tangent(state.opt_state, p, twin), frozen.tangent["aux"])
 
     def _init_state(self, k: int, pending: Pending | None, aux) -> GradeState:
         eng, tx = self.engine, self.txs[k]
@@ -289,82 +199,16 @@ class _Loop:
         opt_state.hyperparams["learning_rate"] = jnp.asarray(self.lrs, float_dtype())
         return GradeState(params, opt_state, aux)
 
-    def _chunk_length(self, done: int, total: int) -> int:
-        """Records in the next chunk: up to the next window, probe or checkpoint boundary."""
-        r = self.record_every
-        if self.select is not None:
-            return 1  # a selector may keep the state of any record
-        n = min(self.window - done % self.window, total - done)
-        watch = None if self.step_size is None else self.step_size.every
-        for every in (self.probe_every, self.checkpoint_every, watch):
-            if every is not None:
-                stride = max(1, -(-every // r))  # records
-                n = min(n, stride - done % stride)
-        return n
-
-    def _run_chunk(self, k, state, tstate, frozen, rfeats, rbase, step, n, epochs_per_record):
-        """One compiled chunk from the run's step `step`: `(state, tstate, metrics, seconds,
-        compile seconds)`."""
-        tx = self.txs[k]
-        if tstate is None:
-            args = (state, self.problem, rfeats, rbase, frozen.scale,
-                    jnp.asarray(step, jnp.int32))
-            jitted = self.engine.chunk
-        else:
-            t = frozen.tangent
-            args = (state, tstate, self.problem, self.probes_b, (rfeats, rbase, frozen.scale),
-                    ({s: t["feats"][s] for s in rfeats}, {s: t["base"][s] for s in rbase},
-                     t["scale"]))
-            jitted = self.engine.chunk_jvp
-        extra = {} if tstate is None else {"eps": self.probe_eps}
-        sig = (self.engine.members, tstate is None, self.probe_eps, n, epochs_per_record, tx,
-               self.model, self.block, jax.config.jax_enable_x64,
-               jax.tree_util.tree_structure(args),
-               tuple((jnp.shape(a), jnp.result_type(a))
-                     for a in jax.tree_util.tree_leaves(args)))
-        program, compile_s = _COMPILED.get(sig), 0.0
-        if program is None:
-            t0 = time.perf_counter()
-            spec = ChunkSpec(self.model, tx, n, epochs_per_record, self.block)
-            program = jitted.lower(*args, spec=spec, **extra).compile()
-            compile_s = time.perf_counter() - t0
-            _COMPILED.put(sig, program)
-        t0 = time.perf_counter()
-        out = program(*args)
-        state, metrics = out[0], jax.device_get(out[-1])
-        tstate = out[1] if tstate is not None else None
-        return state, tstate, metrics, time.perf_counter() - t0, compile_s
-
-    def _next_chunk(self, done: int, total: int, rest: int) -> tuple[int, int]:
-        """`(records, epochs per record)` of the next chunk; a budget that is not a
-        multiple of `record_every` ends with a short record of `rest` epochs, alone."""
-        n = self._chunk_length(done, total)
-        if done + n == total and rest:
-            return (n - 1, self.record_every) if n > 1 else (1, rest)
-        return n, self.record_every
-
-    def _diverged(self, metrics: dict, loss0: np.ndarray) -> np.ndarray:
-        """Per member: a non-finite metric, or a training loss beyond the divergence
-        factor times the grade's initial loss."""
-        eng, m = self.engine, self.engine.m
-        bad = np.zeros(m, bool)
-        for v in metrics.values():
-            bad |= ~np.all(np.isfinite(eng.rows(v).reshape(m, -1)), axis=1)
-        train = eng.rows(metrics["train_loss"]).reshape(m, -1)
-        with np.errstate(invalid="ignore"):
-            bad |= np.any(train > self.divergence_factor * np.abs(loss0)[:, None], axis=1)
-        return bad
-
     def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
                      scales, summaries):
         eng, r, budget = self.engine, self.record_every, self.budgets[k]
         state = self._init_state(k, pending, frozen.aux)
-        tstate = self._init_tangent(state, frozen, pending)
+        tstate = self.freezer.init_tangent(state, frozen, pending)
         rfeats, rbase = self._record_inputs(frozen)
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
         done, seconds, compile_s, best, loss0 = self._grade_start(state, frozen, pending)
-        state, rate = self._start_rate(k, state, frozen, pending, rows[0])
+        state, rate = self.rates.start(k, self.problem, state, frozen, pending, rows[0])
         status = np.where(alive, "max_epochs", "diverged").astype(object)
         monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
         last_score = None
@@ -373,18 +217,20 @@ class _Loop:
         if self.probe is not None and done == 0:
             self._probe(k, state, frozen, 0, step0)
         while done < total:
-            n, per = self._next_chunk(done, total, rest)
-            state, tstate, metrics, sec, csec = self._run_chunk(
-                k, state, tstate, frozen, rfeats, rbase, step0 + min(done * r, budget), n, per)
+            n, per = self.plan.next(done, total, rest)
+            state, tstate, metrics, sec, csec = run_chunk(
+                eng, self.model, self.block, self.txs[k], self.problem, state, tstate, frozen,
+                rfeats, rbase, step0 + min(done * r, budget), n, per, self.probes_b,
+                self.probe_eps)
             seconds, compile_s = seconds + sec, compile_s + csec
-            self._append_rows(rows, metrics, k, min(done * r, budget), per, step0)
+            append_rows(eng, rows, metrics, k, min(done * r, budget), per, step0)
             done += n
             epochs_done = min(done * r, budget)
-            bad = self._diverged(metrics, loss0)
+            bad = diverged(eng, metrics, loss0, self.divergence_factor)
             status[alive & bad] = "diverged"
             alive &= ~bad
-            state, steep = self._watch_rate(k, state, frozen, rows[0][-n:], epochs_done,
-                                            bool(alive[0]))
+            state, steep = self.rates.watch(k, self.problem, state, frozen, rows[0][-n:],
+                                            epochs_done, bool(alive[0]))
             selected = False
             if self.select is not None and alive[0]:
                 last_score, best, selected = self._score(rows[0][-1], best, epochs_done,
@@ -439,55 +285,6 @@ class _Loop:
         summary.update(selected_epoch=summary["epochs"], criterion=last_score)
         return state, tstate
 
-    def _sharpness(self, k: int, state: GradeState, frozen: _Frozen) -> float:
-        """λ_max of the current grade's loss Hessian (the step size rule's estimate)."""
-        loss = jax.tree_util.Partial(self.loss_fn, self.problem, frozen.feats["train"],
-                                     frozen.base["train"], frozen.scale, state.aux)
-        return self.step_size.sharpness(loss, state.params,
-                                        jax.random.fold_in(self.key, 7919 + k))
-
-    def _start_rate(self, k: int, state: GradeState, frozen: _Frozen,
-                    pending: Pending | None, rows: list[dict]):
-        """`(state, {"lr", "lambda_max"})` at a grade's start: η = c·2/λ_max with a
-        `StepSize` of factor c; a continued grade's from its first record."""
-        ss = self.step_size
-        if ss is None or self.engine.members is not None:
-            return state, {}
-        if pending is not None:
-            first = next((r for r in rows if r["grade"] == k + 1), None)
-            lr = float(learning_rate(state.opt_state)) if first is None else first["lr"]
-        elif ss.c is not None:
-            lam = self._sharpness(k, state, frozen)
-            if not (math.isfinite(lam) and lam > 0):
-                raise ValueError(f"grade {k + 1}: the loss Hessian's largest eigenvalue is "
-                                 f"{lam:.3g}; no step can be chosen from it")
-            lr = ss.c * 2.0 / lam
-            state = with_learning_rate(state, lr)
-        else:
-            lr = float(learning_rate(state.opt_state))
-        return state, {"lr": lr, "lambda_max": None if ss.c is None else 2.0 * ss.c / lr}
-
-    def _watch_rate(self, k: int, state: GradeState, frozen: _Frozen, new_rows: list[dict],
-                    epochs_done: int, alive: bool) -> tuple[GradeState, bool]:
-        """After a chunk with a `StepSize`: its rows get `lr` (and `sharpness`, where λ_max
-        is estimated); at a re-estimate, η is lowered past the edge if asked, and the
-        grade ends (True) where 1 − η·λ_max is below the eigenvalue stop."""
-        ss = self.step_size
-        if ss is None or self.engine.members is not None:
-            return state, False
-        lr = float(learning_rate(state.opt_state))
-        for row in new_rows:
-            row.update(lr=lr, sharpness=math.nan)
-        if not alive or ss.every is None or epochs_done % ss.every:
-            return state, False
-        lam = self._sharpness(k, state, frozen)
-        new_rows[-1]["sharpness"] = lam
-        if ss.eig_stop is not None and 1.0 - lr * lam < ss.eig_stop:
-            return state, True
-        if ss.lower and lam * lr > 2.0:
-            state = with_learning_rate(state, ss.c * 2.0 / lam)
-        return state, False
-
     def _grade_start(self, state, frozen: _Frozen, pending: Pending | None):
         """`(records done, seconds, compile seconds, best record, initial loss)` of a grade
         starting fresh or continuing `pending`."""
@@ -499,17 +296,6 @@ class _Loop:
             state.params, self.problem, state.aux, frozen.feats, frozen.base, frozen.scale,
             model=self.model, block=self.block)).reshape(-1)
         return 0, 0.0, 0.0, None, loss0
-
-    def _append_rows(self, rows, metrics: dict, k: int, epoch_before: int, per: int,
-                     step0: int) -> None:
-        """A chunk's records as history rows, per member."""
-        eng = self.engine
-        for j in range(eng.m):
-            for i in range(len(eng.rows(metrics["train_loss"])[j])):
-                epoch = epoch_before + (i + 1) * per
-                rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
-                                **{name: float(eng.rows(v)[j][i])
-                                   for name, v in metrics.items()}})
 
     def _score(self, row: dict, best: Best | None, epoch: int, state, tstate):
         """The selector on the latest record: `(score, best record so far, done)`."""

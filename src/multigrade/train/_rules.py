@@ -170,3 +170,27 @@ class AdaptiveGrades:
         if not (math.isfinite(self.min_gain) and self.min_gain >= 0):
             raise ValueError(f"min_gain must be a finite non-negative number, "
                              f"got {self.min_gain}")
+
+
+def no_gain_of(select: Selector | None, criterion: float | None, done: list) -> bool:
+    """A keep-best selector's grade that did not lower the previous grade's score (`done`:
+    the grades kept so far, `GradeSummary`s)."""
+    if select is None or not select.keep_best or not done:
+        return False
+    previous = done[-1].criterion
+    if criterion is None or previous is None:
+        return False
+    return not criterion < previous
+
+
+def too_little(gain: tuple[str, float] | None, final: dict, done: list, status: str) -> bool:
+    """Adaptive grades (`gain`: the watched metric, the least gain in dB): this grade lowered
+    the watched loss by less than the least gain (a first grade, or one that diverged, is
+    judged elsewhere)."""
+    if gain is None or not done or status == "diverged":
+        return False
+    name, least = gain
+    if name not in final:
+        raise ValueError(f"adaptive grades watch {name!r}, which the problem does not "
+                         f"record (it records {', '.join(sorted(final))})")
+    return not grade_gain(done[-1].metrics[name], float(final[name])) >= least
