@@ -12,7 +12,7 @@ import pytest
 
 import multigrade as mg
 from multigrade.experiments import ProblemConfig, RunConfig, TrainConfig, load_config
-from multigrade.problems.superres import (
+from multigrade.experiments.superres import (
     bicubic,
     downsample,
     downsample_matrix,

@@ -4,7 +4,7 @@ The degradation A of a restoration (y = A(I) + n) is an operator object (the mod
 deepinv's `physics`): it maps an image on the image grid to an observation on its own grid,
 has an adjoint, and says what the training may do with it. `Identity` (denoising),
 `Separable` (blur, downsampling: `R P Cᵀ` with 1-D matrices; downsampling is built in
-`problems.superres`), `Mask` (inpainting: a pixel
+`experiments.superres`), `Mask` (inpainting: a pixel
 selection). Each is a pytree (its arrays are leaves), so a problem holding one goes through
 `jax.jit` whole, and a class attribute answers the capabilities asked before any array
 exists (config validation): `pixelwise` (A keeps each pixel apart: mini-batches of pixels
@@ -127,7 +127,7 @@ class Identity:
 class Separable:
     """A separable linear operator `A(P) = R P Cᵀ` per channel, with `rows` `(h', h)` and
     `cols` `(w', w)`: a Gaussian blur (square matrices, `blur`) or a downsampling
-    (`problems.superres.downsample`: h' = h // factor). `kind` and `settings` say which,
+    (`experiments.superres.downsample`: h' = h // factor). `kind` and `settings` say which,
     for the record."""
 
     rows: Float[Array, "ho h"]

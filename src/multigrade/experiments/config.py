@@ -18,6 +18,7 @@ from multigrade.experiments.optimizers import (
     injected_sgd,
     make_optimizer,
 )
+from multigrade.experiments.schema import merge, section
 from multigrade.nn import INITS
 
 COMMANDS = ("fit", "compare", "lr-sweep", "spectrum")
@@ -109,9 +110,7 @@ def _task_options(task, given):
         return task.options()
     if isinstance(given, task.options):
         return given
-    from multigrade.experiments.configfile import _section
-
-    return _section(task.options, given, "options")
+    return section(task.options, given, "options")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -521,14 +520,10 @@ class RunConfig:
             return self
         problem = {k: v for k, v in (("beta", own.beta), ("lam", own.lam)) if v is not None}
         train = {} if own.lr is None else {"lr": own.lr}
-        from multigrade.experiments.configfile import _merge, from_dict
-
         data = {**self.to_dict(), "methods": {method: {"source": own.source}}}
-        data = _merge(data, {"problem": problem, "train": train})
-        return dataclasses.replace(from_dict(data), inputs=self.inputs)
+        data = merge(data, {"problem": problem, "train": train})
+        return dataclasses.replace(section(RunConfig, data, ""), inputs=self.inputs)
 
     def replace(self, **sections) -> RunConfig:
         """A copy with some fields of some sections changed: `replace(train={"lr": 0.1})`."""
-        from multigrade.experiments.configfile import _merge, from_dict
-
-        return from_dict(_merge(self.to_dict(), sections))
+        return section(RunConfig, merge(self.to_dict(), sections), "")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from multigrade import operators
-from multigrade.problems import superres
+from multigrade.experiments import superres
 
 if TYPE_CHECKING:
     from multigrade.problems import Problem
