@@ -64,3 +64,24 @@ def test_a_tasks_own_options_reach_its_config(tmp_path):
                                       "sigma": 7.0, "lr": "1e-3", "optimizer": "adam"})
     assert (cfg.problem.options.factor, cfg.problem.options.kernel) == (3, "gaussian")
     assert cfg.problem.sigma == 7.0
+
+
+@pytest.mark.parametrize("command", ["fit", "compare"])
+@pytest.mark.parametrize("task", tasks.names(image=True))
+def test_a_command_with_no_options_is_a_config_file_with_only_its_task(command, task):
+    """Every option at its default gives the config a file holding only `task` (and the
+    required image) gives: problem, model and train sections alike. The one difference is
+    meant: unset, --lr/--beta/--lam fill `[methods]` with the authors' per-method values
+    (SPEC §3), which a file states explicitly."""
+    from multigrade.cli.tasks import _config
+    from multigrade.experiments import RunConfig
+    from multigrade.experiments.config import MethodsConfig
+
+    cmd = typer.main.get_command(app).commands[command].commands[task]
+    opts = {p.name: p.default for p in cmd.params if p.name not in ("out", "overwrite", "quiet")}
+    opts["image"] = "camera"
+    cli = _config(command, task, opts)
+    file = RunConfig(command=command, problem=ProblemConfig(task=task, image="camera"),
+                     x64=cli.x64)
+    assert dataclasses.replace(cli, methods=MethodsConfig()) == file
+    assert file.model.layers_per_grade == (3 if tasks.get(task).restoration else 2)

@@ -247,7 +247,10 @@ def own_options(task: str) -> tuple[str, ...]:
 
 def task_options(command: str, task: str, restoration: bool) -> tuple[tuple[Opt, ...], ...]:
     """The option groups of `mgdl <command> <task>` (command: fit or compare)."""
-    model = group(*MODEL, layers_per_grade=3) if restoration else MODEL
+    from multigrade.experiments import ProblemConfig, RunConfig
+
+    model = group(*MODEL, layers_per_grade=RunConfig(
+        problem=ProblemConfig(task=task)).model.layers_per_grade)
     train = tuple(Opt("lr", RestLrOpt, None) if o.name == "lr" and restoration else o
                   for o in TRAIN)
     return (IMAGE, observation(task), METHOD if command == "fit" else (), model, train, ARCHS,

@@ -154,7 +154,7 @@ def estimate_bytes(pixels: int, channels: int, mcfg: ModelConfig, method: str) -
     sample the activations a grade keeps for its backward pass, the cached features and
     the predictions of every split."""
     itemsize = 8 if jax.config.jax_enable_x64 else 4
-    depth = mcfg.depth if method == "sgdl" else mcfg.layers_per_grade
+    depth = mcfg.depth if method == "sgdl" else mcfg.layers
     per_sample = itemsize * (mcfg.width * (2 * depth + 4) + 8 * channels)
     return int(pixels * (per_sample * 1.5 + 8 * channels * 6))
 

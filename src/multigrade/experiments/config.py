@@ -50,6 +50,7 @@ def _seed(name: str, v: int) -> None:
 #: The fields of `ProblemConfig` whose default is the task's (`tasks.Task.defaults`), and
 #: their value for a task that sets none.
 PROBLEM_DEFAULTS: dict[str, object] = {"sigma": 10.0}
+LAYERS_PER_GRADE = 2  # a model's hidden layers per grade where its task sets none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +125,7 @@ class ModelConfig:
 
     method: str = "mgdl"
     grades: int = 4
-    layers_per_grade: int = 2
+    layers_per_grade: int | None = None  # in a RunConfig, the task's (`Task.model_defaults`)
     width: int = 128
     init: str = "glorot"
     shared_grade_key: bool = False  # every grade from one key, as the paper's code does
@@ -144,7 +145,7 @@ class ModelConfig:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
         for name in ("grades", "layers_per_grade", "width", "fourier_features",
                      "baseline_layers"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, "
                                  f"got {getattr(self, name)}")
         if self.init not in INITS:
@@ -168,14 +169,20 @@ class ModelConfig:
         _seed("fourier_seed", self.fourier_seed)
 
     @property
+    def layers(self) -> int:
+        """Hidden layers per grade: `layers_per_grade`, 2 where unset (a `RunConfig` sets it
+        from its task: 3 for restoration, the paper's 4 × 3)."""
+        return LAYERS_PER_GRADE if self.layers_per_grade is None else self.layers_per_grade
+
+    @property
     def depth(self) -> int:
-        return self.grades * self.layers_per_grade
+        return self.grades * self.layers
 
     def build(self, out_dim: int = 1):
         from multigrade.model import ffn, mgdl, sgdl, siren
 
         if self.method == "mgdl":
-            return mgdl([[self.width] * self.layers_per_grade] * self.grades,
+            return mgdl([[self.width] * self.layers] * self.grades,
                         out_dim=out_dim, init=self.init,
                         shared_grade_key=self.shared_grade_key, archs=self.archs,
                         fourier_sigma=self.fourier_sigma,
@@ -413,6 +420,10 @@ class RunConfig:
         from multigrade.experiments import tasks
 
         task = tasks.get(self.problem.task)
+        if self.model.layers_per_grade is None:  # unset: the task's
+            object.__setattr__(self, "model", dataclasses.replace(
+                self.model, layers_per_grade=dict(task.model_defaults).get(
+                    "layers_per_grade", LAYERS_PER_GRADE)))
         if self.is_study:
             if not task.studies:
                 raise ValueError(f"the {self.command} study runs on "

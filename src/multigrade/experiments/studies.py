@@ -41,7 +41,7 @@ def study_model(method: str, cfg: RunConfig, out_dim: int = 1):
     width, grades, layers per grade and initialiser)."""
     m = cfg.model
     if method == "mgdl":
-        return mgdl([[m.width] * m.layers_per_grade] * m.grades, out_dim=out_dim, init=m.init)
+        return mgdl([[m.width] * m.layers] * m.grades, out_dim=out_dim, init=m.init)
     if method == "sgdl":
         return sgdl([m.width] * m.depth, out_dim=out_dim, init=m.init)
     return msdl(out_dim=out_dim, init=m.init)

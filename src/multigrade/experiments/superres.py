@@ -168,5 +168,6 @@ SUMMARY = ("Super-resolution with TV splitting: y = the image downsampled by --f
 TASK = dict(selections=("none", "discrepancy", "holdout"), adaptive=False,
             baselines=baselines, noise_level=noise_level, operator=Separable,
             defaults=(("sigma", 5.0),), reads=("sigma",), options=Options,
+            model_defaults=(("layers_per_grade", 3),),
             compare="MGDL vs SGDL super-resolution, with bicubic interpolation and TV on it "
                     "as the classical baselines.")

@@ -46,6 +46,8 @@ class Task:
             mini-batches; `coarsens`: coarse-to-fine grades) is asked of it.
         defaults: the task's own defaults of `ProblemConfig` fields left unset (the CLI's
             options and config files both read them).
+        model_defaults: the same for `ModelConfig` fields (restoration: 3 hidden layers per
+            grade, the paper's 4 × 3 network).
         reads: the shared `ProblemConfig` fields of the observation it reads (its CLI
             options, in this order; `beta`, `lam`, `alpha`, `noise_seed` with them for a
             restoration).
@@ -67,6 +69,7 @@ class Task:
     files: tuple[str, ...] = ()
     operator: type | None = None
     defaults: tuple[tuple[str, object], ...] = ()
+    model_defaults: tuple[tuple[str, object], ...] = ()
     compare: str = ""
     reads: tuple[str, ...] = ()
     options: type | None = None
@@ -196,6 +199,9 @@ def _biharmonic(problem, sigma, choices: Sequence[str]) -> list:
                              choices=choices, sigma=sigma)
 
 
+#: The restoration tasks' network: 4 grades of 3 hidden layers (the paper's Section 4)
+RESTORATION_MODEL = (("layers_per_grade", 3),)
+
 register(Task("regression", _regression, "Coordinate image regression (paper §2.1): fit "
               "pixel values from pixel coordinates.", studies=True,
               compare="MGDL vs SGDL (same total depth, optimiser, epochs per grade and seed) "
@@ -206,19 +212,21 @@ register(Task("denoise", _denoise, "Denoising with TV splitting (paper §2.2): t
               "the restored image.", selections=("none", "sure", "discrepancy", "holdout"),
               studies=True, adaptive=False, baselines=_tv, noise_level=_wavelet_sigma,
               operator=operators.Identity, defaults=(("sigma", 10.0),), reads=("sigma",),
+              model_defaults=RESTORATION_MODEL,
               compare="MGDL (4 × 3 layers) vs SGDL (12 layers) denoising, with an "
                       "oracle-tuned TV baseline."))
 register(Task("deblur", _deblur, "Deblurring with TV splitting (paper §2.2): Gaussian blur, "
               "symmetric padding.", selections=("none", "discrepancy", "holdout"),
               adaptive=False, baselines=_tv_wiener, noise_level=_wavelet_sigma,
               operator=operators.Separable, reads=("blur_sigma", "noise"),
+              model_defaults=RESTORATION_MODEL,
               compare="MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener baselines."))
 register(Task("inpaint", _inpaint, "Inpainting with TV splitting: y = M ⊙ (image + noise) "
               "for a pixel mask M (random, or --mask); the network fills the gaps.",
               selections=("none", "discrepancy", "holdout"), adaptive=False,
               baselines=_biharmonic, noise_level=_inpaint_sigma, files=("mask",),
               operator=operators.Mask, defaults=(("sigma", 5.0),),
-              reads=("missing", "mask", "sigma"),
+              reads=("missing", "mask", "sigma"), model_defaults=RESTORATION_MODEL,
               compare="MGDL vs SGDL inpainting, with biharmonic inpainting (and TV on it) "
                       "as the classical baseline."))
 register(Task("superres", superres.build, superres.SUMMARY, **superres.TASK))
