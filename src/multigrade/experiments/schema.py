@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 
 def merge(base: dict, new: Mapping) -> dict:
+    """`base` with the values of `new` in place, tables merged key by key (a copy)."""
     out = dict(base)
     for k, v in new.items():
         out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(
