@@ -164,7 +164,8 @@ def test_the_summary_reads_the_runs_configs_not_the_presets(tmp_path):
     (the preset, rebuilt, would look for an MSDL the runs never trained)."""
     out = tmp_path / "quick"
     result = reproduce("msdl", scale="quick", seeds=1, out=out,
-                       overrides=[*TINY, 'study.methods=["mgdl", "sgdl"]'])
+                       overrides=[*TINY, 'study.methods=["mgdl", "sgdl"]',
+                                                 "study.learning_rates=[0.01]"])
     assert load_config(out / "msdl" / "seed0").study.methods == ("mgdl", "sgdl")
     assert {r["against"] for r in result.rows} == {"sgdl"}
 
