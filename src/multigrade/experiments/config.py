@@ -400,6 +400,14 @@ class StudySection:
             raise ValueError(f"dense_max must be at least 1, got {self.dense_max}")
 
 
+def _with_task_defaults(model: ModelConfig, task) -> ModelConfig:
+    """`model` with its unset fields at `task`'s defaults (`Task.model_defaults`)."""
+    if model.layers_per_grade is not None:
+        return model
+    return dataclasses.replace(model, layers_per_grade=dict(task.model_defaults).get(
+        "layers_per_grade", LAYERS_PER_GRADE))
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A whole run: what `mgdl run CONFIG.toml` executes and every run directory stores."""
@@ -420,10 +428,7 @@ class RunConfig:
         from multigrade.experiments import tasks
 
         task = tasks.get(self.problem.task)
-        if self.model.layers_per_grade is None:  # unset: the task's
-            object.__setattr__(self, "model", dataclasses.replace(
-                self.model, layers_per_grade=dict(task.model_defaults).get(
-                    "layers_per_grade", LAYERS_PER_GRADE)))
+        object.__setattr__(self, "model", _with_task_defaults(self.model, task))
         if self.is_study:
             if not task.studies:
                 raise ValueError(f"the {self.command} study runs on "
