@@ -49,7 +49,7 @@ def test_hessian_equals_finite_differences_and_hvp(data, key):
     loss = _net_loss(model, data)
     f, x = flat_loss(loss, params)
     H = np.asarray(hessian(loss, params))
-    g = jax.grad(f)
+    g = jax.jit(jax.grad(f))  # compiled once for the 2·61 evaluations
     h = 1e-5
     fd = np.stack([(g(x + h * e) - g(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=1)
     err = np.linalg.norm(H - fd) / np.linalg.norm(fd)
@@ -79,11 +79,12 @@ def test_lanczos_extremes_match_eigh_on_a_network(data, key):
     scale = np.abs(exact).max()
     np.testing.assert_allclose(hi, exact[-3:], rtol=1e-3)
     np.testing.assert_allclose(lo, exact[:3], atol=1e-3 * scale)
-    # the error at both ends shrinks as the order grows
+    # the error at both ends shrinks as the order grows (order 300: the run above)
     errs = []
-    for order in (20, 60, 200):
-        lo, hi = extreme_eigenvalues(loss, params, 1, key=jax.random.key(5), order=order)
-        errs.append(abs(hi[0] - exact[-1]) + abs(lo[0] - exact[0]))
+    for order in (20, 60):
+        lo1, hi1 = extreme_eigenvalues(loss, params, 1, key=jax.random.key(5), order=order)
+        errs.append(abs(hi1[0] - exact[-1]) + abs(lo1[0] - exact[0]))
+    errs.append(abs(hi[-1] - exact[-1]) + abs(lo[0] - exact[0]))
     assert errs[2] < errs[0]
 
 

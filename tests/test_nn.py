@@ -4,7 +4,16 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from multigrade.nn import Layer, apply_mlp, count_params, hidden_features, init_mlp
+from multigrade._types import enable_x64
+from multigrade.nn import (
+    Layer,
+    apply_mlp,
+    count_params,
+    hidden_features,
+    init_layer,
+    init_mlp,
+    init_siren,
+)
 
 
 def test_hand_set_weights_give_hand_computed_output():
@@ -58,6 +67,53 @@ def test_glorot_is_the_truncated_normal_of_the_papers_code():
     np.testing.assert_array_equal(
         W, jax.nn.initializers.glorot_normal()(w_key, (300, 400), W.dtype))
     np.testing.assert_array_equal(b, jax.nn.initializers.normal(0.01)(b_key, (400,), b.dtype))
+
+
+def _direct_draws(key, fan_in, fan_out, dtype):
+    """Every initialiser's draws for one layer, made for the layer's own shape."""
+    w_key, b_key = jr.split(key)
+    bound = 1.0 / fan_in
+    return {
+        "glorot": (jax.nn.initializers.glorot_normal()(w_key, (fan_in, fan_out), dtype),
+                   jax.nn.initializers.normal(0.01)(b_key, (fan_out,), dtype)),
+        "he": ((2.0 / fan_in) ** 0.5 * jr.normal(w_key, (fan_in, fan_out), dtype),
+               jnp.zeros((fan_out,), dtype)),
+        "siren": (jr.uniform(w_key, (fan_in, fan_out), dtype, -bound, bound),
+                  jr.uniform(b_key, (fan_out,), dtype, -(1 / fan_in) ** 0.5,
+                             (1 / fan_in) ** 0.5)),
+    }
+
+
+@pytest.mark.parametrize("x64", [pytest.param(False, marks=pytest.mark.slow), True])
+def test_size_bucketed_draws_are_the_layer_shapes_own_draws(x64):
+    # init_layer and init_siren draw the next power of two of numbers (compiled once per
+    # bucket) and keep the first fan_in·fan_out: the layer's own draw, bit for bit, at a
+    # bucket's edge and past it (checked in development on 40 shapes up to 300×400, both
+    # precisions); under the older threefry (no prefix property) or a trace, they draw
+    # the layer's own shape.
+    shapes = [(8, 8), (65, 1)]  # a full bucket of 64; one past it, in a bucket of 128
+    with enable_x64(x64):
+        for i, (m, n) in enumerate(shapes):
+            key = jr.key(10 + i)
+            siren_key = jr.split(key, 1)[0]  # init_siren splits its key per layer
+            direct = _direct_draws(key, m, n, jnp.zeros(()).dtype)
+            (siren,) = init_siren(key, [m, n])
+            direct["siren"] = _direct_draws(siren_key, m, n, jnp.zeros(()).dtype)["siren"]
+            for name, got in (("glorot", init_layer(key, m, n)),
+                              ("he", init_layer(key, m, n, init="he")), ("siren", siren)):
+                for a, b in zip(got, direct[name]):
+                    assert a.dtype == b.dtype and a.shape == b.shape, (name, m, n)
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name} {m}x{n}")
+        shape = jax.eval_shape(lambda: init_layer(jr.key(0), 44, 44))
+        assert shape.W.shape == (44, 44)
+        jax.config.update("jax_threefry_partitionable", False)
+        try:
+            W, b = init_layer(jr.key(3), 44, 44)
+            w_key, b_key = jr.split(jr.key(3))
+            np.testing.assert_array_equal(
+                W, jax.nn.initializers.glorot_normal()(w_key, (44, 44), W.dtype))
+        finally:
+            jax.config.update("jax_threefry_partitionable", True)
 
 
 def test_unknown_initialiser_is_refused():

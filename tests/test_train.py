@@ -64,7 +64,7 @@ def test_scan_equals_python_loop_of_steps(problem, key):
     params = model.init_grade(model.grade_key(key, 0), 0, 2)
     x = problem.x["train"]
     state = GradeState(params, tx.init(params), ())
-    epoch = make_epoch(problem, tx, x, jnp.zeros((x.shape[0], 1)), 1.0)
+    epoch = jax.jit(make_epoch(problem, tx, x, jnp.zeros((x.shape[0], 1)), 1.0))  # one step
     for _ in range(20):
         state, _ = epoch(state)
     np.testing.assert_allclose(
