@@ -248,6 +248,7 @@ def _selection_section(dirs: dict[str, Path]) -> str:
 def _settings(dirs: dict[str, Path]) -> str:
     """What each method trained with (restoration: lr, β, λ, and where they come from)."""
     from multigrade.experiments import tasks
+    from multigrade.experiments.summaries import recipe_words
 
     rows = []
     for name, d in dirs.items():
@@ -258,9 +259,11 @@ def _settings(dirs: dict[str, Path]) -> str:
         if problem.get("task") not in tasks.names(restoration=True):
             continue
         source = cfg.get("methods", {}).get(name, {}).get("source", "")
+        model = cfg.get("model", {})
+        grades = model.get("grades", 1) if model.get("method", "mgdl") == "mgdl" else 1
         rows.append([name, _num(train.get("lr")), _num(problem.get("beta")),
-                     _num(problem.get("lam")), source or "given"])
-    return _table(("method", "lr", "β", "λ", "from"), rows) if rows else ""
+                     _num(problem.get("lam")), recipe_words(train, grades), source or "given"])
+    return _table(("method", "lr", "β", "λ", "training", "from"), rows) if rows else ""
 
 
 def _run_section(run_dir: Path, title: str | None = None) -> str:

@@ -12,13 +12,15 @@ from multigrade.cli.options import DataDirOpt, Opt, QuietOpt, options
 
 
 def _list(scale: str) -> None:
-    from multigrade.experiments.presets import EXPERIMENTS, QUICK_ALL, select
+    from multigrade.experiments.presets import EXPERIMENTS, FAST_GROUPS, QUICK_ALL, select
 
     in_all = {e.name for e in select("all", scale)}
     table = Table(title=f"the paper's experiments ({scale} scale; * = in `all` at this scale)")
     for c in ("name", "group", "claims", "what", "size", "epochs / grade", "paper's figures"):
         table.add_column(c, justify="left")
     for e in EXPERIMENTS.values():
+        if scale == "fast" and e.group not in FAST_GROUPS:
+            continue
         cfg = e.config(scale)
         size = "full" if cfg.problem.size is None else f"{cfg.problem.size}²"
         if cfg.problem.task == "synthetic":
@@ -26,12 +28,26 @@ def _list(scale: str) -> None:
         paper = ", ".join(f"{k} {v}" for k, v in e.paper.items()
                           if k in ("mgdl", "sgdl", "msdl", "observed"))
         table.add_row(e.name + (" *" if e.name in in_all else ""), e.group,
-                      ",".join(map(str, e.claims)), e.title, size, str(cfg.train.epochs),
+                      ",".join(map(str, e.claims)), e.title, size, _budgets(cfg),
                       paper or "-")
     console.print(table)
     if scale == "quick":
         console.print(f"`all --scale quick` runs the restoration subset {', '.join(QUICK_ALL)} "
                       "and every other experiment; name any experiment to run it alone.")
+    if scale == "fast":
+        console.print("the fast scale: the restoration experiments at the paper's sizes, each "
+                      "method with its own recipe (`--dump-config` prints both).")
+
+
+def _budgets(cfg) -> str:
+    """Epochs per grade, or each method's where their recipes differ."""
+    from multigrade.experiments.building import method_config
+
+    if cfg.methods.mgdl.train.keys() <= {"lr"} and cfg.methods.sgdl.train.keys() <= {"lr"}:
+        return str(cfg.train.epochs)
+    mgdl = method_config(cfg, "mgdl").train.budgets(cfg.model.grades)
+    return (f"MGDL {'/'.join(map(str, mgdl))}, "
+            f"SGDL {method_config(cfg, 'sgdl').train.epochs}")
 
 
 REPRODUCE = (
@@ -39,7 +55,9 @@ REPRODUCE = (
         help="An experiment, a group (regression, denoise, deblur, lr-study, eigen-study, "
         "msdl) or all.")], None),
     Opt("scale", Annotated[str, typer.Option(
-        "--scale", help="quick (2 CPU cores) or paper (the paper's sizes; for a GPU).")],
+        "--scale", help="quick (2 CPU cores, reduced sizes), fast (restoration at the "
+        "paper's sizes on 2 CPU cores, each method's fast recipe) or paper (the paper's "
+        "sizes and budgets; for a GPU).")],
         "quick"),
     Opt("seeds", Annotated[int, typer.Option(
         "--seeds", help="Runs per experiment (initialisation seeds 0..N-1).")], 1),
@@ -86,7 +104,7 @@ def reproduce_cmd(ctx, name: str | None, scale: str, list_: bool, dump_config: b
     from multigrade.experiments.presets import SCALES, select
 
     if scale not in SCALES:
-        raise ValueError(f"--scale must be quick or paper, got {scale!r}")
+        raise ValueError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if list_:
         _list(scale)
         return
@@ -98,6 +116,11 @@ def reproduce_cmd(ctx, name: str | None, scale: str, list_: bool, dump_config: b
     overrides = o["overrides"] or []
     if dump_config:
         _dump_config(name, chosen, scale, o["data_dir"], overrides)
+    elif protocol == "fair" and scale == "fast":
+        raise ValueError("the fair protocol tunes each method on a grid of full-batch, "
+                         "one-grid runs scored without the clean image; the fast recipes' "
+                         "coarse grids and mini-batches do not go with its rules yet: use "
+                         "--scale quick or paper")
     elif protocol == "fair":
         _fair(chosen, scale, o["seeds"], o["data_dir"], overrides, o["grid"] or [], o["out"],
               o["workers"], o["quiet"])

@@ -216,6 +216,7 @@ def _print_settings(outcome) -> None:
     """What each method trained with, where the methods' settings differ (restoration:
     the authors' per-method values by default), and where the values come from."""
     from multigrade.experiments import tasks
+    from multigrade.experiments.summaries import recipe_words
 
     cfg = outcome.config
     if not tasks.get(cfg.problem.task).restoration:
@@ -225,10 +226,14 @@ def _print_settings(outcome) -> None:
             continue
         own = cfg if cfg.command == "fit" else cfg.for_method(name)
         source = own.methods.of(name).source
+        recipe = ""
+        if cfg.methods.of(name).train.keys() - {"lr"}:  # a recipe of its own
+            recipe = ", " + recipe_words(dataclasses.asdict(own.train),
+                                         cfg.model.grades if name == "mgdl" else 1)
         console.print(f"{name}: lr {own.train.lr:g}, β {own.problem.beta:g}, λ "
-                      f"{own.problem.lam:g}" + (f" ({source.split(',')[0]}; config.toml's "
-                                                f"[methods.{name}] says where from)"
-                                                if source else ""),
+                      f"{own.problem.lam:g}{recipe}" + (
+                          f" ({source.split(',')[0]}; config.toml's [methods.{name}] says "
+                          "where from)" if source else ""),
                       markup=False, highlight=False)
 
 

@@ -331,21 +331,44 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class MethodSettings:
     """One method's own settings in a comparison (or a fit of that method): each field
-    left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`)."""
+    left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`, and the
+    training recipe: `train.epochs`, `schedule`, `batch`, and MGDL's `coarse` and
+    `grade_epochs`), so that each method can run a recipe of its own (the fast scale)."""
 
     lr: float | None = None
     beta: float | None = None
     lam: float | None = None
+    epochs: int | None = None
+    schedule: str | None = None
+    batch: float | None = None
+    coarse: tuple[int, ...] | None = None  # MGDL's (SGDL has one grade)
+    grade_epochs: tuple[int, ...] | None = None  # MGDL's
     source: str | None = None  # where these values come from (provenance)
 
     def __post_init__(self):
         for name in ("lr", "beta", "lam"):
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name), positive=True)
+        # the recipe's fields are checked as `train`'s (`RunConfig.for_method`)
+
+    @property
+    def problem(self) -> dict:
+        """The `[problem]` fields these settings replace."""
+        return {k: v for k, v in (("beta", self.beta), ("lam", self.lam)) if v is not None}
+
+    @property
+    def train(self) -> dict:
+        """The `[train]` fields these settings replace."""
+        return {k: getattr(self, k) for k in METHOD_TRAIN_FIELDS if getattr(self, k) is not None}
 
     @property
     def empty(self) -> bool:
-        return self.lr is None and self.beta is None and self.lam is None
+        return not self.problem and not self.train
+
+
+#: The `[train]` fields a method's settings can replace.
+METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,6 +505,14 @@ class RunConfig:
             self._check_batch()
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
+        if not self.is_study:
+            self._check_methods()
+
+    def _check_methods(self) -> None:
+        """Each method's own settings make a valid config: checked now, not at the turn
+        of that method (after another has trained)."""
+        for method in ("mgdl", "sgdl") if self.command == "compare" else (self.model.method,):
+            self.for_method(method)
 
     def _check_batch(self) -> None:
         from multigrade.experiments import tasks
@@ -534,11 +565,17 @@ class RunConfig:
         own = self.methods.of(method)
         if own.empty:
             return self
-        problem = {k: v for k, v in (("beta", own.beta), ("lam", own.lam)) if v is not None}
-        train = {} if own.lr is None else {"lr": own.lr}
         data = {**self.to_dict(), "methods": {method: {"source": own.source}}}
-        data = merge(data, {"problem": problem, "train": train})
-        return dataclasses.replace(section(RunConfig, data, ""), inputs=self.inputs)
+        data = merge(data, {"problem": own.problem, "train": own.train})
+        if method != "mgdl":  # one grade: MGDL's coarse grids and grade budgets are not its
+            if own.coarse or own.grade_epochs:
+                raise ValueError(f"methods.{method}: coarse and grade_epochs are MGDL's; "
+                                 f"{method} trains one grade")
+            data = merge(data, {"train": {"coarse": [], "grade_epochs": []}})
+        try:
+            return dataclasses.replace(section(RunConfig, data, ""), inputs=self.inputs)
+        except ValueError as e:
+            raise ValueError(f"methods.{method}: {e}") from None
 
     def replace(self, **sections) -> RunConfig:
         """A copy with some fields of some sections changed: `replace(train={"lr": 0.1})`."""

@@ -1,7 +1,11 @@
 """Every experiment of the paper as plain data: one `RunConfig` per scale.
 
-`paper` is the paper's sizes, depths and budgets (SPEC §3-§4; meant for a GPU). `quick` is
-the same methods and hyper-parameters, reduced to finish on 2 CPU cores:
+`paper` is the paper's sizes, depths and budgets (SPEC §3-§4; meant for a GPU). `fast` is the
+restoration experiments at the paper's sizes on 2 CPU cores, each method with a training
+recipe of its own (`FAST`: warm-up and cosine decay, MGDL's first grades on coarse grids,
+mini-batch steps where the degradation is pixel-wise; docs/time-to-quality.md) in place
+of the fixed budgets; `all` at that scale is `FAST_ALL`. `quick` is the same methods and
+hyper-parameters as `paper`, reduced to finish on 2 CPU cores:
 
 - images are resized: regression to 128², restoration to 64², the studies to 64²
   (the eigenvalue study's image regression to 32²);
@@ -32,7 +36,8 @@ from multigrade.experiments.config import (
     TrainConfig,
 )
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "fast", "paper")
+FAST_GROUPS = ("denoise", "deblur")  # the experiments with a fast scale
 REGRESSION_IMAGES = ("camera", "barbara")
 RESTORATION_IMAGES = ("butterfly", "male", "chest")
 NOISE_LEVELS = (10, 20, 30, 40, 50, 60)
@@ -93,9 +98,17 @@ class Experiment:
     paper: dict = dataclasses.field(default_factory=dict)
 
     def config(self, scale: str) -> RunConfig:
-        if scale not in SCALES:
-            raise ValueError(f"unknown scale {scale!r}; choose quick or paper")
+        _check_scale(scale)
+        if scale == "fast" and self.group not in FAST_GROUPS:
+            raise ValueError(f"{self.name} has no fast scale (the fast scale is the "
+                             f"restoration experiments': {', '.join(FAST_GROUPS)}); run it "
+                             "at the quick or paper scale")
         return self.build(scale)
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose {', '.join(SCALES)}")
 
 
 def _regression(image: str) -> Callable[[str], RunConfig]:
@@ -110,6 +123,39 @@ def _regression(image: str) -> Callable[[str], RunConfig]:
     return build
 
 
+# The fast scale's recipes, per task and method (`[methods.<method>]` on top of the
+# authors' lr, β, λ). MGDL's: the time-to-quality benchmark's `best` (docs/time-to-quality.md:
+# Adam warmed up to 1e-2 over 5 % of each grade then cosine-decayed to 1e-4, grades 1 and 2
+# on 4× and 2× coarser grids for 2 000 epochs each; denoising's grades 3 and 4 take 6 000
+# steps on 1/16 of the pixels, deblurring's 2 000 full epochs). SGDL's: the same tools where
+# they apply to one grade (the schedule, the mini-batches), the authors' rate as the peak,
+# a budget of about MGDL's wall time at 512² on 2 cores.
+FAST: dict[str, dict[str, dict]] = {
+    "denoise": {
+        "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2),
+                     grade_epochs=(2000, 2000), epochs=6000, batch=0.0625),
+        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=6000, batch=0.0625),
+    },
+    "deblur": {
+        "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2), epochs=2000),
+        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=1500),
+    },
+}
+_FAST_SOURCE = ("the fast scale's {method} recipe (presets.FAST, docs/time-to-quality.md) on the "
+                "authors' β {beta:g}, λ {lam:g}")
+
+
+def fast_methods(task: str) -> MethodsConfig:
+    """The fast scale's per-method settings of a restoration task: each method's recipe
+    (`FAST`) with the authors' β and λ."""
+    def one(method: str) -> MethodSettings:
+        own = getattr(AUTHORS[task], method)
+        return MethodSettings(beta=own.beta, lam=own.lam, **FAST[task][method],
+                              source=_FAST_SOURCE.format(method=method.upper(), beta=own.beta,
+                                                         lam=own.lam))
+    return MethodsConfig(mgdl=one("mgdl"), sgdl=one("sgdl"))
+
+
 def _restoration(task: str, image: str, level: float) -> Callable[[str], RunConfig]:
     def build(scale: str) -> RunConfig:
         quick = scale == "quick"
@@ -121,8 +167,9 @@ def _restoration(task: str, image: str, level: float) -> Callable[[str], RunConf
                                   beta=0.1, lam=0.01, alpha=0.99, **levels),
             model=ModelConfig(grades=4, layers_per_grade=3, width=128),
             train=TrainConfig(optimizer="adam", lr=1e-3, epochs=2000 if quick else 20_000,
-                              record_every=100),
-            methods=AUTHORS[task])
+                              record_every=100, checkpoint_every=500 if scale == "fast"
+                              else 1000),
+            methods=fast_methods(task) if scale == "fast" else AUTHORS[task])
     return build
 
 
@@ -249,6 +296,8 @@ def _study_experiments() -> list[Experiment]:
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e for e in [*_image_experiments(), *_study_experiments()]}
 
+# What `all --scale fast` runs: the restoration figures the paper gives per grade.
+FAST_ALL = ("denoise-butterfly-10", "deblur-butterfly-3")
 # What `all --scale quick` runs of the restoration grid (everything else runs whole).
 QUICK_ALL = ("denoise-butterfly-10", "denoise-male-10", "denoise-chest-10",
              "denoise-butterfly-30", "denoise-butterfly-50", "deblur-butterfly-3",
@@ -258,15 +307,22 @@ GROUP_NAMES = ("regression", "denoise", "deblur", "lr-study", "eigen-study", "ms
 
 def select(name: str, scale: str = "quick") -> list[Experiment]:
     """The experiments `name` stands for: one experiment, a group, or `all` (at the quick
-    scale, `all` takes the restoration subset `QUICK_ALL`)."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose quick or paper")
+    scale, `all` takes the restoration subset `QUICK_ALL`; at the fast scale, `FAST_ALL`).
+    At the fast scale, a name without one (regression, the studies) is refused."""
+    _check_scale(scale)
     if name in EXPERIMENTS:
-        return [EXPERIMENTS[name]]
-    if name in GROUP_NAMES:
-        return [e for e in EXPERIMENTS.values() if e.group == name]
-    if name == "all":
-        return [e for e in EXPERIMENTS.values() if scale == "paper"
-                or e.group not in ("denoise", "deblur") or e.name in QUICK_ALL]
-    raise ValueError(f"unknown experiment {name!r}; `mgdl reproduce --list` shows them "
-                     f"(groups: {', '.join(GROUP_NAMES)}, all)")
+        found = [EXPERIMENTS[name]]
+    elif name in GROUP_NAMES:
+        found = [e for e in EXPERIMENTS.values() if e.group == name]
+    elif name == "all" and scale == "fast":
+        found = [EXPERIMENTS[n] for n in FAST_ALL]
+    elif name == "all":
+        found = [e for e in EXPERIMENTS.values() if scale == "paper"
+                 or e.group not in ("denoise", "deblur") or e.name in QUICK_ALL]
+    else:
+        raise ValueError(f"unknown experiment {name!r}; `mgdl reproduce --list` shows them "
+                         f"(groups: {', '.join(GROUP_NAMES)}, all)")
+    if scale == "fast":
+        for e in found:
+            e.config(scale)  # refuses one without a fast scale
+    return found

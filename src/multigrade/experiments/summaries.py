@@ -1,10 +1,12 @@
 """What a finished fit says about itself, as JSON: its summary (`metrics.json`), what a
-no-reference rule kept beside the oracle's choice, and adaptive grades' record."""
+no-reference rule kept beside the oracle's choice, adaptive grades' record, and a
+training recipe in words."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -81,3 +83,23 @@ def adaptive_summary(result: FitResult, cfg: RunConfig) -> dict | None:
             "gains_db": gains}
 
 
+def recipe_words(train: Mapping, grades: int) -> str:
+    """A training recipe in words, from a `[train]` table (a run's config.toml, or
+    `dataclasses.asdict` of a `TrainConfig`) of a model of `grades` grades: the budgets per
+    grade, the schedule, the coarse grids and the mini-batches, e.g. `epochs
+    2000/2000/6000/6000, warmup-cosine, grades 1-2 on 4×, 2× coarser grids, batches of
+    0.0625 of the pixels`."""
+    own = list(train.get("grade_epochs") or ())[:grades]
+    budgets = own + [train.get("epochs", 0)] * (grades - len(own))
+    words = ["epochs " + "/".join(map(str, dict.fromkeys(budgets) if len(set(budgets)) == 1
+                                      else budgets))]
+    if train.get("schedule", "constant") != "constant":
+        words.append(train["schedule"])
+    coarse = list(train.get("coarse") or ())
+    if coarse:
+        which = "grade 1 on a" if len(coarse) == 1 else f"grades 1-{len(coarse)} on"
+        words.append(f"{which} {', '.join(f'{f}×' for f in coarse)} coarser grid"
+                     + "s" * (len(coarse) > 1))
+    if train.get("batch") is not None:
+        words.append(f"batches of {train['batch']:g} of the pixels")
+    return ", ".join(words)
