@@ -56,6 +56,27 @@ def test_fast_presets_give_each_method_its_own_recipe_at_the_papers_size():
             select(name, "fast")
 
 
+def test_mgdls_fast_recipe_is_the_time_to_quality_benchmarks_best():
+    # one recipe, two places: what docs/time-to-quality.md measured is what the scale runs
+    import importlib.util
+    from pathlib import Path
+
+    from multigrade.experiments.building import method_config
+
+    path = Path(__file__).parents[1] / "benchmarks" / "time_to_quality.py"
+    spec = importlib.util.spec_from_file_location("time_to_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name in FAST_ALL:
+        cfg = EXPERIMENTS[name].config("fast")
+        recipe = dict(bench.RECIPES[bench.BEST[cfg.problem.task]])
+        epochs = recipe.pop("epochs")
+        train = method_config(cfg, "mgdl").train
+        assert train.budgets(4) == ([epochs] * 4 if isinstance(epochs, int) else list(epochs))
+        assert {k: getattr(train, k) for k in recipe} == recipe
+        assert train.batch == recipe.get("batch")
+
+
 def test_dump_config_shows_both_methods_recipes_and_mgdl_run_takes_it(tmp_path):
     r = mgdl_here("reproduce", "denoise-butterfly-10", "--scale", "fast", "--dump-config")
     assert r.returncode == 0, r.stderr

@@ -71,6 +71,8 @@ batch = 0.125              # the grades on the image's own grid step on random m
 lr = 5e-3                  # values, and where they come from (the paper's figures come from
 beta = 1.0                 # settings chosen per method, SPEC §3)
 lam = 1e-2
+epochs = 6000              # a recipe of its own (the fast scale): epochs, schedule, batch,
+schedule = "warmup-cosine" # and MGDL's coarse and grade_epochs, in place of train's
 source = "the authors' best results (analysis_results.ipynb)"
 
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)
