@@ -82,7 +82,8 @@ def _draw(flat: Callable[[PRNGKeyArray, int], Array], key: PRNGKeyArray,
     the older threefry, a prefix is not the smaller draw, so it draws `shape` itself (as
     it does under a trace: `jax.eval_shape`, `jit`)."""
     n = math.prod(shape)
-    if not jax.config.jax_threefry_partitionable or isinstance(key, jax.core.Tracer):
+    if not getattr(jax.config, "jax_threefry_partitionable", False) \
+            or isinstance(key, jax.core.Tracer):
         return flat(key, n).reshape(shape)
     bucket = max(_MIN_BUCKET, 1 << (n - 1).bit_length())
     return jnp.asarray(np.asarray(flat(key, bucket))[:n].reshape(shape))
