@@ -370,7 +370,6 @@ class MethodSettings:
 METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class MethodsConfig:
     """Per-method settings (`[methods.mgdl]`, `[methods.sgdl]`): the paper's figures come
