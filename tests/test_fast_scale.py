@@ -89,7 +89,7 @@ def test_dump_config_shows_both_methods_recipes_and_mgdl_run_takes_it(tmp_path):
     assert load_config(tmp_path / "fast.toml") == EXPERIMENTS["denoise-butterfly-10"].config(
         "fast")
     r = mgdl_here("reproduce", "--list", "--scale", "fast")
-    assert r.returncode == 0 and "SGDL 6000" in r.stdout and "regression" not in r.stdout
+    assert r.returncode == 0 and "SGDL 4000" in r.stdout and "regression" not in r.stdout
     for bad in (["regression-camera", "--scale", "fast"],
                 ["denoise-butterfly-10", "--scale", "fast", "--protocol", "fair"],
                 ["denoise-butterfly-10", "--scale", "huge"]):

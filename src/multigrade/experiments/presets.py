@@ -129,14 +129,15 @@ def _regression(image: str) -> Callable[[str], RunConfig]:
 # on 4× and 2× coarser grids for 2 000 epochs each; denoising's grades 3 and 4 take 6 000
 # steps on 1/16 of the pixels, deblurring's 2 000 full epochs). SGDL's: the same tools where
 # they apply to one grade (the schedule, the mini-batches), the authors' rate as the peak,
-# a budget of about MGDL's wall time at 512² on 2 cores (measured there: a step on 1/16 of
-# the pixels 0.33 s, a full deblurring epoch 2.8 s; MGDL's full-grid deblurring epoch
-# 0.34 s). SGDL's rate is not yet searched as MGDL's was (issue 30).
+# a budget of 30-40 minutes at 512² on 2 cores (measured there in `mgdl reproduce`: 4 000
+# steps on 1/16 of the pixels in 32 minutes, compilation and records every 100 included;
+# a full deblurring epoch 2.8 s, MGDL's 0.34 s). SGDL's rate is not yet searched as
+# MGDL's was.
 FAST: dict[str, dict[str, dict]] = {
     "denoise": {
         "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2),
                      grade_epochs=(2000, 2000), epochs=6000, batch=0.0625),
-        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=6000, batch=0.0625),
+        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=4000, batch=0.0625),
     },
     "deblur": {
         "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2), epochs=2000),
