@@ -452,31 +452,7 @@ class RunConfig:
         task = tasks.get(self.problem.task)
         object.__setattr__(self, "model", _with_task_defaults(self.model, task))
         if self.is_study:
-            if not task.studies:
-                raise ValueError(f"the {self.command} study runs on "
-                                 f"{', '.join(tasks.names(studies=True))}, not {task.name}")
-            if self.train.epochs % self.train.record_every:
-                raise ValueError(f"a study's train.epochs ({self.train.epochs}) must be a "
-                                 f"multiple of train.record_every ({self.train.record_every})")
-            if self.train.select != "none":
-                raise ValueError(f"the {self.command} study trains fixed budgets: "
-                                 f"train.select must be none, got {self.train.select!r}")
-            if self.train.watches_spectrum or self.train.min_gain is not None \
-                    or self.model.baselines or self.train.coarse or self.train.grade_epochs \
-                    or self.train.schedule != "constant" or self.train.batch is not None:
-                raise ValueError(f"the {self.command} study sets its own rates and grades: "
-                                 "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
-                                 "grade_epochs and baselines are for fit and compare")
-            if self.methods != MethodsConfig():
-                raise ValueError(f"the {self.command} study sets its own rates: per-method "
-                                 "settings ([methods]) are for fit and compare")
-            rates, methods = self.study.learning_rates, self.study.methods
-            if self.command == "spectrum" and len(rates) not in (1, len(methods)):
-                raise ValueError(f"the spectrum study takes one learning rate or one per "
-                                 f"method ({len(methods)}), got {len(rates)}")
-            if self.command == "spectrum" and self.study.interval % self.train.record_every:
-                raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
-                                 f"of train.record_every ({self.train.record_every})")
+            self._check_study(task)
 
         if self.train.select not in task.selections and not self.is_study:
             if not task.restoration:
@@ -506,6 +482,37 @@ class RunConfig:
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
         if not self.is_study:
             self._check_methods()
+
+
+    def _check_study(self, task) -> None:
+        """A GD study's config: a task it runs on, fixed budgets, its own rates and grades."""
+        from multigrade.experiments import tasks
+
+        if not task.studies:
+            raise ValueError(f"the {self.command} study runs on "
+                             f"{', '.join(tasks.names(studies=True))}, not {task.name}")
+        if self.train.epochs % self.train.record_every:
+            raise ValueError(f"a study's train.epochs ({self.train.epochs}) must be a "
+                             f"multiple of train.record_every ({self.train.record_every})")
+        if self.train.select != "none":
+            raise ValueError(f"the {self.command} study trains fixed budgets: "
+                             f"train.select must be none, got {self.train.select!r}")
+        if self.train.watches_spectrum or self.train.min_gain is not None \
+                or self.model.baselines or self.train.coarse or self.train.grade_epochs \
+                or self.train.schedule != "constant" or self.train.batch is not None:
+            raise ValueError(f"the {self.command} study sets its own rates and grades: "
+                             "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
+                             "grade_epochs and baselines are for fit and compare")
+        if self.methods != MethodsConfig():
+            raise ValueError(f"the {self.command} study sets its own rates: per-method "
+                             "settings ([methods]) are for fit and compare")
+        rates, methods = self.study.learning_rates, self.study.methods
+        if self.command == "spectrum" and len(rates) not in (1, len(methods)):
+            raise ValueError(f"the spectrum study takes one learning rate or one per "
+                             f"method ({len(methods)}), got {len(rates)}")
+        if self.command == "spectrum" and self.study.interval % self.train.record_every:
+            raise ValueError(f"study.interval ({self.study.interval}) must be a multiple "
+                             f"of train.record_every ({self.train.record_every})")
 
     def _check_methods(self) -> None:
         """Each method's own settings make a valid config: checked now, not at the turn
