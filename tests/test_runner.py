@@ -202,6 +202,21 @@ def test_load_result_replays_a_finished_run(tmp_path):
                                   original.predict(original.problem.x["test"], grades=1))
 
 
+
+def test_load_result_replays_a_run_that_stopped_adding_grades(tmp_path):
+    # min_gain stops after grade 1 of 3 (no grade gains 100 dB); the replay rebuilds the
+    # model of the grades kept, each with its own architecture
+    cfg = RunConfig(problem=ProblemConfig(size=16), model=ModelConfig(
+        grades=3, layers_per_grade=1, width=8, archs=("fourier", "relu", "relu")),
+        train=TrainConfig(epochs=20, min_gain=100.0))
+    out = experiments.execute(cfg, tmp_path / "r")
+    original = out.results["mgdl"]
+    assert len(original.grades) == 1
+    loaded = experiments.load_result(out.run_dir)
+    assert loaded.model.archs == ("fourier",)
+    np.testing.assert_array_equal(loaded.predictions[-1], original.predictions[-1])
+    assert loaded.metrics == original.metrics
+
 # --------------------------------------------------------------------------------------
 # Bad input and divergence (Python API)
 

@@ -143,6 +143,11 @@ class MultiGrade:
         """Total number of hidden layers."""
         return sum(len(g) for g in self.grades)
 
+    def first(self, k: int) -> MultiGrade:
+        """The model of this one's first `k` grades, each with its architecture (a run
+        that stopped adding grades early, replayed)."""
+        return dataclasses.replace(self, grades=self.grades[:k], archs=self.archs[:k])
+
     def grade_in_dim(self, grade: int, in_dim: int) -> int:
         """The width of grade `grade`'s input (0-based): x's, or the previous grade's."""
         return in_dim if grade == 0 else self.grades[grade - 1][-1]

@@ -201,8 +201,8 @@ def fit_arguments(cfg: RunConfig, problem: Problem, grades: int | None = None) -
     key, the record interval and the stopping tolerance. Training, resuming, loading a
     checkpoint and replaying all take them from here, so they cannot disagree."""
     model = cfg.model.build(problem.out_dim)
-    if grades is not None:
-        model = dataclasses.replace(model, grades=model.grades[:grades])
+    if grades is not None and grades < model.num_grades:
+        model = model.first(grades)
     n = model.num_grades
     return dict(model=model, problem=grade_problems(problem, cfg, n),
                 optimizer=cfg.train.optimizers(n), epochs=cfg.train.budgets(n),
