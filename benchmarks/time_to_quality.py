@@ -120,14 +120,15 @@ class Curve(Callback):
 
 
 def recipe_config(recipe: str, size: int, sigma: float | None, data_dir: str | None,
-                  seed: int = 0, experiment: str = "denoise-butterfly-10"):
+                  seed: int = 0, experiment: str = "denoise-butterfly-10",
+                  noise_seed: int = 0):
     """The authors' MGDL config of a restoration experiment at `size` (and noise `sigma`,
     if given), with the recipe's training (a per-grade budget is passed to `fit` beside
     it: `epochs` below)."""
     cfg = experiment_config(EXPERIMENTS[experiment], "paper", data_dir)
     noise = {} if sigma is None else {"sigma" if cfg.problem.task == "denoise" else "noise":
                                       sigma}
-    cfg = cfg.replace(problem={"size": size, "noise_seed": 0, **noise})
+    cfg = cfg.replace(problem={"size": size, "noise_seed": noise_seed, **noise})
     cfg = cfg.for_method("mgdl")
     train = dict(RECIPES[recipe])
     epochs = train["epochs"]
@@ -138,9 +139,9 @@ def recipe_config(recipe: str, size: int, sigma: float | None, data_dir: str | N
 
 
 def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: str | None,
-        seed: int = 0, experiment: str = "denoise-butterfly-10") -> dict:
+        seed: int = 0, experiment: str = "denoise-butterfly-10", noise_seed: int = 0) -> dict:
     t = time.perf_counter()
-    cfg, epochs = recipe_config(recipe, size, sigma, data_dir, seed, experiment)
+    cfg, epochs = recipe_config(recipe, size, sigma, data_dir, seed, experiment, noise_seed)
     problem = problem_for(cfg)
     model = cfg.model.build(problem.out_dim)
     curve = Curve(60 * minutes, model, problem, set(range(1, len(cfg.train.coarse) + 1)))
@@ -160,7 +161,7 @@ def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: s
     return {"recipe": recipe, "experiment": experiment, "image": p.image, "task": p.task,
             "size": size, "sigma": p.sigma if p.task == "denoise" else p.noise,
             "blur_sigma": p.blur_sigma if p.task == "deblur" else None,
-            "minutes": minutes, "cut": cut, "seed": seed,
+            "minutes": minutes, "cut": cut, "seed": seed, "noise_seed": noise_seed,
             "wall_minutes": curve.now() / 60,  # as the curve counts it
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
                       "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
@@ -238,8 +239,8 @@ def main(argv=None) -> int:
     ap.add_argument("--at", default="5,15,60", help="minutes to report the PSNR at")
     ap.add_argument("--quick", action="store_true",
                     help="128², fixed and best, 3 minutes each (unless given)")
-    ap.add_argument("--seed", type=int, default=0, help="initialisation (and mini-batch) seed; "
-                    "the noise stays noise seed 0")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation (and mini-batch) seed")
+    ap.add_argument("--noise-seed", type=int, default=0, help="the observation's noise seed")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
@@ -268,7 +269,8 @@ def main(argv=None) -> int:
     results, minutes = [], a.minutes
     for name in dict.fromkeys(names):
         print(f"{name}: up to {minutes:g} min, {a.experiment} at {a.size}²", file=sys.stderr)
-        results.append(run(name, a.size, a.sigma, minutes, data_dir, a.seed, a.experiment))
+        results.append(run(name, a.size, a.sigma, minutes, data_dir, a.seed, a.experiment,
+                           a.noise_seed))
         if a.equal_time and len(results) == 1:
             minutes = min(a.minutes, results[0]["wall_minutes"])
     print(f"{describe(results[0])}, MGDL (authors' settings but the recipe's training), "

@@ -128,12 +128,29 @@ def test_coarse_grades_from_the_cli(tmp_path, task):
     assert sgdl["train"]["coarse"] == []  # SGDL is one grade on the image's grid
 
 
+@pytest.mark.integration
+def test_the_fast_recipes_shape_selects_without_the_clean_image(tmp_path):
+    # coarse grades and mini-batches (the fast scale's MGDL; SGDL takes the batches) with
+    # --select discrepancy: only the grades on the image's grid are judged
+    res = CliRunner().invoke(app, ["compare", "denoise", *TINY, "--grades", "3", "--coarse",
+                                   "2", "--batch", "0.25", "--select", "discrepancy",
+                                   "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    for method in ("mgdl", "sgdl"):
+        metrics = runs.read_json(tmp_path / "c" / method / "metrics.json")
+        assert metrics["selection"]["mode"] == "discrepancy"
+        judged = [g["selected_epoch"] is not None for g in metrics["grades"]]
+        assert judged == ([False, True, True] if method == "mgdl" else [True])
+
 @pytest.mark.parametrize("args, message", [
     (["denoise", "--grades", "2", "--coarse", "2,2"], "the last grade fits the image's own"),
     (["inpaint", "--grades", "2", "--coarse", "2"], "restricts to a coarser grid"),
     (["denoise", "--grades", "2", "--coarse", "2", "--method", "sgdl"], "are MGDL's"),
     (["denoise", "--grades", "2", "--coarse", "x"], "must be whole numbers"),
-    (["denoise", "--grades", "2", "--coarse", "2", "--select", "sure"], "one grid for every"),
+    (["denoise", "--grades", "2", "--coarse", "2", "--select", "sure"],
+     "SURE's divergence follows one observation"),
+    (["denoise", "--grades", "2", "--coarse", "2", "--select", "holdout"],
+     "would read the held-out pixels; --select discrepancy judges"),
 ])
 def test_bad_coarse_grades_are_one_line(tmp_path, args, message):
     res = CliRunner().invoke(app, ["fit", *args, *TINY, "--out", str(tmp_path / "r")])

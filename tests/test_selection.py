@@ -162,6 +162,43 @@ def test_a_selector_that_is_done_ends_the_grade_and_adds_no_more(small):
     assert found.history["grade"].max() == 2
 
 
+def test_with_coarse_grades_a_selector_judges_the_grades_on_the_images_grid(small):
+    # grades 1-2 fit block means on 4× and 2× coarser grids: their records measure another
+    # observation, so they train their budgets unjudged (Table has no score for them: a
+    # KeyError if asked); grades 3-4 on the image's grid keep their best records, and
+    # grade 4, with no gain over grade 3, is dropped
+    _, kw = small
+    problem = denoising(mg.load_image("camera", size=16), 0.1, key=jax.random.key(0))
+    grids = [problem.coarse(4), problem.coarse(2), problem, problem]
+    scores = {(3, 10): 4, (3, 20): 2, (3, 30): 3, (3, 40): 5,
+              (4, 10): 2.5, (4, 20): 2.2, (4, 30): 2.1, (4, 40): 2.4}
+    found = mg.fit(mg.mgdl([[8]] * 4), grids, select=Table(scores), **kw)
+    assert [(g.epochs, g.status, g.selected_epoch) for g in found.grades] == \
+        [(40, "max_epochs", None), (40, "max_epochs", None), (40, "max_epochs", 20)]
+    assert found.grades[-1].criterion == 2
+    assert [(g.grade, g.criterion) for g in found.dropped] == [(4, 2.1)]
+    # grade 3 kept its state at epoch 20: the same as a 20-epoch grade 3 after them
+    short = mg.fit(mg.mgdl([[8]] * 3), grids[:3], **{**kw, "epochs": [40, 40, 20]})
+    np.testing.assert_allclose(found.predictions[-1], short.predictions[-1], rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_discrepancy_after_coarse_grades_stops_on_the_images_grid(small):
+    _, kw = small
+    problem = denoising(mg.load_image("camera", size=16), 0.1, key=jax.random.key(0))
+    sigma = float(np.std(np.asarray(problem.observed - problem.clean)))
+    rule = selection.Discrepancy(sigma, selection.discrepancy_tau(problem.observed.size))
+    found = mg.fit(mg.mgdl([[16]] * 4), [problem.coarse(2), problem, problem, problem],
+                   select=rule, **{**kw, "optimizer": optax.adam(3e-2), "epochs": 200})
+    assert found.grades[0].status == "max_epochs" and found.grades[0].epochs == 200
+    fine = found.history["grade"] >= 2
+    res = found.history["residual"][fine]
+    hit = np.flatnonzero(res <= rule.tau * sigma**2)
+    assert hit.size, "the test needs a run that reaches the noise level"
+    assert len(res) == hit[0] + 1  # nothing recorded after the first hit on the image's grid
+    assert found.grades[-1].status == "selected"
+    assert found.grades[-1].selected_epoch == found.history["epoch"][fine][hit[0]]
+
 def test_discrepancy_stops_at_the_first_record_at_tau_sigma_squared():
     rule = selection.Discrepancy(sigma=0.1, tau=1.02)
     rows = [{"residual": r} for r in (0.05, 0.02, 0.0103, 0.0101, 0.009)]

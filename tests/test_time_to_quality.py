@@ -66,3 +66,22 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "takes no mini-batches" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_noise_seed_draws_another_observation_of_the_same_image():
+    if not SHARED.is_dir():
+        pytest.skip("the paper's images (../shared/images) are not beside the checkout")
+    import importlib.util
+
+    from multigrade.experiments.building import problem_for
+
+    spec = importlib.util.spec_from_file_location("ttq", SCRIPT)
+    ttq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ttq)
+    problems = [problem_for(ttq.recipe_config("coarse-warmup-batch16", 16, None, str(SHARED),
+                                              seed=1, noise_seed=n)[0]) for n in (0, 0, 3)]
+    np.testing.assert_array_equal(problems[0].clean, problems[2].clean)
+    np.testing.assert_array_equal(problems[0].observed, problems[1].observed)
+    assert not np.array_equal(problems[0].observed, problems[2].observed)
+    noise = np.asarray(problems[2].observed - problems[2].clean)
+    assert np.std(noise) == pytest.approx(10 / 255, rel=0.25)  # σ_n 10 at 16² pixels

@@ -554,9 +554,12 @@ class RunConfig:
             raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
                              f"{self.model.grades} grades: the last grade fits the image's "
                              "own grid")
-        if t.select != "none":
-            raise ValueError("coarse grades and --select: selection needs one grid for "
-                             "every grade")
+        if t.select in ("sure", "holdout"):
+            raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: " + (
+                "SURE's divergence follows one observation through every grade"
+                if t.select == "sure" else "a coarse grade's block means would read the "
+                "held-out pixels") + "; --select discrepancy judges the grades on the "
+                "image's own grid")
 
     @property
     def is_study(self) -> bool:

@@ -128,7 +128,9 @@ def fit(
         divergence_factor: a grade diverges when its loss is non-finite or exceeds its
             initial loss by this factor.
         select: a `Selector`: which epoch of each grade is kept, and how many grades, from
-            the records alone (see `multigrade.selection`). Records then end chunks.
+            the records alone (see `multigrade.selection`). Records then end chunks. With
+            coarse-to-fine problems it judges the grades on the last problem's grid (their
+            records measure the observation itself); coarser grades train their budgets.
         divergence: a `Divergence`: for a problem with an observation y (restoration),
             every record gets the Monte-Carlo divergence of the training that SURE needs.
         step_size: choose (and watch) GD's rate from each grade's Hessian (`StepSize`).
@@ -154,8 +156,8 @@ def fit(
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
-    if len(set(map(id, problems))) > 1 and (select is not None or divergence is not None):
-        raise ValueError("selection and divergence probes need one problem for every grade, "
+    if divergence is not None and len({id(unbatched(p)) for p in problems}) > 1:
+        raise ValueError("divergence probes follow one observation through every grade, "
                          "not a grid per grade")
     if divergence is not None and any(isinstance(p, MiniBatch) for p in problems):
         raise ValueError("divergence probes follow full-batch training: no mini-batch grades")

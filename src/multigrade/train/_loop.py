@@ -98,7 +98,7 @@ class _Loop:
                 k, frozen, step0, pending, rows, alive, params_out, scales, summaries)
             summary = {**summary_k, "grade": k + 1, "seconds": summary_k["seconds"] / m,
                        "compile_seconds": summary_k["compile_seconds"] / m}
-            no_gain = no_gain_of(self.select, summary.get("criterion"), summaries[0])
+            no_gain = no_gain_of(self._selector(k), summary.get("criterion"), summaries[0])
             if not no_gain:
                 frozen_next, render, final = self.freezer.freeze(
                     self.problem, state.params, frozen, None, state.aux, tstate)
@@ -232,7 +232,7 @@ class _Loop:
             state, steep = self.rates.watch(k, self.problem, state, frozen, rows[0][-n:],
                                             epochs_done, bool(alive[0]))
             selected = False
-            if self.select is not None and alive[0]:
+            if self._selector(k) is not None and alive[0]:
                 last_score, best, selected = self._score(rows[0][-1], best, epochs_done,
                                                          state, tstate)
             monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
@@ -257,7 +257,7 @@ class _Loop:
                 raise FitInterrupted(None)  # members: no checkpoint to hand over
         summary = {"epochs": min(done * r, budget), "seconds": seconds,
                    "compile_seconds": compile_s, **rate}
-        state, tstate = self._keep(state, tstate, status[0], best, last_score, summary)
+        state, tstate = self._keep(k, state, tstate, status[0], best, last_score, summary)
         return state, tstate, list(status), summary
 
     def _record_inputs(self, frozen: _Frozen) -> tuple[dict, dict]:
@@ -274,10 +274,20 @@ class _Loop:
             return "stopped"
         return None
 
-    def _keep(self, state, tstate, status: str, best: Best | None, last_score, summary: dict):
-        """What a grade keeps: with a selector, its best record's state (unless it
+    def _selector(self, k: int) -> Selector | None:
+        """The selector that judges grade k: `select`, except on a coarser grid than the
+        last grade's (coarse-to-fine), whose records measure another observation; such a
+        grade trains its budget."""
+        if self.select is None or unbatched(self.problems[k]) is not unbatched(
+                self.problems[-1]):
+            return None
+        return self.select
+
+    def _keep(self, k: int, state, tstate, status: str, best: Best | None, last_score,
+              summary: dict):
+        """What grade k keeps: with a selector, its best record's state (unless it
         diverged), whose epoch and score go into `summary`; else its last state."""
-        if self.select is None:
+        if self._selector(k) is None:
             return state, tstate
         if best is not None and status != "diverged":
             summary.update(selected_epoch=best.epoch, criterion=best.score)
