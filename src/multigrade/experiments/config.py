@@ -554,12 +554,12 @@ class RunConfig:
             raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
                              f"{self.model.grades} grades: the last grade fits the image's "
                              "own grid")
-        if t.select in ("sure", "holdout"):
-            raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: " + (
-                "SURE's divergence follows one observation through every grade"
-                if t.select == "sure" else "a coarse grade's block means would read the "
-                "held-out pixels") + "; --select discrepancy judges the grades on the "
-                "image's own grid")
+        why = {"sure": "SURE's divergence follows one observation through every grade",
+               "holdout": "a coarse grade's block means would read the held-out pixels"}
+        if t.select in why:
+            raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: "
+                             f"{why[t.select]}; --select discrepancy judges the grades on "
+                             "the image's own grid")
 
     @property
     def is_study(self) -> bool:
