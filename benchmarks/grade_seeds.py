@@ -10,6 +10,8 @@ peak rate, to study where the seeds part:
   base      the recipe
   g2x2      grade 2 takes twice its epochs (4 000 on the 2× coarser grid)
   g2lr5     grade 2 peaks at 5e-3 instead of 1e-2
+  g2t2, g2t3  grade 2 trained 2 or 3 times from fresh starts, the try of least training
+              loss kept (`--grade-tries 1,3`); each try's loss is printed
 
 One JSON line per run goes to `--jsonl` (appended: a study can be run in pieces, e.g. one
 process per core).
@@ -40,10 +42,12 @@ from multigrade.metrics import psnr
 from multigrade.train import Callback
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
-VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate}
+VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": tries}
     "base": {},
     "g2x2": {2: {"epochs": 4000}},
     "g2lr5": {2: {"lr": 5e-3}},
+    "g2t2": {2: {"tries": 2}},
+    "g2t3": {2: {"tries": 3}},
 }
 
 
@@ -61,10 +65,14 @@ class GradeEnds(Callback):
         value = psnr(np.asarray(pred).reshape(self.full.shape), np.asarray(self.full.clean))
         self.rows.append({"grade": checkpoint.finished, "psnr": float(value),
                           "minutes": minutes,
-                          "train_loss": float(checkpoint.history[-1]["train_loss"])})
+                          "train_loss": float(checkpoint.history[-1]["train_loss"]),
+                          "tries": checkpoint.grades[-1].tries})
         self.paused += time.perf_counter() - t
+        tries = checkpoint.grades[-1].tries
         print(f"  grade {checkpoint.finished}: {float(value):.2f} dB at {minutes:.1f} min, "
-              f"training loss {self.rows[-1]['train_loss']:.1f}", flush=True)
+              f"training loss {self.rows[-1]['train_loss']:.1f}"
+              + (f" (tries' losses {', '.join(f'{v:.1f}' for v in tries)})" if tries else ""),
+              flush=True)
 
 
 def run(experiment: str, variant: str, seed: int, noise_seed: int, grades: int,
@@ -76,13 +84,16 @@ def run(experiment: str, variant: str, seed: int, noise_seed: int, grades: int,
     problem = problem_for(cfg)
     args = fit_arguments(cfg, problem, grades=grades)
     tr, budgets, optimizers = cfg.train, list(args["epochs"]), list(args["optimizer"])
+    tries = list(args["tries"])
     for grade, change in VARIANTS[variant].items():
         if grade <= grades:
             budgets[grade - 1] = change.get("epochs", budgets[grade - 1])
+            tries[grade - 1] = change.get("tries", tries[grade - 1])
             optimizers[grade - 1] = make_optimizer(tr.optimizer, change.get("lr", tr.lr),
                                                    tr.schedule, budgets[grade - 1])
     ends = GradeEnds(t0, args["model"], problem)
-    mg.fit(**{**args, "epochs": budgets, "optimizer": optimizers, "record_every": 100},
+    mg.fit(**{**args, "epochs": budgets, "optimizer": optimizers, "tries": tries,
+              "record_every": 100},
            window=1, callbacks=[ends])
     return {"experiment": experiment, "size": cfg.problem.size, "variant": variant,
             "seed": seed, "noise_seed": noise_seed, "epochs": budgets, "grades": ends.rows}

@@ -116,11 +116,37 @@ def test_grade_epochs_give_each_grade_its_own_budget_and_schedule(tmp_path):
     assert int(sgdl["epoch"].max()) == 20
 
 
+def test_grade_tries_train_a_grade_from_several_starts_and_keep_the_least_loss(tmp_path):
+    """`--grade-tries 1,2`: grade 2 trained twice, the run equals `fit(tries=(1, 2, 1))`
+    on the same config, and its summary lists both tries' losses; SGDL in a comparison
+    trains its one grade once."""
+    args = ["denoise", *TINY, "--lr", "1e-2", "--grade-tries", "1,2", "--grades", "3"]
+    res = CliRunner().invoke(app, ["fit", *args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    cfg = load_config(tmp_path / "r")
+    assert cfg.train.grade_tries == (1, 2)
+    problem = problem_for(cfg)
+    direct = mg.fit(cfg.model.build(problem.out_dim), problem, optimizer=make_optimizer(
+        "adam", 1e-2, "constant", None), epochs=20, key=jax.random.key(0), record_every=10,
+        tries=(1, 2, 1))
+    history = runs.read_history(tmp_path / "r" / runs.HISTORY)
+    np.testing.assert_array_equal(history["train_loss"], direct.history["train_loss"])
+    grades = runs.read_summary(tmp_path / "r")["grades"]
+    assert [g["tries"] for g in grades] == [g.tries for g in direct.grades]
+    assert len(grades[1]["tries"]) == 2 and grades[1]["kept_try"] == direct.grades[1].kept_try
+    res = CliRunner().invoke(app, ["compare", *args, "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert runs.read_summary(tmp_path / "c" / "sgdl")["grades"][0]["tries"] is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["--grades", "2", "--grade-epochs", "10,10,10"], "gives 3 budgets for 2 grades"),
     (["--grade-epochs", "10,x"], "must be whole numbers"),
     (["--grade-epochs", "0"], "must be positive integers"),
     (["--method", "sgdl", "--grade-epochs", "10"], "grade_epochs are MGDL's"),
+    (["--grades", "2", "--grade-tries", "1,2,2"], "gives 3 counts for 2 grades"),
+    (["--grade-tries", "1,0"], "grade_tries must be positive integers"),
+    (["--method", "sgdl", "--grade-tries", "2"], "grade_tries are MGDL's"),
 ])
 def test_bad_grade_epochs_are_one_line(tmp_path, args, message):
     res = CliRunner().invoke(app, ["fit", "denoise", *TINY, *args, "--out",

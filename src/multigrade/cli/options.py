@@ -72,6 +72,10 @@ CoarseOpt = Annotated[str | None, typer.Option(
 GradeEpochsOpt = Annotated[str | None, typer.Option(
     "--grade-epochs", help="MGDL: the first grades' own epochs, e.g. 2000,2000 (the rest "
     "train --epochs; a schedule runs over each grade's own).")]
+GradeTriesOpt = Annotated[str | None, typer.Option(
+    "--grade-tries", help="MGDL: train the first grades this many times each from fresh "
+    "initialisations and keep the try of least training loss (no reference needed), e.g. "
+    "1,3: grade 2 three times (the rest once).")]
 BatchOpt = Annotated[float | None, typer.Option(
     "--batch", help="Train the grades on the image's own grid on random mini-batches of "
     "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "
@@ -203,7 +207,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
          Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
          Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
-         Opt("batch", BatchOpt, None), Opt("grade_epochs", GradeEpochsOpt, None))
+         Opt("batch", BatchOpt, None), Opt("grade_epochs", GradeEpochsOpt, None),
+         Opt("grade_tries", GradeTriesOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))
 BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),

@@ -83,7 +83,8 @@ def _special(opts: dict) -> dict:
         out["eig_stop"] = -0.95 if out["eig_stop"] else None
     for name, what in (("archs", "--archs"), ("baselines", "--baselines")):
         out[name] = _names(out.get(name), what)
-    for name, what in (("coarse", "--coarse"), ("grade_epochs", "--grade-epochs")):
+    for name, what in (("coarse", "--coarse"), ("grade_epochs", "--grade-epochs"),
+                       ("grade_tries", "--grade-tries")):
         values = _names(out.get(name), what)
         out[name] = None if values is None else tuple(_whole(v, what) for v in values)
     sigmas = _names(out.get("fourier_sigmas"), "--fourier-sigmas")

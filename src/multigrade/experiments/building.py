@@ -14,7 +14,13 @@ import jax
 import numpy as np
 
 from multigrade._types import Array
-from multigrade.experiments.config import InputsConfig, ModelConfig, ProblemConfig, RunConfig
+from multigrade.experiments.config import (
+    MGDL_TRAIN_FIELDS,
+    InputsConfig,
+    ModelConfig,
+    ProblemConfig,
+    RunConfig,
+)
 from multigrade.problems import Problem
 from multigrade.problems.minibatch import minibatch
 from multigrade.train import Divergence, Selector
@@ -198,8 +204,9 @@ def grade_problems(problem: Problem, cfg: RunConfig, grades: int) -> Problem | l
 def fit_arguments(cfg: RunConfig, problem: Problem, grades: int | None = None) -> dict:
     """`fit`'s arguments that a run's config fixes: the model (its first `grades` grades
     when given: a finished run replayed), each grade's problem, optimiser and budget, the
-    key, the record interval and the stopping tolerance. Training, resuming, loading a
-    checkpoint and replaying all take them from here, so they cannot disagree."""
+    key, the record interval, the stopping tolerance and each grade's tries. Training,
+    resuming, loading a checkpoint and replaying all take them from here, so they cannot
+    disagree."""
     model = cfg.model.build(problem.out_dim)
     if grades is not None and grades < model.num_grades:
         model = model.first(grades)
@@ -207,7 +214,7 @@ def fit_arguments(cfg: RunConfig, problem: Problem, grades: int | None = None) -
     return dict(model=model, problem=grade_problems(problem, cfg, n),
                 optimizer=cfg.train.optimizers(n), epochs=cfg.train.budgets(n),
                 key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
-                tol=cfg.train.tol)
+                tol=cfg.train.tol, tries=cfg.train.tries(n))
 
 
 def method_config(cfg: RunConfig, method: str, grades: int | None = None) -> RunConfig:
@@ -216,8 +223,8 @@ def method_config(cfg: RunConfig, method: str, grades: int | None = None) -> Run
     model = dataclasses.replace(cfg.model, method=method, baselines=(),
                                 archs=cfg.model.archs if method == "mgdl" else (),
                                 grades=cfg.model.grades if grades is None else grades)
-    train = cfg.train if method == "mgdl" else dataclasses.replace(
-        cfg.train, min_gain=None, coarse=(), grade_epochs=())  # SGDL: one grade of `epochs`
+    train = cfg.train if method == "mgdl" else dataclasses.replace(  # SGDL: one grade
+        cfg.train, min_gain=None, **dict.fromkeys(MGDL_TRAIN_FIELDS, ()))
     return dataclasses.replace(cfg, command="fit", model=model, train=train).for_method(method)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,18 @@ import numpy as np
 
 from multigrade import runs
 from multigrade.problems import Problem
-from multigrade.train import Best, Checkpoint, GradeState, GradeSummary, Pending, zero_tangent
+from multigrade.train import (
+    Best,
+    Checkpoint,
+    GradeState,
+    GradeSummary,
+    Held,
+    Pending,
+    zero_tangent,
+)
+
+_HELD_META = ("loss", "trial", "rows", "summary", "status", "losses", "seconds",
+              "compile_seconds")
 
 
 def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
@@ -26,6 +38,10 @@ def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     best = None if ckpt.pending is None else ckpt.pending.best
     if best is not None:
         pending["best"] = {"score": best.score, "epoch": best.epoch}
+    held = None if ckpt.pending is None else ckpt.pending.held
+    if ckpt.pending is not None and (ckpt.pending.trial or held is not None):
+        pending["trial"] = ckpt.pending.trial
+        pending["held"] = None if held is None else {k: getattr(held, k) for k in _HELD_META}
     meta = {"finished": ckpt.finished, "grades": [dataclasses.asdict(g) for g in ckpt.grades],
             "pending": pending}
     arrays = {"meta": np.asarray(json.dumps(runs.strict(meta), allow_nan=False))}
@@ -40,6 +56,8 @@ def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
         arrays.update(runs.tree_to_arrays(ckpt.pending.tangent, "pending_tangent"))
     if best is not None:
         arrays.update(runs.tree_to_arrays((best.state, best.tangent), "pending_best"))
+    if held is not None:
+        arrays.update(runs.tree_to_arrays((held.state, held.tangent), "pending_held"))
     names = list(dict.fromkeys(n for r in ckpt.history for n in r))
     for n in names:
         arrays[f"history/{n}"] = np.asarray([r.get(n, np.nan) for r in ckpt.history])
@@ -97,10 +115,15 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
             b_state, b_tangent = runs.arrays_to_tree(arrays, "pending_best",
                                                      (state_like, t_like), source=src)
             best = Best(p["best"]["score"], p["best"]["epoch"], b_state, b_tangent)
+        held = None
+        if p.get("held") is not None:
+            h_state, h_tangent = runs.arrays_to_tree(arrays, "pending_held",
+                                                     (state_like, t_like), source=src)
+            held = _held(p["held"], h_state, h_tangent)
         pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
                           p["initial_loss"],
                           runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=src)
-                          if probes else None, best)
+                          if probes else None, best, p.get("trial", 0), held)
     cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
     n_rows = len(next(iter(cols.values()))) if cols else 0
     history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
@@ -109,6 +132,17 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
               for g in meta["grades"]]
     return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
                       tangent)
+
+
+def _held(meta: dict, state: GradeState, tangent) -> Held:
+    """A grade's best finished try (`Pending.held`) from its JSON (a diverged try's loss,
+    and a missing metric, were written as null) and arrays."""
+    def nan(rows):
+        return [_none_to_nan(r) for r in rows]
+    return Held(math.inf if meta["loss"] is None else meta["loss"], meta["trial"], state,
+                tangent, nan(meta["rows"]), meta["summary"], meta["status"],
+                tuple(math.inf if v is None else v for v in meta["losses"]),
+                meta["seconds"], meta["compile_seconds"])
 
 
 def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:

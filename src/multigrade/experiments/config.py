@@ -229,17 +229,16 @@ class TrainConfig:
     coarse: tuple[int, ...] = ()
     batch: float | None = None
     grade_epochs: tuple[int, ...] = ()
+    grade_tries: tuple[int, ...] = ()
 
     def __post_init__(self):
         from multigrade.selection import MODES
 
         check_optimizer(self.optimizer)
-        for f in self.coarse:
-            if isinstance(f, bool) or not isinstance(f, int) or f < 1:
-                raise ValueError(f"coarse factors must be positive integers, got {f!r}")
-        for e in self.grade_epochs:
-            if isinstance(e, bool) or not isinstance(e, int) or e < 1:
-                raise ValueError(f"grade_epochs must be positive integers, got {e!r}")
+        for name in ("coarse", "grade_epochs", "grade_tries"):
+            for e in getattr(self, name):
+                if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+                    raise ValueError(f"{name} must be positive integers, got {e!r}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
         if self.schedule not in SCHEDULES:
@@ -304,6 +303,10 @@ class TrainConfig:
         own = list(self.grade_epochs[:grades])
         return own + [self.epochs] * (grades - len(own))
 
+    def tries(self, grades: int) -> list[int]:
+        """Each of `grades` grades' tries (`fit(tries=...)`): `grade_tries`, then 1s."""
+        return [*self.grade_tries[:grades], *[1] * max(0, grades - len(self.grade_tries))]
+
     def optimizers(self, grades: int) -> list[optax.GradientTransformation]:
         """Each grade's optimiser, its schedule over that grade's epochs (`budgets`)."""
         return [self.make_optimizer(e) for e in self.budgets(grades)]
@@ -332,8 +335,8 @@ class TrainConfig:
 class MethodSettings:
     """One method's own settings in a comparison (or a fit of that method): each field
     left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`, and the
-    training recipe: `train.epochs`, `schedule`, `batch`, and MGDL's `coarse` and
-    `grade_epochs`), so that each method can run a recipe of its own (the fast scale)."""
+    recipe: `train.epochs`, `schedule`, `batch`, MGDL's `coarse`, `grade_epochs` and
+    `grade_tries`), so that each method can run a recipe of its own (the fast scale)."""
 
     lr: float | None = None
     beta: float | None = None
@@ -343,6 +346,7 @@ class MethodSettings:
     batch: float | None = None
     coarse: tuple[int, ...] | None = None  # MGDL's (SGDL has one grade)
     grade_epochs: tuple[int, ...] | None = None  # MGDL's
+    grade_tries: tuple[int, ...] | None = None  # MGDL's
     source: str | None = None  # where these values come from (provenance)
 
     def __post_init__(self):
@@ -367,7 +371,10 @@ class MethodSettings:
 
 
 #: The `[train]` fields a method's settings can replace.
-METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs")
+METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs",
+                       "grade_tries")
+#: The `[train]` fields that are MGDL's alone (SGDL trains one grade).
+MGDL_TRAIN_FIELDS = ("coarse", "grade_epochs", "grade_tries")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -474,8 +481,9 @@ class RunConfig:
                                  "which restoration has not: there --select chooses grades")
         if self.train.coarse:
             self._check_coarse()
-        if self.train.grade_epochs:
-            self._check_grade_epochs()
+        for name in ("grade_epochs", "grade_tries"):
+            if getattr(self.train, name):
+                self._check_per_grade(name)
         if self.train.batch is not None and not self.is_study:
             self._check_batch()
         if self.model.baselines and self.command != "compare":
@@ -498,11 +506,11 @@ class RunConfig:
             raise ValueError(f"the {self.command} study trains fixed budgets: "
                              f"train.select must be none, got {self.train.select!r}")
         if self.train.watches_spectrum or self.train.min_gain is not None \
-                or self.model.baselines or self.train.coarse or self.train.grade_epochs \
+                or self.model.baselines or any(getattr(self.train, f) for f in MGDL_TRAIN_FIELDS) \
                 or self.train.schedule != "constant" or self.train.batch is not None:
             raise ValueError(f"the {self.command} study sets its own rates and grades: "
                              "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
-                             "grade_epochs and baselines are for fit and compare")
+                             "grade_epochs, grade_tries and baselines are for fit and compare")
         if self.methods != MethodsConfig():
             raise ValueError(f"the {self.command} study sets its own rates: per-method "
                              "settings ([methods]) are for fit and compare")
@@ -530,14 +538,15 @@ class RunConfig:
             raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
                              "divergence follows full-batch training")
 
-    def _check_grade_epochs(self) -> None:
-        n = len(self.train.grade_epochs)
+    def _check_per_grade(self, name: str) -> None:
+        """MGDL's `train.grade_epochs` or `train.grade_tries`: at most one per grade."""
+        n = len(getattr(self.train, name))
         if self.model.method != "mgdl" and self.command == "fit":
-            raise ValueError(f"grade_epochs are MGDL's; method {self.model.method} has one "
+            raise ValueError(f"{name} are MGDL's; method {self.model.method} has one "
                              "grade of train.epochs")
         if n > self.model.grades:
-            raise ValueError(f"train.grade_epochs gives {n} budgets for {self.model.grades} "
-                             "grades")
+            raise ValueError(f"train.{name} gives {n} {'budgets' if 'epochs' in name else 'counts'}"
+                             f" for {self.model.grades} grades")
 
     def _check_coarse(self) -> None:
         from multigrade.experiments import tasks
@@ -577,10 +586,10 @@ class RunConfig:
         data = {**self.to_dict(), "methods": {method: {"source": own.source}}}
         data = merge(data, {"problem": own.problem, "train": own.train})
         if method != "mgdl":  # one grade: MGDL's coarse grids and grade budgets are not its
-            if own.coarse or own.grade_epochs:
-                raise ValueError(f"methods.{method}: coarse and grade_epochs are MGDL's; "
-                                 f"{method} trains one grade")
-            data = merge(data, {"train": {"coarse": [], "grade_epochs": []}})
+            if any(getattr(own, f) for f in MGDL_TRAIN_FIELDS):
+                raise ValueError(f"methods.{method}: {', '.join(MGDL_TRAIN_FIELDS)} are "
+                                 f"MGDL's; {method} trains one grade")
+            data = merge(data, {"train": dict.fromkeys(MGDL_TRAIN_FIELDS, [])})
         try:
             return dataclasses.replace(section(RunConfig, data, ""), inputs=self.inputs)
         except ValueError as e:

@@ -45,6 +45,8 @@ optimizer = "adam"         # gd or one of SUPPORTED_OPTIMIZERS
 lr = 0.001
 epochs = 2000              # per grade; SGDL trains the same number
 grade_epochs = [2000, 2000]  # MGDL: the first grades' own epochs (the rest train `epochs`)
+grade_tries = [1, 3]       # MGDL: the first grades trained this many times from fresh
+                           # starts, the try of least training loss kept (the rest once)
 record_every = 10
 tol = 1e-5                 # optional: the paper's stopping rule
 seed = 0
@@ -72,7 +74,8 @@ lr = 5e-3                  # values, and where they come from (the paper's figur
 beta = 1.0                 # settings chosen per method, SPEC §3)
 lam = 1e-2
 epochs = 6000              # a recipe of its own (the fast scale): epochs, schedule, batch,
-schedule = "warmup-cosine" # and MGDL's coarse and grade_epochs, in place of train's
+schedule = "warmup-cosine" # and MGDL's coarse, grade_epochs and grade_tries, in place of
+                           # train's
 source = "the authors' best results (analysis_results.ipynb)"
 
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)

@@ -88,7 +88,7 @@ def recipe_words(train: Mapping, grades: int) -> str:
     `dataclasses.asdict` of a `TrainConfig`) of a model of `grades` grades: the budgets per
     grade, the schedule, the coarse grids and the mini-batches, e.g. `epochs
     2000/2000/6000/6000, warmup-cosine, grades 1-2 on 4×, 2× coarser grids, batches of
-    0.0625 of the pixels`."""
+    0.0625 of the pixels, grade 2 best of 3 tries by training loss`."""
     own = list(train.get("grade_epochs") or ())[:grades]
     budgets = own + [train.get("epochs", 0)] * (grades - len(own))
     words = ["epochs " + "/".join(map(str, dict.fromkeys(budgets) if len(set(budgets)) == 1
@@ -102,4 +102,9 @@ def recipe_words(train: Mapping, grades: int) -> str:
                      + "s" * (len(coarse) > 1))
     if train.get("batch") is not None:
         words.append(f"batches of {train['batch']:g} of the pixels")
+    tries = [(k, t) for k, t in enumerate(list(train.get("grade_tries") or ())[:grades], 1)
+             if t > 1]
+    if tries:
+        words.append(", ".join(f"grade {k} best of {t}" for k, t in tries)
+                     + " tries by training loss")
     return ", ".join(words)

@@ -31,6 +31,8 @@ class GradeRecord(TypedDict, total=False):
     criterion: float | None
     lr: float | None
     lambda_max: float | None
+    tries: list[float | None] | None  # grade_tries: each try's training loss (null: diverged)
+    kept_try: int | None  # and the one kept (1-based)
 
 
 class RunSummary(TypedDict, total=False):

@@ -34,6 +34,7 @@ from multigrade.train._results import (
     FitResult,
     GradeState,
     GradeSummary,
+    Held,
     Pending,
 )
 from multigrade.train._rules import (
@@ -65,6 +66,7 @@ __all__ = [
     "grade_loss",
     "GradeState",
     "GradeSummary",
+    "Held",
     "learning_rate",
     "make_epoch",
     "Pending",

@@ -93,6 +93,7 @@ def fit(
     divergence: Divergence | None = None,
     step_size: StepSize | None = None,
     adaptive: AdaptiveGrades | None = None,
+    tries: int | Sequence[int] = 1,
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
@@ -135,6 +136,12 @@ def fit(
             every record gets the Monte-Carlo divergence of the training that SURE needs.
         step_size: choose (and watch) GD's rate from each grade's Hessian (`StepSize`).
         adaptive: `AdaptiveGrades`: add grades while each gains enough.
+        tries: train a grade this many times (or per grade), from its own initialisation
+            and then from `fold_in(model.grade_key(key, k), t)` for try t, and keep the
+            try whose kept state has the least training loss (no reference needed: a
+            restart against an unlucky start). The history keeps the chosen try's
+            records; its `GradeSummary` has every try's loss (`tries`), which it kept
+            (`kept_try`) and the seconds of all of them.
 
     Returns:
         A `FitResult`. A diverged grade keeps its history and no later grade is trained.
@@ -154,6 +161,7 @@ def fit(
                          f"record_every ({record_every})")
     if init_params is not None and len(init_params) != k_grades:
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
+    n_tries = _tries(tries, k_grades, init_params)
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
     if divergence is not None and len({id(unbatched(p)) for p in problems}) > 1:
@@ -176,8 +184,20 @@ def fit(
                  init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=None if divergence is None else divergence.eps, step_size=step_size,
                  gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)),
-                 problems=problems)
+                 problems=problems, tries=n_tries)
     return loop.run(start)[0]
+
+
+def _tries(tries, num_grades: int, init_params) -> list[int]:
+    """Each grade's tries, checked: at least one, and one from a given initialisation."""
+    out = [_whole(t, "tries") for t in _per_grade(tries, num_grades, "tries")]
+    for k, t in enumerate(out):
+        if t < 1:
+            raise ValueError(f"grade {k + 1}: tries must be at least 1, got {t}")
+        if t > 1 and init_params is not None and init_params[k] is not None:
+            raise ValueError(f"grade {k + 1}: {t} tries from one given initialisation "
+                             "(init_params) would all be the same")
+    return out
 
 
 def _problems(problem, num_grades: int) -> list:

@@ -30,6 +30,7 @@ from multigrade.train._results import (
     FitResult,
     GradeState,
     GradeSummary,
+    Held,
     Pending,
     _rows_to_history,
 )
@@ -63,6 +64,7 @@ class _Loop:
     gain: tuple[str, float] | None = None  # adaptive grades: (metric, least gain)
     # one problem per grade (coarse-to-fine); `problem` is then the current grade's
     problems: Sequence[Problem] | None = None
+    tries: Sequence[int] | None = None  # per grade: initialisations tried (None: one each)
 
     def __post_init__(self):
         self.probes: list[dict] = []
@@ -94,7 +96,7 @@ class _Loop:
             frozen = self._enter(k, frozen, params_out, [float(s[0]) for s in scales])
             pending = start.pending if start is not None and start.pending is not None \
                 and start.pending.grade == k + 1 else None
-            state, tstate, status, summary_k = self._train_grade(
+            state, tstate, status, summary_k = self._train_tries(
                 k, frozen, step0, pending, rows, alive, params_out, scales, summaries)
             summary = {**summary_k, "grade": k + 1, "seconds": summary_k["seconds"] / m,
                        "compile_seconds": summary_k["compile_seconds"] / m}
@@ -182,7 +184,7 @@ class _Loop:
             frozen, _, _ = self.freezer.freeze(self.problem, p, frozen, s)
         return frozen
 
-    def _init_state(self, k: int, pending: Pending | None, aux) -> GradeState:
+    def _init_state(self, k: int, pending: Pending | None, aux, trial: int = 0) -> GradeState:
         eng, tx = self.engine, self.txs[k]
         if pending is not None:
             return pending.state
@@ -190,8 +192,9 @@ class _Loop:
         if given is not None:
             params = jax.tree_util.tree_map(as_float, given)
         else:
-            params = self.model.init_grade(self.model.grade_key(self.key, k), k,
-                                           self.problem.in_dim)
+            key = self.model.grade_key(self.key, k)
+            params = self.model.init_grade(jax.random.fold_in(key, trial) if trial else key,
+                                           k, self.problem.in_dim)
         params = eng.expand(params)
         if eng.members is None:
             return GradeState(params, tx.init(params), aux)
@@ -199,10 +202,47 @@ class _Loop:
         opt_state.hyperparams["learning_rate"] = jnp.asarray(self.lrs, float_dtype())
         return GradeState(params, opt_state, aux)
 
-    def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
+    def _train_tries(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
                      scales, summaries):
+        """Grade k trained `tries[k]` times, from its own initialisation and then from
+        `fold_in(grade key, t)` for try t: the try whose kept state has the least training
+        loss (no reference needed) is the grade; the history keeps its rows, the summary
+        every try's loss. Each try is a grade's training as `_train_grade` runs it; a
+        checkpoint within a try holds the best finished try so far (`Pending.held`)."""
+        n = 1 if self.tries is None else self.tries[k]
+        if n == 1:
+            return self._train_grade(k, frozen, step0, pending, rows, alive, params_out,
+                                     scales, summaries)
+        first, held = (0, None) if pending is None else (pending.trial, pending.held)
+        mark = sum(row["grade"] <= k for row in rows[0])  # where this try's rows start
+        alive0 = alive.copy()
+        for t in range(first, n):
+            alive[:] = alive0
+            state, tstate, status, summary = self._train_grade(
+                k, frozen, step0, pending if t == first else None, rows, alive, params_out,
+                scales, summaries, trial=t, held=held)
+            mine = rows[0][mark:]
+            del rows[0][mark:]
+            loss = _kept_loss(mine, summary, status[0])
+            before = () if held is None else held.losses
+            sec = summary["seconds"] + (0.0 if held is None else held.seconds)
+            csec = summary["compile_seconds"] + (0.0 if held is None else held.compile_seconds)
+            if held is None or loss < held.loss:
+                held = Held(loss, t, state, tstate, mine, summary, status[0], before + (loss,),
+                            sec, csec)
+            else:
+                held = held._replace(losses=before + (loss,), seconds=sec, compile_seconds=csec)
+        rows[0].extend(held.rows)
+        alive[:] = alive0 & (held.status != "diverged")
+        summary = {**held.summary, "seconds": held.seconds,
+                   "compile_seconds": held.compile_seconds, "tries": list(held.losses),
+                   "kept_try": held.trial + 1}
+        return held.state, held.tangent, [held.status], summary
+
+    def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
+                     scales, summaries, trial: int = 0, held: Held | None = None):
         eng, r, budget = self.engine, self.record_every, self.budgets[k]
-        state = self._init_state(k, pending, frozen.aux)
+        state = self._init_state(k, pending, frozen.aux, trial)
         tstate = self.freezer.init_tangent(state, frozen, pending)
         rfeats, rbase = self._record_inputs(frozen)
         full, rest = divmod(budget, r)
@@ -248,7 +288,7 @@ class _Loop:
                 self._probe(k, state, frozen, epochs_done, step0)
             if eng.members is None and done < total:
                 pending = Pending(k + 1, state, epochs_done, seconds, compile_s,
-                                  float(loss0[0]), tstate, best)
+                                  float(loss0[0]), tstate, best, trial, held)
                 self._maybe_checkpoint(done, Checkpoint(
                     list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None, pending,
@@ -332,3 +372,14 @@ class _Loop:
                                      frozen.base["train"], frozen.scale, state.aux)
         found = self.probe(k + 1, epoch, state.params, loss)
         self.probes.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **found})
+
+
+def _kept_loss(rows: list[dict], summary: dict, status: str) -> float:
+    """A try's training loss at the record whose state it kept (its last, or a selector's
+    pick); a diverged try's is infinite."""
+    if status == "diverged" or not rows:
+        return math.inf
+    epoch = summary.get("selected_epoch", summary["epochs"])
+    loss = next((row["train_loss"] for row in reversed(rows) if row["epoch"] == epoch),
+                rows[-1]["train_loss"])
+    return float(loss) if math.isfinite(loss) else math.inf

@@ -33,6 +33,10 @@ class GradeSummary:
     # with a StepSize: the grade's starting rate and the λ_max it came from
     lr: float | None = None
     lambda_max: float | None = None
+    # trained several times (`fit(tries=...)`): each try's training loss, in order, and
+    # which try (1-based) the grade kept
+    tries: list[float] | None = None
+    kept_try: int | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -60,6 +64,25 @@ class Pending:
     initial_loss: float
     tangent: GradeState | None = None  # d(state)/dy along the divergence probes
     best: Best | None = None  # a Selector's best record so far in this grade
+    trial: int = 0  # a grade trained several times (`fit(tries=...)`): the try (0-based)
+    held: Held | None = None  # and the best of its finished tries
+
+
+class Held(NamedTuple):
+    """The best finished try so far of a grade trained several times (`fit(tries=...)`):
+    its training loss, index (0-based), kept state, history rows, summary and status,
+    with every finished try's loss and the seconds they all took."""
+
+    loss: float
+    trial: int
+    state: GradeState
+    tangent: GradeState | None
+    rows: list[dict]
+    summary: dict
+    status: str
+    losses: tuple[float, ...]
+    seconds: float
+    compile_seconds: float
 
 
 class Best(NamedTuple):
