@@ -98,6 +98,12 @@ def test_dump_config_shows_both_methods_recipes_and_mgdl_run_takes_it(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def cfg_tries(method: str, grades: int) -> list[int]:
+    """The fast denoising recipe's tries per grade (`grade_tries`, then one each)."""
+    own = list(FAST["denoise"][method].get("grade_tries", ()))
+    return own + [1] * (grades - len(own))
+
+
 class _Spy:
     """Records the arguments of every `fit` the runner makes, then fits."""
 
@@ -130,6 +136,7 @@ def test_the_fast_recipes_reach_fit_unchanged_for_both_methods(tmp_path, monkeyp
     mgdl, sgdl = spy.calls  # the comparison fits MGDL, then SGDL
     assert mgdl["epochs"] == [20, 20, 30, 30] and sgdl["epochs"] == [40]
     assert mgdl["record_every"] == sgdl["record_every"] == 10
+    assert mgdl["tries"] == cfg_tries("mgdl", 4) and sgdl["tries"] == [1]  # one grade, once
     # grades 1 and 2 on the 4× and 2× coarser grids; the others, and SGDL's one grade, on
     # mini-batches of 1/16 of the 32² pixels
     problems = mgdl["problem"]
