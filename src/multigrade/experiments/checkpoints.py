@@ -102,28 +102,10 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
     tangent = None
     if probes and params:
         tangent = _tangent_from(arrays, probes, aux_like, src)
-    pending = None
-    if meta["pending"] is not None:
-        p = meta["pending"]
-        k = p["grade"] - 1
-        p_like = like(k)
-        state_like = GradeState(p_like, jax.eval_shape(optimizers[k].init, p_like), aux_of(k))
-        state = runs.arrays_to_tree(arrays, "pending", state_like, source=src)
-        t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
-        best = None
-        if p.get("best") is not None:
-            b_state, b_tangent = runs.arrays_to_tree(arrays, "pending_best",
-                                                     (state_like, t_like), source=src)
-            best = Best(p["best"]["score"], p["best"]["epoch"], b_state, b_tangent)
-        held = None
-        if p.get("held") is not None:
-            h_state, h_tangent = runs.arrays_to_tree(arrays, "pending_held",
-                                                     (state_like, t_like), source=src)
-            held = _held(p["held"], h_state, h_tangent)
-        pending = Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
-                          p["initial_loss"],
-                          runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=src)
-                          if probes else None, best, p.get("trial", 0), held)
+    pending = None if meta["pending"] is None else _pending_from(
+        arrays, meta["pending"], like(meta["pending"]["grade"] - 1),
+        optimizers[meta["pending"]["grade"] - 1], aux_of(meta["pending"]["grade"] - 1),
+        probes, src)
     cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
     n_rows = len(next(iter(cols.values()))) if cols else 0
     history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
@@ -132,6 +114,26 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
               for g in meta["grades"]]
     return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
                       tangent)
+
+
+def _pending_from(arrays: dict, p: dict, p_like, optimizer, aux_like, probes: int,
+                  source: str) -> Pending:
+    """The unfinished grade (`Checkpoint.pending`): its state, and with them a selector's
+    best record and, for a grade of several tries, the best finished try."""
+    state_like = GradeState(p_like, jax.eval_shape(optimizer.init, p_like), aux_like)
+    state = runs.arrays_to_tree(arrays, "pending", state_like, source=source)
+    t_like = jax.eval_shape(lambda: zero_tangent(state_like, probes)) if probes else None
+
+    def pair(prefix):
+        return runs.arrays_to_tree(arrays, prefix, (state_like, t_like), source=source)
+
+    best = None if p.get("best") is None else Best(p["best"]["score"], p["best"]["epoch"],
+                                                   *pair("pending_best"))
+    held = None if p.get("held") is None else _held(p["held"], *pair("pending_held"))
+    tangent = runs.arrays_to_tree(arrays, "pending_tangent", t_like, source=source) \
+        if probes else None
+    return Pending(p["grade"], state, p["epochs"], p["seconds"], p["compile_seconds"],
+                   p["initial_loss"], tangent, best, p.get("trial", 0), held)
 
 
 def _held(meta: dict, state: GradeState, tangent) -> Held:
