@@ -266,8 +266,6 @@ def main(argv=None) -> int:
     bad = [n for n in names if n not in RECIPES]
     if bad or a.size < 8 or not (a.minutes > 0 and math.isfinite(a.minutes)):
         ap.error(f"unknown recipe {bad[0]!r}" if bad else "--size ≥ 8 and --minutes > 0")
-    if experiment.group == "deblur" and any("batch" in RECIPES[n] for n in names):
-        ap.error("deblurring takes no mini-batches (a blur couples whole neighbourhoods)")
     data_dir = a.data_dir or (str(SHARED) if SHARED.is_dir() else None)
     levels = [float(v) for v in a.levels.split(",")]
     times = [float(v) for v in a.at.split(",")]

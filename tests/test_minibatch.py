@@ -1,5 +1,6 @@
 """Mini-batch grades (`problems.minibatch`, `train.batch`, `--batch`): each step on random
-anchor pixels and their stencils, an unbiased estimate of the full epoch."""
+anchor pixels and their stencils (for a blur: tiles and their windows), an unbiased
+estimate of the full epoch."""
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +12,11 @@ from typer.testing import CliRunner
 import multigrade as mg
 from multigrade import runs
 from multigrade.cli import app
+from multigrade.experiments import superres
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
-from multigrade.problems import deblurring, denoising
+from multigrade.problems import deblurring, denoising, tiles
 from multigrade.problems.inpainting import inpainting
-from multigrade.problems.minibatch import MiniBatch, minibatch
+from multigrade.problems.minibatch import MiniBatch, minibatch, units
 from multigrade.train import Divergence, FitInterrupted, GradeState, make_epoch
 from multigrade.train._programs import make_batch_epoch
 from test_checkpoint import StopAfter, assert_same_run
@@ -33,6 +35,12 @@ PROBLEMS = {
         0.3, jax.random.key(2)),
     "inpaint": lambda: inpainting(_image(), 0.4, 0.05, key=jax.random.key(1)),
     "regression": lambda: mg.image_regression(np.random.default_rng(1).random((6, 5))),
+    # tiles of 32 with overlaps along both axes, windows reaching past the tiles
+    "deblur": lambda: deblurring(np.random.default_rng(2).random((40, 37)), 1.0,
+                                 key=jax.random.key(0), beta=0.7, lam=0.03),
+    "deblur-held-out": lambda: deblurring(
+        np.random.default_rng(3).random((34, 45)), 2.0, key=jax.random.key(0)).held_out(
+        0.3, jax.random.key(2)),
 }
 
 
@@ -67,7 +75,7 @@ def _full_epoch(problem, params, aux, base, scale=0.7):
 @jax.jit
 def _batch_terms(problem, params, aux, base, anchors, scale=0.7):
     """(n/m)·Σ t_a over `anchors` after the anchors' aux update, its gradient, and u."""
-    n = problem.inputs["train"].shape[0]
+    n = units(problem)
     pts = problem.stencil(anchors)
 
     def loss(p):
@@ -80,6 +88,27 @@ def _batch_terms(problem, params, aux, base, anchors, scale=0.7):
     return value, grad, u
 
 
+@pytest.mark.parametrize("shape, band", [((40, 37), 3), ((64, 64), 9), ((70, 33), 20),
+                                         ((20, 50), 0)])
+def test_tiles_cover_the_image_once_by_weight_and_windows_hold_their_reach(shape, band):
+    """Every pixel's weights over the tiles holding it sum to 1, and each window holds
+    its tile grown by `band` (at least 1, clipped to the image), at most four times the
+    tile's pixels."""
+    t = tiles.tiling(shape, band)
+    h, w = shape
+    covered = np.zeros(shape)
+    for tile in range(t.count):
+        px = np.asarray(tiles.pixels(t, jnp.array([tile]), w))
+        covered.flat[px] += t.weight.flat[px]
+        rows, cols = np.divmod(np.asarray(tiles.stencil(t, jnp.array([tile]), w))[0], w)
+        reach = max(band, 1)
+        need_r = np.arange(max(0, px.min() // w - reach), min(h, px.max() // w + reach + 1))
+        need_c = np.arange(max(0, px.min() % w - reach), min(w, px.max() % w + reach + 1))
+        assert set(need_r) <= set(rows) and set(need_c) <= set(cols)
+        assert rows.size == t.window[0] * t.window[1] <= 4 * t.tile[0] * t.tile[1]
+    np.testing.assert_allclose(covered, 1.0)
+
+
 def _close(a, b, **kw):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
@@ -90,7 +119,7 @@ def test_every_anchor_once_is_the_full_epoch(name):
     """The per-anchor terms sum to `loss` and the anchors' aux updates are `update_aux`."""
     problem = PROBLEMS[name]()
     params, aux, base = _start(problem)
-    n = problem.inputs["train"].shape[0]
+    n = units(problem)
     step, u_full, loss_full = _full_epoch(problem, params, aux, base)
     value, grad, u = _batch_terms(problem, params, aux, base, jnp.arange(n))
     assert float(value) == pytest.approx(float(loss_full), rel=1e-5)
@@ -104,7 +133,7 @@ def test_the_mean_over_single_anchors_is_the_full_gradient(name):
     expectation (1/n)·Σ_a over every anchor: exactly the full gradient (unbiased)."""
     problem = PROBLEMS[name]()
     params, aux, base = _start(problem)
-    n = problem.inputs["train"].shape[0]
+    n = units(problem)
     step, _, _ = _full_epoch(problem, params, aux, base)
     grads = jax.vmap(lambda a: _batch_terms(problem, params, aux, base, a[None])[1])(
         jnp.arange(n))
@@ -160,8 +189,8 @@ def test_a_minibatch_fit_resumed_from_its_checkpoint_file_equals_an_uninterrupte
 def test_minibatch_errors():
     problem = PROBLEMS["denoise"]()
     with pytest.raises(ValueError, match="pixel-wise degradation"):
-        minibatch(deblurring(mg.load_image("camera", size=16), 1.0, key=jax.random.key(0)),
-                  0.5, jax.random.key(0))
+        minibatch(superres.superresolution(mg.load_image("camera", size=16), 2, 0.0,
+                                           key=jax.random.key(0)), 0.5, jax.random.key(0))
     with pytest.raises(ValueError, match="fraction must be in"):
         minibatch(problem, 1.5, jax.random.key(0))
     with pytest.raises(ValueError, match="positive integer"):
@@ -196,7 +225,7 @@ def test_minibatch_grades_from_the_cli_grow_as_if_trained_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["deblur", "--batch", "0.5"], "need a pixel-wise degradation"),
+    (["superres", "--batch", "0.5"], "need a pixel-wise degradation or a blur"),
     (["denoise", "--batch", "0"], "batch must be positive"),
     (["denoise", "--batch", "2"], "batch must be at most 1.0"),
     (["denoise", "--batch", "0.5", "--select", "sure"], "follows full-batch training"),

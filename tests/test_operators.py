@@ -128,6 +128,13 @@ def test_the_blur_operator_is_the_literal_blur_and_says_what_it_supports():
     op = O.blur((16, 16, 1), 2.0)
     np.testing.assert_allclose(op(image[..., None])[..., 0], direct_blur(image, 2), rtol=1e-10)
     assert not O.Separable.pixelwise and O.Separable.coarsens
+    assert O.Blur.tiles and not (O.Separable.tiles or O.Identity.tiles or O.Mask.tiles)
+    # the band: a 2.0 blur reads 6 pixels either side, its coarse restrictions fewer
+    assert op.band == 6 and op.coarse(2).band == 3 and op.coarse(4).band == 2
+    for o in (op, op.coarse(2)):
+        m = np.asarray(o.rows)
+        i, j = np.indices(m.shape)
+        assert np.all(m[np.abs(i - j) > o.band] == 0) and np.any(m[np.abs(i - j) == o.band])
     assert O.Identity.pixelwise and O.Mask.pixelwise and not O.Mask.coarsens
     with pytest.raises(ValueError, match="gaps"):
         O.Mask(np.ones((4, 4, 1))).coarse(2)

@@ -3,12 +3,13 @@
 The degradation A of a restoration (y = A(I) + n) is an operator object (the model is
 deepinv's `physics`): it maps an image on the image grid to an observation on its own grid,
 has an adjoint, and says what the training may do with it. `Identity` (denoising),
-`Separable` (blur, downsampling: `R P Cᵀ` with 1-D matrices; downsampling is built in
+`Separable` (`R P Cᵀ` with 1-D matrices: `Blur`, and downsampling, built in
 `experiments.superres`), `Mask` (inpainting: a pixel
 selection). Each is a pytree (its arrays are leaves), so a problem holding one goes through
 `jax.jit` whole, and a class attribute answers the capabilities asked before any array
 exists (config validation): `pixelwise` (A keeps each pixel apart: mini-batches of pixels
-apply) and `coarsens` (the operator restricts to a coarser grid: coarse-to-fine grades).
+apply), `tiles` (A reads a bounded neighbourhood, `Blur`: mini-batches of tiles apply) and
+`coarsens` (the operator restricts to a coarser grid: coarse-to-fine grades).
 
 - Gaussian blur with numpy-"symmetric" padding and valid convolution, applied as two
   1-D operator matrices: `blur(P) = B_v P B_hᵀ`. The Gaussian kernel is separable and so is
@@ -102,6 +103,7 @@ class Identity:
 
     pixelwise: ClassVar[bool] = True
     coarsens: ClassVar[bool] = True
+    tiles: ClassVar[bool] = False
 
     def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
         return image
@@ -137,6 +139,7 @@ class Separable:
 
     pixelwise: ClassVar[bool] = False
     coarsens: ClassVar[bool] = True
+    tiles: ClassVar[bool] = False
 
     def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "ho wo c"]:
         return jnp.einsum("ij,jkc,lk->ilc", self.rows, image, self.cols)  # as apply_blur
@@ -162,6 +165,32 @@ class Separable:
         return dict(self.settings)
 
 
+@_operator(data=("rows", "cols"))
+class Blur(Separable):
+    """A blur: a `Separable` with square matrices whose output pixel reads the input
+    within `band` pixels along each axis only (counted from the matrices: `matrix_band`).
+    So mini-batches apply as tiles: a tile's blurred values read the tile and a margin
+    of `band` pixels around it (`problems.tiles`)."""
+
+    band: int = 0
+
+    tiles: ClassVar[bool] = True
+
+    def coarse(self, factor: int) -> Blur:
+        """The blur between grids `factor` times coarser, with the band of its matrices."""
+        op = super().coarse(factor)
+        return dataclasses.replace(op, band=matrix_band(op.rows, op.cols))
+
+
+def matrix_band(*matrices) -> int:
+    """The least b with `m[i, j] = 0` wherever |i − j| > b, over the given matrices."""
+    band = 0
+    for m in matrices:
+        i, j = np.nonzero(np.asarray(m))
+        band = max(band, int(np.max(np.abs(i - j), initial=0)))
+    return band
+
+
 @_operator(data=("sample",))
 class Mask:
     """A = M ⊙ ·: keeps the pixels where `sample` `(h, w, 1)` is 1, zeroes the others
@@ -171,6 +200,7 @@ class Mask:
 
     pixelwise: ClassVar[bool] = True
     coarsens: ClassVar[bool] = False
+    tiles: ClassVar[bool] = False
 
     def __call__(self, image: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
         return self.sample * image
@@ -191,7 +221,7 @@ class Mask:
         return {"missing": 1 - float(jnp.mean(self.sample))}
 
 
-def blur(shape: tuple[int, ...], sigma: float) -> Separable:
+def blur(shape: tuple[int, ...], sigma: float) -> Blur:
     """The Gaussian blur of SPEC §2.2 on an `(h, w, …)` image (kernel `2·ceil(3σ) + 1`,
     symmetric padding, valid convolution)."""
     from multigrade._types import as_float
@@ -203,8 +233,9 @@ def blur(shape: tuple[int, ...], sigma: float) -> Separable:
         raise ValueError(f"deblurring at σ_b = {sigma:g} (a {size}-pixel kernel) needs an "
                          f"image of at least {size} × {size} pixels, got "
                          f"{shape[0]} × {shape[1]}")
-    return Separable(as_float(blur_matrix(shape[0], sigma)),
-                     as_float(blur_matrix(shape[1], sigma)), "blur", (("blur_sigma", sigma),))
+    rows, cols = blur_matrix(shape[0], sigma), blur_matrix(shape[1], sigma)
+    return Blur(as_float(rows), as_float(cols), "blur", (("blur_sigma", sigma),),
+                matrix_band(rows, cols))
 
 
 def coarse_operator(matrix: np.ndarray, factor: int) -> np.ndarray:

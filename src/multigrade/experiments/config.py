@@ -532,8 +532,8 @@ class RunConfig:
         from multigrade.experiments import tasks
 
         if not tasks.get(self.problem.task).batches:
-            raise ValueError(f"mini-batches (train.batch) need a pixel-wise degradation: "
-                             f"{self.problem.task}'s couples every pixel's neighbourhood")
+            raise ValueError(f"mini-batches (train.batch) need a pixel-wise degradation or "
+                             f"a blur: {self.problem.task}'s mixes whole rows and columns")
         if self.train.select == "sure":
             raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
                              "divergence follows full-batch training")

@@ -41,9 +41,10 @@ class Task:
             the run can make.
         noise_level: `(problem) -> σ` estimated from the observation alone (restoration).
         files: config fields that name a file read by the run (pinned like the image).
-        operator: the class of the degradation A (`operators.Identity`, `Separable`,
-            `Mask`; None: no observation, a regression): what it supports (`pixelwise`:
-            mini-batches; `coarsens`: coarse-to-fine grades) is asked of it.
+        operator: the class of the degradation A (`operators.Identity`, `Blur`,
+            `Separable`, `Mask`; None: no observation, a regression): what it supports
+            (`pixelwise` or `tiles`: mini-batches; `coarsens`: coarse-to-fine grades) is
+            asked of it.
         defaults: the task's own defaults of `ProblemConfig` fields left unset (the CLI's
             options and config files both read them).
         model_defaults: the same for `ModelConfig` fields (restoration: 3 hidden layers per
@@ -76,8 +77,9 @@ class Task:
 
     @property
     def batches(self) -> bool:
-        """Whether mini-batches of pixels apply (no operator, or a pixel-wise one)."""
-        return self.operator is None or self.operator.pixelwise
+        """Whether mini-batches apply: of pixels (no operator, or a pixel-wise one) or of
+        tiles (a blur)."""
+        return self.operator is None or self.operator.pixelwise or self.operator.tiles
 
     @property
     def coarsens(self) -> bool:
@@ -218,7 +220,7 @@ register(Task("denoise", _denoise, "Denoising with TV splitting (paper §2.2): t
 register(Task("deblur", _deblur, "Deblurring with TV splitting (paper §2.2): Gaussian blur, "
               "symmetric padding.", selections=("none", "discrepancy", "holdout"),
               adaptive=False, baselines=_tv_wiener, noise_level=_wavelet_sigma,
-              operator=operators.Separable, reads=("blur_sigma", "noise"),
+              operator=operators.Blur, reads=("blur_sigma", "noise"),
               model_defaults=RESTORATION_MODEL,
               compare="MGDL vs SGDL deblurring, with oracle-tuned TV and Wiener baselines."))
 register(Task("inpaint", _inpaint, "Inpainting with TV splitting: y = M ⊙ (image + noise) "

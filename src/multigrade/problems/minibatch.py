@@ -19,6 +19,10 @@ A problem offers mini-batches by three methods (`Restoration` and `Regression` h
 - `aux_at(aux, anchors, pred)`: the auxiliary update at the anchors from the prediction
   `pred` `(size, s, out)` at their stencils;
 - `loss_at(pred, aux, anchors)`: Σ over the anchors of their terms t_a.
+
+An anchor is a sample unless the problem says otherwise with `batch_units` (how many units
+a batch draws from): a deblurring's anchors are tiles of pixels, each with its window
+(`problems.tiles`), and t_a is then the tile's share of the loss.
 """
 
 from __future__ import annotations
@@ -70,8 +74,8 @@ class MiniBatch:
 
     @property
     def samples(self) -> int:
-        """n, the samples a batch is drawn from."""
-        return int(self.problem.inputs["train"].shape[0])
+        """n, the units a batch is drawn from (`units`)."""
+        return units(self.problem)
 
     def describe(self) -> dict:
         return {**self.problem.describe(), "batch": self.size}
@@ -88,8 +92,8 @@ class MiniBatch:
 
 def minibatch(problem, size: int | float, key: PRNGKeyArray) -> MiniBatch:
     """`problem` trained on random mini-batches: `size` anchors per step, or a fraction of
-    the samples when `size` is a float in (0, 1]."""
-    n = int(problem.inputs["train"].shape[0])
+    the units (samples, or a blur's tiles: `units`) when `size` is a float in (0, 1]."""
+    n = units(problem)
     if isinstance(size, float):
         if not 0 < size <= 1:
             raise ValueError(f"a mini-batch fraction must be in (0, 1], got {size}")
@@ -97,6 +101,13 @@ def minibatch(problem, size: int | float, key: PRNGKeyArray) -> MiniBatch:
     batch = MiniBatch(problem, key, size)
     problem.stencil(jnp.zeros((1,), jnp.int32))  # a problem may refuse mini-batches
     return batch
+
+
+def units(problem) -> int:
+    """How many units a batch of `problem` draws from: its `batch_units` where it has
+    them, else its training samples."""
+    n = getattr(problem, "batch_units", None)
+    return int(problem.inputs["train"].shape[0] if n is None else n)
 
 
 def unbatched(problem):

@@ -32,6 +32,7 @@ from multigrade._types import Array, Float, PRNGKeyArray, Scalar, as_float
 from multigrade.images import check_unit_range, coordinate_grid
 from multigrade.metrics import psnr_from_mse
 from multigrade.operators import Identity, blur, forward_differences, soft_threshold
+from multigrade.problems import tiles
 
 
 @functools.partial(
@@ -123,23 +124,45 @@ class Restoration:
         return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
 
     # -- mini-batches (multigrade.problems.minibatch): the loss is Σ over pixels a of
-    # t_a = ½w_a‖P_a − y_a‖² + (β/2)‖(D P)_a − u_a‖² + λ‖u_a‖₁, (D P)_a reading a's lower
-    # and right neighbours (a itself past the last row / column: difference 0)
+    # t_a = ½w_a‖(A P)_a − y_a‖² + (β/2)‖(D P)_a − u_a‖² + λ‖u_a‖₁, (D P)_a reading a's
+    # lower and right neighbours (a itself past the last row / column: difference 0).
+    # A pixel-wise A: a batch is of pixels, each with its stencil (itself and those two
+    # neighbours). A blur: a batch is of tiles, each with its window (`problems.tiles`).
+
+    @property
+    def batch_units(self) -> int:
+        """How many units a mini-batch draws from: the pixels, or a blur's tiles."""
+        h, w, _ = self.shape
+        return self._tiling().count if self.op.tiles else h * w
+
+    def _tiling(self) -> tiles.Tiling:
+        return tiles.tiling(self.shape, self.op.band)
 
     def stencil(self, anchors: Array) -> Array:
-        """`(m, 3)` pixel indices: each anchor, its lower and its right neighbour."""
+        """`(m, s)` pixel indices: each anchor pixel, its lower and its right neighbour;
+        for a blur each anchor tile's window."""
+        h, w, _ = self.shape
+        if self.op.tiles:
+            return tiles.stencil(self._tiling(), anchors, w)
         if not self.op.pixelwise:
             raise ValueError(f"mini-batches need a pixel-wise degradation (denoising, "
-                             f"inpainting); {self.task}'s operator couples every pixel's "
-                             "neighbourhood")
-        h, w, _ = self.shape
+                             f"inpainting) or a blur; {self.task}'s operator mixes whole "
+                             "rows and columns")
         r, c = anchors // w, anchors % w
         return jnp.stack([anchors, jnp.minimum(r + 1, h - 1) * w + c,
                           r * w + jnp.minimum(c + 1, w - 1)], axis=1)
 
-    def _differences_at(self, pred: Array) -> Array:
-        """`(2, m, c)`: (D P) at the anchors from `pred` `(m, 3, c)` at their stencils."""
-        return jnp.stack([pred[:, 1] - pred[:, 0], pred[:, 2] - pred[:, 0]])
+    def _terms_at(self, anchors: Array, pred: Array):
+        """`(pixels (m,), (A P) (m, c), (D P) (2, m, c), weights (m, 1) or None)` at the
+        anchors' pixels from `pred` at their stencils; the weights are 1 / the number of
+        tiles holding a pixel (None for pixels)."""
+        if not self.op.tiles:
+            differences = jnp.stack([pred[:, 1] - pred[:, 0], pred[:, 2] - pred[:, 0]])
+            return anchors, pred[:, 0], differences, None
+        t, w = self._tiling(), self.shape[1]
+        px = tiles.pixels(t, anchors, w)
+        return (px, tiles.blurred(t, anchors, self.op.rows, self.op.cols, pred),
+                tiles.differences(t, anchors, pred), jnp.asarray(t.weight).reshape(-1, 1)[px])
 
     def _at(self, a: Array, anchors: Array) -> Array:
         """The anchors' entries of a per-pixel array `(..., h, w, c)`: `(..., m, c)`."""
@@ -147,21 +170,30 @@ class Restoration:
         return a.reshape(*a.shape[:-3], h * w, a.shape[-1])[..., anchors, :]
 
     def aux_at(self, u, anchors: Array, pred: Array):
-        """u updated at the anchors (as `update_aux` would there), unchanged elsewhere."""
+        """u updated at the anchors' pixels (as `update_aux` would there), unchanged
+        elsewhere."""
         h, w, c = self.shape
-        new = soft_threshold(self.alpha * self._differences_at(pred)
-                             + (1 - self.alpha) * self._at(u, anchors),
+        px, _, differences, _ = self._terms_at(anchors, pred)
+        new = soft_threshold(self.alpha * differences + (1 - self.alpha) * self._at(u, px),
                              self.alpha * self.lam / self.beta)
-        return u.reshape(2, h * w, c).at[:, anchors].set(new).reshape(u.shape)
+        return u.reshape(2, h * w, c).at[:, px].set(new).reshape(u.shape)
 
     def loss_at(self, pred: Array, u, anchors: Array) -> Scalar:
-        """Σ over the anchors of their terms t_a (`loss` is the sum over every pixel)."""
-        r2 = (pred[:, 0] - self._at(self.observed, anchors)) ** 2
+        """Σ over the anchors' pixels of their terms t_a (`loss` is the sum over every
+        pixel), each tile's pixel weighed by 1 / the tiles holding it."""
+        px, forward, differences, weight = self._terms_at(anchors, pred)
+
+        def total(x):  # x (m, c) or (2, m, c); weight (m, 1)
+            if weight is None:
+                return jnp.sum(x)
+            return jnp.sum((weight if x.ndim == 2 else weight[None]) * x)
+
+        r2 = (forward - self._at(self.observed, px)) ** 2
         w = self._fidelity()
-        ua = self._at(u, anchors)
-        fidelity = 0.5 * jnp.sum(r2 if w is None else self._at(w, anchors) * r2)
-        coupling = 0.5 * self.beta * jnp.sum((self._differences_at(pred) - ua) ** 2)
-        return fidelity + coupling + self.lam * jnp.sum(jnp.abs(ua))
+        ua = self._at(u, px)
+        fidelity = 0.5 * total(r2 if w is None else self._at(w, px) * r2)
+        coupling = 0.5 * self.beta * total((differences - ua) ** 2)
+        return fidelity + coupling + self.lam * total(jnp.abs(ua))
 
     def observed_pixels(self) -> Float[Array, "ho wo 1"] | None:
         """1 where the observation has a value (None: everywhere). Inpainting has gaps."""
