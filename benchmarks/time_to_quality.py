@@ -25,12 +25,14 @@ Recipes (`--recipe`, several comma-separated, or all):
   coarse-warmup-batch, coarse-warmup-batch16  coarse-warmup with grades 3 and 4 stepping on
            random mini-batches of 1/8 (8 000 steps) or 1/16 (6 000 steps) of the pixels
            (`--batch`; each step evaluates the batch's pixels and their lower and right
-           neighbours, the TV split's stencil).
+           neighbours, the TV split's stencil; for a blur, 32² tiles).
   coarse-warmup-batch16-t3  as coarse-warmup-batch16 with grade 2 trained from three
            starts, the try of least training loss kept (`--grade-tries 1,3`).
   best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
-           (docs/time-to-quality.md; at 128² coarse-warmup is as fast). Deblurring takes no
-           mini-batches (a blur couples whole neighbourhoods): there best is coarse-warmup.
+           (docs/time-to-quality.md; at 128² coarse-warmup is as fast). For deblurring
+           best is coarse-warmup; its mini-batches are 32² tiles of the blurred image, each
+           computed exactly from its window (the tile grown by the blur's reach;
+           multigrade.problems.tiles).
 
 `--experiment` picks the restoration experiment (default denoise-butterfly-10; e.g.
 denoise-male-10, deblur-butterfly-3), at `--size`. `--equal-time` gives every recipe after

@@ -54,7 +54,7 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     best, fixed = json.loads((tmp_path / "d.json").read_text())
-    # deblurring's best has no mini-batches: coarse grades (a blur on the coarse grid)
+    # deblurring's best: coarse grades (a blur on the coarse grid), full epochs
     assert best["recipe"] == "coarse-warmup" and best["train"]["batch"] is None
     assert best["task"] == "deblur" and best["blur_sigma"] == 3 and not best["cut"]
     assert [p[1] for p in best["points"]][-1] == 4
@@ -62,10 +62,17 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
     assert fixed["cut"] and fixed["minutes"] == pytest.approx(best["wall_minutes"])
     assert fixed["points"][-1][0] / 60 >= best["wall_minutes"] * 0.9
     assert {p[1] for p in fixed["points"]} == {1}
-    refused = subprocess.run([*common, "--recipe", "coarse-warmup-batch16"],
+    # a mini-batch recipe steps on tiles of the blurred image (problems.tiles): at 40² four
+    # 32² tiles, one a step (grades 3 and 4)
+    batched = subprocess.run([sys.executable, str(SCRIPT), "--experiment", "deblur-butterfly-3",
+                              "--size", "40", "--data-dir", str(SHARED), "--minutes", "1",
+                              "--recipe", "coarse-warmup-batch16", "--target", "15",
+                              "--json", str(tmp_path / "b.json")],
                              capture_output=True, text=True, timeout=600)
-    assert refused.returncode == 2 and "takes no mini-batches" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    assert batched.returncode == 0, batched.stdout + batched.stderr
+    (run,) = json.loads((tmp_path / "b.json").read_text())
+    assert run["task"] == "deblur" and run["train"]["batch"] == 0.0625
+    assert {p[1] for p in run["points"]} >= {3} and all(p[3] > 5 for p in run["points"])
 
 
 def test_the_noise_seed_draws_another_observation_of_the_same_image():
