@@ -12,6 +12,9 @@ peak rate, to study where the seeds part:
   g2lr5     grade 2 peaks at 5e-3 instead of 1e-2
   g2t2, g2t3  grade 2 trained 2 or 3 times from fresh starts, the try of least training
               loss kept (`--grade-tries 1,3`); each try's loss is printed
+  g1t3      grade 1 trained from 3 starts (least loss kept): grade 2, from its own start,
+            then learns on another grade 1's features
+  g1x4      grade 1 takes four times its epochs (8 000 on the 4× coarser grid)
 
 One JSON line per run goes to `--jsonl` (appended: a study can be run in pieces, e.g. one
 process per core).
@@ -48,6 +51,8 @@ VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": 
     "g2lr5": {2: {"lr": 5e-3}},
     "g2t2": {2: {"tries": 2}},
     "g2t3": {2: {"tries": 3}},
+    "g1t3": {1: {"tries": 3}},
+    "g1x4": {1: {"epochs": 8000}},
 }
 
 
