@@ -28,6 +28,8 @@ Recipes (`--recipe`, several comma-separated, or all):
            neighbours, the TV split's stencil; for a blur, 32² tiles).
   coarse-warmup-batch16-t3  as coarse-warmup-batch16 with grade 2 trained from three
            starts, the try of least training loss kept (`--grade-tries 1,3`).
+  coarse-warmup-batch16-g1x4  as coarse-warmup-batch16 with grade 1 (on the 4× coarser
+           grid, where an epoch is cheap) trained for 8 000 epochs instead of 2 000.
   best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
            (docs/time-to-quality.md; at 128² coarse-warmup is as fast). For deblurring
            best is coarse-warmup; its mini-batches are 32² tiles of the blurred image, each
@@ -90,6 +92,9 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16-t3": {"epochs": (2000, 2000, 6000, 6000),
                                  "schedule": "warmup-cosine", "lr": 1e-2, "coarse": (4, 2),
                                  "batch": 0.0625, "grade_tries": (1, 3)},
+    "coarse-warmup-batch16-g1x4": {"epochs": (8000, 2000, 6000, 6000),
+                                   "schedule": "warmup-cosine", "lr": 1e-2, "coarse": (4, 2),
+                                   "batch": 0.0625},
 }
 BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse-warmup"}
 
