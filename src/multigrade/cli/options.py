@@ -72,6 +72,13 @@ CoarseOpt = Annotated[str | None, typer.Option(
 GradeEpochsOpt = Annotated[str | None, typer.Option(
     "--grade-epochs", help="MGDL: the first grades' own epochs, e.g. 2000,2000 (the rest "
     "train --epochs; a schedule runs over each grade's own).")]
+CurriculumOpt = Annotated[str | None, typer.Option(
+    "--curriculum", help="Denoising or deblurring, SGDL (one network): train it on coarser "
+    "grids first, e.g. 4,2: a 4× coarser grid, then 2×, then the image's own, one state "
+    "throughout (the coarse stages' epochs come before --epochs).")]
+CurriculumEpochsOpt = Annotated[str | None, typer.Option(
+    "--curriculum-epochs", help="The curriculum's coarse stages' epochs, e.g. 3000,1000 "
+    "(a stage without one trains --epochs; a schedule runs over all of them).")]
 GradeTriesOpt = Annotated[str | None, typer.Option(
     "--grade-tries", help="MGDL: train the first grades this many times each from fresh "
     "initialisations and keep the try of least training loss (no reference needed), e.g. "
@@ -208,7 +215,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
          Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
          Opt("batch", BatchOpt, None), Opt("grade_epochs", GradeEpochsOpt, None),
-         Opt("grade_tries", GradeTriesOpt, None))
+         Opt("grade_tries", GradeTriesOpt, None), Opt("curriculum", CurriculumOpt, None),
+         Opt("curriculum_epochs", CurriculumEpochsOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))
 BASELINES = (Opt("baselines", BaselinesOpt, None), Opt("fourier_sigmas", FourierSigmasOpt, None),

@@ -84,7 +84,8 @@ def _special(opts: dict) -> dict:
     for name, what in (("archs", "--archs"), ("baselines", "--baselines")):
         out[name] = _names(out.get(name), what)
     for name, what in (("coarse", "--coarse"), ("grade_epochs", "--grade-epochs"),
-                       ("grade_tries", "--grade-tries")):
+                       ("grade_tries", "--grade-tries"), ("curriculum", "--curriculum"),
+                       ("curriculum_epochs", "--curriculum-epochs")):
         values = _names(out.get(name), what)
         out[name] = None if values is None else tuple(_whole(v, what) for v in values)
     sigmas = _names(out.get("fourier_sigmas"), "--fourier-sigmas")

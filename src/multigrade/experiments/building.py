@@ -16,12 +16,13 @@ import numpy as np
 from multigrade._types import Array
 from multigrade.experiments.config import (
     MGDL_TRAIN_FIELDS,
+    SGDL_TRAIN_FIELDS,
     InputsConfig,
     ModelConfig,
     ProblemConfig,
     RunConfig,
 )
-from multigrade.problems import Problem
+from multigrade.problems import Curriculum, Problem
 from multigrade.problems.minibatch import minibatch
 from multigrade.train import Divergence, Selector
 
@@ -187,14 +188,18 @@ def check_memory(pcfg: ProblemConfig, mcfg: ModelConfig, shape: tuple[int, ...] 
 BATCH_STREAM = 0x6D62  # folded into the seed's key: the mini-batches' draws
 
 
-def grade_problems(problem: Problem, cfg: RunConfig, grades: int) -> Problem | list[Problem]:
+def grade_problems(problem: Problem, cfg: RunConfig, grades: int
+                   ) -> Problem | Curriculum | list[Problem]:
     """What each of `grades` grades fits: `problem`, or with `train.coarse` the first
     grades on coarser grids of it (coarse-to-fine), and with `train.batch` the grades on
-    its own grid trained on random mini-batches of its pixels."""
+    its own grid trained on random mini-batches of its pixels; with `train.curriculum`,
+    a `Curriculum`: the coarser grids first, then that."""
     factors = cfg.train.coarse[:grades]
     full = problem if cfg.train.batch is None else minibatch(
         problem, float(cfg.train.batch),
         jax.random.fold_in(jax.random.key(cfg.train.seed), BATCH_STREAM))
+    if cfg.train.curriculum:
+        return Curriculum(tuple((problem.coarse(f), e) for f, e in cfg.train.stages()), full)
     if not factors:
         return full
     coarse = {f: problem.coarse(f) for f in set(factors)}  # one object per grid
@@ -223,8 +228,9 @@ def method_config(cfg: RunConfig, method: str, grades: int | None = None) -> Run
     model = dataclasses.replace(cfg.model, method=method, baselines=(),
                                 archs=cfg.model.archs if method == "mgdl" else (),
                                 grades=cfg.model.grades if grades is None else grades)
-    train = cfg.train if method == "mgdl" else dataclasses.replace(  # SGDL: one grade
-        cfg.train, min_gain=None, **dict.fromkeys(MGDL_TRAIN_FIELDS, ()))
+    train = dataclasses.replace(cfg.train, **dict.fromkeys(SGDL_TRAIN_FIELDS, ())) \
+        if method == "mgdl" else dataclasses.replace(  # SGDL: one grade
+            cfg.train, min_gain=None, **dict.fromkeys(MGDL_TRAIN_FIELDS, ()))
     return dataclasses.replace(cfg, command="fit", model=model, train=train).for_method(method)
 
 

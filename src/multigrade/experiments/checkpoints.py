@@ -15,6 +15,7 @@ import numpy as np
 
 from multigrade import runs
 from multigrade.problems import Problem
+from multigrade.problems.curriculum import Curriculum, final_problem
 from multigrade.train import (
     Best,
     Checkpoint,
@@ -68,7 +69,7 @@ def _none_to_nan(d: dict) -> dict:
     return {k: float("nan") if v is None else v for k, v in d.items()}
 
 
-def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
+def load_checkpoint(run_dir: Path, model, problem: Problem | Curriculum | Sequence,
                     optimizers: Sequence, *, probes: int = 0) -> Checkpoint:
     """The checkpoint of a run directory, its arrays shaped and checked against the model,
     the problem (or one per grade, as `fit` took them) and the optimisers (one per grade);
@@ -81,14 +82,16 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
     meta = json.loads(str(arrays.pop("meta")))
     key = jax.random.key(0)
 
-    problems = list(problem) if isinstance(problem, (list, tuple)) \
+    given = list(problem) if isinstance(problem, (list, tuple)) \
         else [problem] * model.num_grades
+    problems = [final_problem(p) for p in given]
 
     def like(k):
         return jax.eval_shape(lambda: model.init_grade(key, k, problems[k].in_dim))
 
-    def aux_of(k):  # the auxiliary state's shape on grade k's grid
-        p = problems[k]
+    def aux_of(k, epochs=None):  # u's shape on grade k's grid (after `epochs` of a curriculum)
+        p = given[k].at(epochs) if isinstance(given[k], Curriculum) and epochs is not None \
+            else problems[k]
         return jax.eval_shape(p.init_aux, jnp.zeros((p.inputs["train"].shape[0], p.out_dim)))
 
     src = str(path)
@@ -96,16 +99,16 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Sequence[Problem],
               for k in range(meta["finished"])]
     # u as the next grade starts: on the pending grade's grid (a checkpoint within a grade),
     # else on the last finished grade's
-    pending_grade = None if meta["pending"] is None else meta["pending"]["grade"]
-    aux_like = aux_of(max(len(params) - 1, 0) if pending_grade is None else pending_grade - 1)
+    pending = meta["pending"]
+    aux_like = aux_of(max(len(params) - 1, 0)) if pending is None else aux_of(
+        pending["grade"] - 1, pending["epochs"])
     aux = runs.arrays_to_tree(arrays, "aux", aux_like, source=src) if params else None
     tangent = None
     if probes and params:
         tangent = _tangent_from(arrays, probes, aux_like, src)
-    pending = None if meta["pending"] is None else _pending_from(
-        arrays, meta["pending"], like(meta["pending"]["grade"] - 1),
-        optimizers[meta["pending"]["grade"] - 1], aux_of(meta["pending"]["grade"] - 1),
-        probes, src)
+    if pending is not None:
+        pending = _pending_from(arrays, pending, like(pending["grade"] - 1),
+                                optimizers[pending["grade"] - 1], aux_like, probes, src)
     cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
     n_rows = len(next(iter(cols.values()))) if cols else 0
     history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]

@@ -230,17 +230,24 @@ class TrainConfig:
     batch: float | None = None
     grade_epochs: tuple[int, ...] = ()
     grade_tries: tuple[int, ...] = ()
+    curriculum: tuple[int, ...] = ()
+    curriculum_epochs: tuple[int, ...] = ()
 
     def __post_init__(self):
         from multigrade.selection import MODES
 
         check_optimizer(self.optimizer)
-        for name in ("coarse", "grade_epochs", "grade_tries"):
+        for name in ("coarse", "grade_epochs", "grade_tries", "curriculum",
+                     "curriculum_epochs"):
             for e in getattr(self, name):
                 if isinstance(e, bool) or not isinstance(e, int) or e < 1:
                     raise ValueError(f"{name} must be positive integers, got {e!r}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
+        if len(self.curriculum_epochs) > len(self.curriculum):
+            raise ValueError(f"train.curriculum_epochs gives {len(self.curriculum_epochs)} "
+                             f"budgets for {len(self.curriculum)} coarse stages "
+                             "(train.curriculum)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; supported: "
                              f"{', '.join(SCHEDULES)}")
@@ -299,9 +306,17 @@ class TrainConfig:
 
     def budgets(self, grades: int) -> list[int]:
         """Each of `grades` grades' epochs: `grade_epochs` for the first ones, `epochs`
-        for the rest."""
+        for the rest; a curriculum's coarse stages (`stages`) come on top."""
         own = list(self.grade_epochs[:grades])
-        return own + [self.epochs] * (grades - len(own))
+        lead = sum(e for _, e in self.stages())
+        return [e + lead for e in own + [self.epochs] * (grades - len(own))]
+
+    def stages(self) -> list[tuple[int, int]]:
+        """The curriculum's coarse stages, `(factor, epochs)` each: `curriculum_epochs`,
+        then `epochs` for a stage without its own."""
+        own = list(self.curriculum_epochs)
+        return list(zip(self.curriculum, own + [self.epochs] * (len(self.curriculum)
+                                                               - len(own))))
 
     def tries(self, grades: int) -> list[int]:
         """Each of `grades` grades' tries (`fit(tries=...)`): `grade_tries`, then 1s."""
@@ -336,7 +351,8 @@ class MethodSettings:
     """One method's own settings in a comparison (or a fit of that method): each field
     left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`, and the
     recipe: `train.epochs`, `schedule`, `batch`, MGDL's `coarse`, `grade_epochs` and
-    `grade_tries`), so that each method can run a recipe of its own (the fast scale)."""
+    `grade_tries`, SGDL's `curriculum` and `curriculum_epochs`), so that each method can run a
+    recipe of its own (the fast scale)."""
 
     lr: float | None = None
     beta: float | None = None
@@ -347,6 +363,8 @@ class MethodSettings:
     coarse: tuple[int, ...] | None = None  # MGDL's (SGDL has one grade)
     grade_epochs: tuple[int, ...] | None = None  # MGDL's
     grade_tries: tuple[int, ...] | None = None  # MGDL's
+    curriculum: tuple[int, ...] | None = None  # SGDL's (one network, coarse to fine)
+    curriculum_epochs: tuple[int, ...] | None = None  # SGDL's
     source: str | None = None  # where these values come from (provenance)
 
     def __post_init__(self):
@@ -372,9 +390,11 @@ class MethodSettings:
 
 #: The `[train]` fields a method's settings can replace.
 METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs",
-                       "grade_tries")
+                       "grade_tries", "curriculum", "curriculum_epochs")
 #: The `[train]` fields that are MGDL's alone (SGDL trains one grade).
 MGDL_TRAIN_FIELDS = ("coarse", "grade_epochs", "grade_tries")
+#: The `[train]` fields of one network's coarse-to-fine curriculum (SGDL's in a comparison).
+SGDL_TRAIN_FIELDS = ("curriculum", "curriculum_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,6 +475,7 @@ class RunConfig:
         if self.command not in COMMANDS:
             raise ValueError(f"unknown command {self.command!r}; choose one of {COMMANDS}")
         from multigrade.experiments import tasks
+        from multigrade.experiments.recipechecks import check_recipe
 
         task = tasks.get(self.problem.task)
         object.__setattr__(self, "model", _with_task_defaults(self.model, task))
@@ -479,13 +500,7 @@ class RunConfig:
             if not task.adaptive:
                 raise ValueError("adaptive grades (--grades auto) compare validation PSNR, "
                                  "which restoration has not: there --select chooses grades")
-        if self.train.coarse:
-            self._check_coarse()
-        for name in ("grade_epochs", "grade_tries"):
-            if getattr(self.train, name):
-                self._check_per_grade(name)
-        if self.train.batch is not None and not self.is_study:
-            self._check_batch()
+        check_recipe(self)
         if self.model.baselines and self.command != "compare":
             raise ValueError("baselines are trained beside MGDL and SGDL by compare")
         if not self.is_study:
@@ -506,11 +521,13 @@ class RunConfig:
             raise ValueError(f"the {self.command} study trains fixed budgets: "
                              f"train.select must be none, got {self.train.select!r}")
         if self.train.watches_spectrum or self.train.min_gain is not None \
-                or self.model.baselines or any(getattr(self.train, f) for f in MGDL_TRAIN_FIELDS) \
+                or self.model.baselines or any(getattr(self.train, f) for f in
+                                               MGDL_TRAIN_FIELDS + SGDL_TRAIN_FIELDS) \
                 or self.train.schedule != "constant" or self.train.batch is not None:
             raise ValueError(f"the {self.command} study sets its own rates and grades: "
                              "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
-                             "grade_epochs, grade_tries and baselines are for fit and compare")
+                             "grade_epochs, grade_tries, curriculum and baselines are for fit "
+                             "and compare")
         if self.methods != MethodsConfig():
             raise ValueError(f"the {self.command} study sets its own rates: per-method "
                              "settings ([methods]) are for fit and compare")
@@ -527,48 +544,6 @@ class RunConfig:
         of that method (after another has trained)."""
         for method in ("mgdl", "sgdl") if self.command == "compare" else (self.model.method,):
             self.for_method(method)
-
-    def _check_batch(self) -> None:
-        from multigrade.experiments import tasks
-
-        if not tasks.get(self.problem.task).batches:
-            raise ValueError(f"mini-batches (train.batch) need a pixel-wise degradation or "
-                             f"a blur: {self.problem.task}'s mixes whole rows and columns")
-        if self.train.select == "sure":
-            raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
-                             "divergence follows full-batch training")
-
-    def _check_per_grade(self, name: str) -> None:
-        """MGDL's `train.grade_epochs` or `train.grade_tries`: at most one per grade."""
-        n = len(getattr(self.train, name))
-        if self.model.method != "mgdl" and self.command == "fit":
-            raise ValueError(f"{name} are MGDL's; method {self.model.method} has one "
-                             "grade of train.epochs")
-        if n > self.model.grades:
-            raise ValueError(f"train.{name} gives {n} {'budgets' if 'epochs' in name else 'counts'}"
-                             f" for {self.model.grades} grades")
-
-    def _check_coarse(self) -> None:
-        from multigrade.experiments import tasks
-
-        t = self.train
-        if not tasks.get(self.problem.task).coarsens:
-            raise ValueError(f"coarse grades (train.coarse) need a degradation that restricts "
-                             f"to a coarser grid ({', '.join(tasks.names(coarsens=True))}), "
-                             f"not {self.problem.task}")
-        if self.model.method != "mgdl" and self.command == "fit":
-            raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
-                             f"{self.model.method} has one grade")
-        if len(t.coarse) >= self.model.grades:
-            raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
-                             f"{self.model.grades} grades: the last grade fits the image's "
-                             "own grid")
-        why = {"sure": "SURE's divergence follows one observation through every grade",
-               "holdout": "a coarse grade's block means would read the held-out pixels"}
-        if t.select in why:
-            raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: "
-                             f"{why[t.select]}; --select discrepancy judges the grades on "
-                             "the image's own grid")
 
     @property
     def is_study(self) -> bool:
@@ -590,6 +565,9 @@ class RunConfig:
                 raise ValueError(f"methods.{method}: {', '.join(MGDL_TRAIN_FIELDS)} are "
                                  f"MGDL's; {method} trains one grade")
             data = merge(data, {"train": dict.fromkeys(MGDL_TRAIN_FIELDS, [])})
+        elif any(getattr(own, f) for f in SGDL_TRAIN_FIELDS):
+            raise ValueError(f"methods.mgdl: {', '.join(SGDL_TRAIN_FIELDS)} train one network "
+                             "coarse to fine; MGDL's grades go coarse to fine with coarse")
         try:
             return dataclasses.replace(section(RunConfig, data, ""), inputs=self.inputs)
         except ValueError as e:

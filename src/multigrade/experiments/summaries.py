@@ -45,7 +45,8 @@ def result_summary(result: FitResult) -> RunSummary:
 def choice_summary(result: FitResult, sel) -> dict:
     """What the run kept without the clean image beside the oracle's choice, the record
     of best PSNR against the clean image over the whole run (every grade and epoch,
-    dropped grades included); `gap` = oracle − choice, in dB."""
+    dropped grades included, but not a record on a coarser grid: its PSNR is that grid's);
+    `gap` = oracle − choice, in dB."""
     h, m = result.history, result.metrics
     kept = [g.epochs if g.selected_epoch is None else g.selected_epoch for g in result.grades]
     last = result.grades[-1].status if result.grades else None
@@ -56,6 +57,8 @@ def choice_summary(result: FitResult, sel) -> dict:
                           "diverged" if result.diverged else "budget"),
            "test_psnr": m.get("test_psnr"), "test_ssim": m.get("test_ssim")}
     psnr = np.asarray(h.get("test_psnr", []), dtype=float)
+    if "coarse" in h:
+        psnr = np.where(np.isfinite(np.asarray(h["coarse"], dtype=float)), np.nan, psnr)
     if psnr.size and np.isfinite(psnr).any():
         i = int(np.nanargmax(psnr))
         out["oracle"] = {"grade": int(h["grade"][i]), "epoch": int(h["epoch"][i]),
@@ -88,7 +91,8 @@ def recipe_words(train: Mapping, grades: int) -> str:
     `dataclasses.asdict` of a `TrainConfig`) of a model of `grades` grades: the budgets per
     grade, the schedule, the coarse grids and the mini-batches, e.g. `epochs
     2000/2000/6000/6000, warmup-cosine, grades 1-2 on 4×, 2× coarser grids, batches of
-    0.0625 of the pixels, grade 2 best of 3 tries by training loss`."""
+    0.0625 of the pixels, grade 2 best of 3 tries by training loss`; SGDL's curriculum as
+    `first on 4×, 2× coarser grids (3000/1000 epochs)`."""
     own = list(train.get("grade_epochs") or ())[:grades]
     budgets = own + [train.get("epochs", 0)] * (grades - len(own))
     words = ["epochs " + "/".join(map(str, dict.fromkeys(budgets) if len(set(budgets)) == 1
@@ -100,6 +104,12 @@ def recipe_words(train: Mapping, grades: int) -> str:
         which = "grade 1 on a" if len(coarse) == 1 else f"grades 1-{len(coarse)} on"
         words.append(f"{which} {', '.join(f'{f}×' for f in coarse)} coarser grid"
                      + "s" * (len(coarse) > 1))
+    stages = list(train.get("curriculum") or ())
+    if stages:
+        own = list(train.get("curriculum_epochs") or ())
+        lead = own + [train.get("epochs", 0)] * (len(stages) - len(own))
+        words.append(f"first on {', '.join(f'{f}×' for f in stages)} coarser grid"
+                     + "s" * (len(stages) > 1) + f" ({'/'.join(map(str, lead))} epochs)")
     if train.get("batch") is not None:
         words.append(f"batches of {train['batch']:g} of the pixels")
     tries = [(k, t) for k, t in enumerate(list(train.get("grade_tries") or ())[:grades], 1)

@@ -93,6 +93,7 @@ class ObservedProblem(Problem, Protocol):
         """How many values y has (the pixels seen × channels)."""
 
 
+from multigrade.problems.curriculum import Curriculum  # noqa: E402
 from multigrade.problems.regression import Regression, image_regression  # noqa: E402
 from multigrade.problems.restoration import (  # noqa: E402
     Restoration,
@@ -102,5 +103,5 @@ from multigrade.problems.restoration import (  # noqa: E402
 )
 from multigrade.problems.synthetic import synthetic  # noqa: E402
 
-__all__ = ["ObservedProblem", "Problem", "Regression", "Restoration", "deblurring", "denoising",
-           "from_observation", "image_regression", "synthetic"]
+__all__ = ["Curriculum", "ObservedProblem", "Problem", "Regression", "Restoration",
+           "deblurring", "denoising", "from_observation", "image_regression", "synthetic"]

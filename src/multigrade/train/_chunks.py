@@ -97,12 +97,14 @@ def diverged(engine, metrics: dict, loss0: np.ndarray, factor: float) -> np.ndar
 
 
 def append_rows(engine, rows, metrics: dict, k: int, epoch_before: int, per: int,
-                step0: int) -> None:
-    """A chunk's records as history rows, per member."""
+                step0: int, coarse: int | None = None) -> None:
+    """A chunk's records as history rows, per member; on a coarser grid than the fit's
+    last (`coarse`: its factor), each row says so in `coarse` (its metrics are that grid's)."""
     eng = engine
+    where = {} if coarse is None else {"coarse": coarse}
     for j in range(eng.m):
         for i in range(len(eng.rows(metrics["train_loss"])[j])):
             epoch = epoch_before + (i + 1) * per
-            rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch,
+            rows[j].append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **where,
                             **{name: float(eng.rows(v)[j][i])
                                for name, v in metrics.items()}})

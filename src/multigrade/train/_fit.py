@@ -13,6 +13,12 @@ import optax
 from multigrade._types import PRNGKeyArray, PyTree
 from multigrade.model import GradeModel
 from multigrade.problems import Problem
+from multigrade.problems.curriculum import (
+    Curriculum,
+    every_problem,
+    final_problem,
+    stage_spans,
+)
 from multigrade.problems.minibatch import MiniBatch, unbatched
 from multigrade.train._divergence import _check_probes
 from multigrade.train._engine import _Engine
@@ -74,7 +80,7 @@ def _validate(model, problem, budgets, record_every, window, tol, block, checkpo
 
 def fit(
     model: GradeModel,
-    problem: Problem | Sequence[Problem],
+    problem: Problem | Curriculum | Sequence[Problem | Curriculum],
     *,
     optimizer: optax.GradientTransformation | Sequence[optax.GradientTransformation],
     epochs: int | Sequence[int],
@@ -106,7 +112,9 @@ def fit(
             last grade's problem is the result's, and each grade's prediction and metrics
             in the result are measured on it. A grade's problem may be a
             `problems.MiniBatch` of the grid's problem: that grade takes each step on a
-            random batch of pixels (its "epochs" are steps).
+            random batch of pixels (its "epochs" are steps). A grade's problem may be a
+            `problems.Curriculum`: that grade's network steps on coarser grids of its
+            problem first (the stages' epochs count in the grade's), then on its own.
         optimizer: any Optax transformation (plain GD is `optax.sgd(lr)`), or one per grade.
         epochs: the maximum number of epochs (full-batch steps), or one per grade. A budget
             that is not a multiple of `record_every` ends with a shorter last record.
@@ -150,12 +158,14 @@ def fit(
         FitInterrupted: a callback asked to stop; its `checkpoint` continues the run.
     """
     k_grades = model.num_grades
-    problems = _problems(problem, k_grades)
+    given = _problems(problem, k_grades)
+    problems = [final_problem(p) for p in given]
     problem = problems[0]
     txs = [_transformation(t) for t in _per_grade(optimizer, k_grades, "optimizer")]
     budgets = [_whole(e, "epochs") for e in _per_grade(epochs, k_grades, "epochs")]
     block = _validate(model, problem, budgets, record_every, window, tol, block,
                       checkpoint_every)
+    stages = _stages(given, budgets)
     if probe is not None and (probe.every < 1 or probe.every % record_every):
         raise ValueError(f"probe every {probe.every} epochs: must be a positive multiple of "
                          f"record_every ({record_every})")
@@ -164,9 +174,9 @@ def fit(
     n_tries = _tries(tries, k_grades, init_params)
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
-    if divergence is not None and len({id(unbatched(p)) for p in problems}) > 1:
+    if divergence is not None and len({id(unbatched(p)) for p in every_problem(given)}) > 1:
         raise ValueError("divergence probes follow one observation through every grade, "
-                         "not a grid per grade")
+                         "not a grid per grade or stage")
     if divergence is not None and any(isinstance(p, MiniBatch) for p in problems):
         raise ValueError("divergence probes follow full-batch training: no mini-batch grades")
     probes_b = None if divergence is None else _check_probes(problem, divergence.probes)
@@ -184,8 +194,19 @@ def fit(
                  init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=None if divergence is None else divergence.eps, step_size=step_size,
                  gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)),
-                 problems=problems, tries=n_tries)
+                 problems=problems, stages=stages, tries=n_tries)
     return loop.run(start)[0]
+
+
+def _stages(problems: list, budgets: list[int]) -> list[list]:
+    """Each grade's stages `(problem, first epoch, end epoch)` (one without a curriculum)."""
+    out = []
+    for k, (p, b) in enumerate(zip(problems, budgets)):
+        try:
+            out.append(stage_spans(p, b))
+        except ValueError as e:
+            raise ValueError(f"grade {k + 1}: {e}") from None
+    return out
 
 
 def _tries(tries, num_grades: int, init_params) -> list[int]:
@@ -206,8 +227,8 @@ def _problems(problem, num_grades: int) -> list:
         return [problem] * num_grades
     if len(problem) != num_grades:
         raise ValueError(f"problem: {len(problem)} problems given for {num_grades} grades")
-    first = unbatched(problem[0])
-    for p in map(unbatched, problem[1:]):
+    first = unbatched(final_problem(problem[0]))
+    for p in (unbatched(final_problem(q)) for q in problem[1:]):
         if type(p) is not type(first) or (p.in_dim, p.out_dim) != (first.in_dim,
                                                                    first.out_dim):
             raise ValueError("the problems of a coarse-to-fine fit must be one problem on "

@@ -64,12 +64,17 @@ class _Loop:
     gain: tuple[str, float] | None = None  # adaptive grades: (metric, least gain)
     # one problem per grade (coarse-to-fine); `problem` is then the current grade's
     problems: Sequence[Problem] | None = None
+    # per grade: its stages (problem, first epoch, end epoch); several for a curriculum
+    # (`problems.Curriculum`), whose last is the grade's problem
+    stages: Sequence[Sequence[tuple]] | None = None
     tries: Sequence[int] | None = None  # per grade: initialisations tried (None: one each)
 
     def __post_init__(self):
         self.probes: list[dict] = []
         if self.problems is None:
             self.problems = [self.problem] * self.model.num_grades
+        if self.stages is None:
+            self.stages = [[(p, 0, b)] for p, b in zip(self.problems, self.budgets)]
         self.problem = self.problems[0]
         # one function object for every probe's loss: compiled Hessians are reused
         self.loss_fn = functools.partial(grade_loss, self.model, self.block)
@@ -177,11 +182,13 @@ class _Loop:
         first grade: a new grid has no u yet)."""
         same = unbatched(self.problems[k]) is unbatched(self.problem)
         self.problem = self.problems[k]
-        if same:  # the same grid (a mini-batch grade samples it)
-            return frozen
-        frozen = self.freezer.initial(self.problem)
+        return frozen if same else self._frozen_on(self.problem, params, scales)
+
+    def _frozen_on(self, problem, params: Sequence, scales: Sequence[float]) -> _Frozen:
+        """The finished grades frozen on `problem`'s grid, from a first grade's start."""
+        frozen = self.freezer.initial(problem)
         for p, s in zip(params, scales):
-            frozen, _, _ = self.freezer.freeze(self.problem, p, frozen, s)
+            frozen, _, _ = self.freezer.freeze(problem, p, frozen, s)
         return frozen
 
     def _init_state(self, k: int, pending: Pending | None, aux, trial: int = 0) -> GradeState:
@@ -241,64 +248,119 @@ class _Loop:
 
     def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
                      scales, summaries, trial: int = 0, held: Held | None = None):
-        eng, r, budget = self.engine, self.record_every, self.budgets[k]
-        state = self._init_state(k, pending, frozen.aux, trial)
-        tstate = self.freezer.init_tangent(state, frozen, pending)
+        """Grade k from its start or `pending`, stage by stage (one stage but for a
+        curriculum: the same state stepping on coarser grids first, each stage's u, initial
+        loss and stopping rule its own): `(state, tstate, status per member, summary)`."""
+        stages, budget = self.stages[k], self.budgets[k]
+        s0 = 0 if pending is None else max(
+            i for i, (_, first, _) in enumerate(stages) if first < pending.epochs)
+        run = _GradeRun(status=np.where(alive, "max_epochs", "diverged").astype(object),
+                        epochs=0 if pending is None else pending.epochs)
+        for cb in self.callbacks:
+            cb.on_grade_start(k + 1, budget, 0 if pending is None else pending.epochs)
+        for s in range(s0, len(stages)):
+            problem, first, end = stages[s]
+            self.problem = problem
+            here = frozen if problem is self.problems[k] else self._frozen_on(
+                problem, params_out, [float(c[0]) for c in scales])
+            resumed = pending if s == s0 else None
+            if run.state is None:
+                run.state = self._init_state(k, resumed, here.aux, trial)
+                run.tstate = self.freezer.init_tangent(run.state, here, resumed)
+            elif resumed is None:  # a new grid: u afresh, as at a coarse-to-fine grade
+                run.state = run.state._replace(aux=here.aux)
+            last = s == len(stages) - 1
+            if self._train_stage(k, s, here, step0, resumed, rows, alive, params_out,
+                                 scales, summaries, run, trial, held, last):
+                break
+        if self.problem is not self.problems[k]:  # ended on a coarser grid: u on the grade's
+            run.state = run.state._replace(aux=frozen.aux)
+        self.problem = self.problems[k]
+        summary = {"epochs": run.epochs, "seconds": run.seconds,
+                   "compile_seconds": run.compile_s, **run.rate}
+        state, tstate = self._keep(k, run.state, run.tstate, run.status[0], run.best,
+                                   run.last_score, summary)
+        return state, tstate, list(run.status), summary
+
+    def _train_stage(self, k, s, frozen: _Frozen, step0, pending, rows, alive, params_out,
+                     scales, summaries, run: _GradeRun, trial, held, last: bool) -> bool:
+        """Stage s of grade k (its chunks, records and rules) on `self.problem`, advancing
+        `run`; True when the grade ends here (diverged, stopped or selected)."""
+        eng, r = self.engine, self.record_every
+        _, first, end = self.stages[k][s]
+        budget = end - first
         rfeats, rbase = self._record_inputs(frozen)
         full, rest = divmod(budget, r)
         total = full + (rest > 0)  # records
-        done, seconds, compile_s, best, loss0 = self._grade_start(state, frozen, pending)
-        state, rate = self.rates.start(k, self.problem, state, frozen, pending, rows[0])
-        status = np.where(alive, "max_epochs", "diverged").astype(object)
-        monitor = [row[self.problem.monitor] for row in rows[0] if row["grade"] == k + 1]
-        last_score = None
-        for cb in self.callbacks:
-            cb.on_grade_start(k + 1, budget, min(done * r, budget))
-        if self.probe is not None and done == 0:
+        done, seconds, compile_s, best, loss0 = self._grade_start(run.state, frozen, pending,
+                                                                  first)
+        # a grid coarser than the last grade's: its records say so (they measure that grid)
+        coarse = None if unbatched(self.problem) is unbatched(self.problems[-1]) \
+            else dict(getattr(unbatched(self.problem), "settings", ())).get("coarse")
+        if pending is not None or s == 0:
+            run.seconds, run.compile_s, run.best = seconds, compile_s, best
+        state, run.rate = self.rates.start(k, self.problem, run.state, frozen, pending,
+                                           rows[0])
+        tstate, status = run.tstate, run.status
+        selector = self._selector(k) if last else None  # a coarser stage: another y
+        monitor = [row[self.problem.monitor] for row in rows[0]
+                   if row["grade"] == k + 1 and row["epoch"] > first]
+        if self.probe is not None and done == 0 and s == 0:
             self._probe(k, state, frozen, 0, step0)
+        ended = False
         while done < total:
             n, per = self.plan.next(done, total, rest)
             state, tstate, metrics, sec, csec = run_chunk(
                 eng, self.model, self.block, self.txs[k], self.problem, state, tstate, frozen,
-                rfeats, rbase, step0 + min(done * r, budget), n, per, self.probes_b,
+                rfeats, rbase, step0 + first + min(done * r, budget), n, per, self.probes_b,
                 self.probe_eps)
-            seconds, compile_s = seconds + sec, compile_s + csec
-            append_rows(eng, rows, metrics, k, min(done * r, budget), per, step0)
+            run.seconds, run.compile_s = run.seconds + sec, run.compile_s + csec
+            append_rows(eng, rows, metrics, k, first + min(done * r, budget), per, step0,
+                        coarse=coarse)
             done += n
-            epochs_done = min(done * r, budget)
-            bad = diverged(eng, metrics, loss0, self.divergence_factor)
-            status[alive & bad] = "diverged"
-            alive &= ~bad
-            state, steep = self.rates.watch(k, self.problem, state, frozen, rows[0][-n:],
-                                            epochs_done, bool(alive[0]))
-            selected = False
-            if self._selector(k) is not None and alive[0]:
-                last_score, best, selected = self._score(rows[0][-1], best, epochs_done,
-                                                         state, tstate)
-            monitor.extend(row[self.problem.monitor] for row in rows[0][-n:])
-            for cb in self.callbacks:
-                cb.on_records(k + 1, rows[0][-n:])
-            if not alive.any():
-                break
-            ended = self._ended(selected, steep, monitor)
-            if ended is not None:
-                status[0] = ended
+            epochs_done = first + min(done * r, budget)
+            run.epochs = epochs_done
+            state, why = self._judge(k, frozen, state, tstate, metrics, loss0, alive, rows[0],
+                                     n, selector, monitor, run)
+            if why is not None:  # a coarser stage's rule ends that stage, not the grade
+                ended = why == "diverged" or last
+                if last and why != "diverged":
+                    status[0] = why
                 break
             if self.probe is not None and epochs_done % self.probe_every == 0:
                 self._probe(k, state, frozen, epochs_done, step0)
             if eng.members is None and done < total:
-                pending = Pending(k + 1, state, epochs_done, seconds, compile_s,
-                                  float(loss0[0]), tstate, best, trial, held)
+                pending = Pending(k + 1, state, epochs_done, run.seconds, run.compile_s,
+                                  float(loss0[0]), tstate, run.best, trial, held)
                 self._maybe_checkpoint(done, Checkpoint(
-                    list(params_out), [float(s[0]) for s in scales], list(summaries[0]),
+                    list(params_out), [float(c[0]) for c in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None, pending,
                     frozen.tangent if params_out else None))
             elif done < total and any(cb.stop_requested() for cb in self.callbacks):
                 raise FitInterrupted(None)  # members: no checkpoint to hand over
-        summary = {"epochs": min(done * r, budget), "seconds": seconds,
-                   "compile_seconds": compile_s, **rate}
-        state, tstate = self._keep(k, state, tstate, status[0], best, last_score, summary)
-        return state, tstate, list(status), summary
+        run.state, run.tstate = state, tstate
+        return ended
+
+    def _judge(self, k, frozen: _Frozen, state, tstate, metrics: dict, loss0, alive,
+               rows: list[dict], n: int, selector, monitor: list, run: _GradeRun):
+        """The rules on a chunk's `n` records: divergence (members marked in `run.status`),
+        GD's rate, the selector and the stopping rule; `(state, why the stage ends)`:
+        "diverged" (every member), a status, or None."""
+        bad = diverged(self.engine, metrics, loss0, self.divergence_factor)
+        run.status[alive & bad] = "diverged"
+        alive &= ~bad
+        state, steep = self.rates.watch(k, self.problem, state, frozen, rows[-n:], run.epochs,
+                                        bool(alive[0]))
+        selected = False
+        if selector is not None and alive[0]:
+            run.last_score, run.best, selected = self._score(rows[-1], run.best, run.epochs,
+                                                             state, tstate)
+        monitor.extend(row[self.problem.monitor] for row in rows[-n:])
+        for cb in self.callbacks:
+            cb.on_records(k + 1, rows[-n:])
+        if not alive.any():
+            return state, "diverged"
+        return state, self._ended(selected, steep, monitor)
 
     def _record_inputs(self, frozen: _Frozen) -> tuple[dict, dict]:
         """The frozen features and predictions of the splits a record measures."""
@@ -335,12 +397,12 @@ class _Loop:
         summary.update(selected_epoch=summary["epochs"], criterion=last_score)
         return state, tstate
 
-    def _grade_start(self, state, frozen: _Frozen, pending: Pending | None):
+    def _grade_start(self, state, frozen: _Frozen, pending: Pending | None, first: int = 0):
         """`(records done, seconds, compile seconds, best record, initial loss)` of a grade
-        starting fresh or continuing `pending`."""
+        (or its stage from epoch `first`) starting fresh or continuing `pending`."""
         eng = self.engine
         if pending is not None:
-            return (-(-pending.epochs // self.record_every), pending.seconds,
+            return (-(-(pending.epochs - first) // self.record_every), pending.seconds,
                     pending.compile_seconds, pending.best, np.full(eng.m, pending.initial_loss))
         loss0 = eng.rows(eng.initial_loss(
             state.params, self.problem, state.aux, frozen.feats, frozen.base, frozen.scale,
@@ -372,6 +434,21 @@ class _Loop:
                                      frozen.base["train"], frozen.scale, state.aux)
         found = self.probe(k + 1, epoch, state.params, loss)
         self.probes.append({"grade": k + 1, "epoch": epoch, "step": step0 + epoch, **found})
+
+
+@dataclasses.dataclass
+class _GradeRun:
+    """A grade's training so far, carried from stage to stage."""
+
+    status: np.ndarray  # per member
+    state: GradeState | None = None
+    tstate: GradeState | None = None
+    epochs: int = 0
+    seconds: float = 0.0
+    compile_s: float = 0.0
+    best: Best | None = None
+    last_score: float | None = None
+    rate: dict = dataclasses.field(default_factory=dict)
 
 
 def _kept_loss(rows: list[dict], summary: dict, status: str) -> float:

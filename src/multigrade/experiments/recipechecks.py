@@ -1,0 +1,78 @@
+"""The training recipe's rules across a run config's sections (`RunConfig` checks them
+when made): coarse grades, a curriculum, per-grade budgets and tries, mini-batches, each
+against the task, the method and the no-reference rule."""
+
+from __future__ import annotations
+
+from multigrade.experiments import tasks
+
+
+def check_recipe(cfg) -> None:
+    """Refuses, with one line, a recipe option that does not fit the run `cfg`."""
+    if cfg.train.coarse:
+        _coarse(cfg)
+    if cfg.train.curriculum:
+        _curriculum(cfg)
+    for name in ("grade_epochs", "grade_tries"):
+        if getattr(cfg.train, name):
+            _per_grade(cfg, name)
+    if cfg.train.batch is not None and not cfg.is_study:
+        _batch(cfg)
+
+
+def _batch(cfg) -> None:
+    if not tasks.get(cfg.problem.task).batches:
+        raise ValueError(f"mini-batches (train.batch) need a pixel-wise degradation or "
+                         f"a blur: {cfg.problem.task}'s mixes whole rows and columns")
+    if cfg.train.select == "sure":
+        raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
+                         "divergence follows full-batch training")
+
+
+def _per_grade(cfg, name: str) -> None:
+    """MGDL's `train.grade_epochs` or `train.grade_tries`: at most one per grade."""
+    n = len(getattr(cfg.train, name))
+    if cfg.model.method != "mgdl" and cfg.command == "fit":
+        raise ValueError(f"{name} are MGDL's; method {cfg.model.method} has one "
+                         "grade of train.epochs")
+    if n > cfg.model.grades:
+        raise ValueError(f"train.{name} gives {n} {'budgets' if 'epochs' in name else 'counts'}"
+                         f" for {cfg.model.grades} grades")
+
+
+def _coarse(cfg) -> None:
+    t = cfg.train
+    if not tasks.get(cfg.problem.task).coarsens:
+        raise ValueError(f"coarse grades (train.coarse) need a degradation that restricts "
+                         f"to a coarser grid ({', '.join(tasks.names(coarsens=True))}), "
+                         f"not {cfg.problem.task}")
+    if cfg.model.method != "mgdl" and cfg.command == "fit":
+        raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
+                         f"{cfg.model.method} has one grade")
+    if len(t.coarse) >= cfg.model.grades:
+        raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
+                         f"{cfg.model.grades} grades: the last grade fits the image's "
+                         "own grid")
+    why = {"sure": "SURE's divergence follows one observation through every grade",
+           "holdout": "a coarse grade's block means would read the held-out pixels"}
+    if t.select in why:
+        raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: "
+                         f"{why[t.select]}; --select discrepancy judges the grades on "
+                         "the image's own grid")
+
+
+def _curriculum(cfg) -> None:
+    t = cfg.train
+    if not tasks.get(cfg.problem.task).coarsens:
+        grids = ", ".join(tasks.names(coarsens=True))
+        raise ValueError(f"a curriculum (train.curriculum) needs a degradation that "
+                         f"restricts to a coarser grid ({grids}), not {cfg.problem.task}")
+    if cfg.command == "fit" and cfg.model.method == "mgdl" and cfg.model.grades > 1:
+        raise ValueError("a curriculum (train.curriculum) trains one network coarse to "
+                         "fine (SGDL); MGDL's grades go coarse to fine with train.coarse")
+    why = {"sure": "SURE's divergence follows one observation through the training",
+           "holdout": "a coarse stage's block means would read the held-out pixels"}
+    if t.select in why:
+        raise ValueError(f"a curriculum (train.curriculum) and --select {t.select}: "
+                         f"{why[t.select]}; --select discrepancy judges the last stage "
+                         "on the image's own grid")
