@@ -30,14 +30,19 @@ def decaying(offset=0):
     return lambda count: 0.004 / (1.0 + 0.01 * (count + offset))
 
 
-def test_a_curriculum_is_the_stages_fitted_one_after_another_from_the_last_state(problem):
+@pytest.mark.parametrize("weigh", [True, False])
+def test_a_curriculum_is_the_stages_fitted_one_after_another_from_the_last_state(problem,
+                                                                                  weigh):
     """Plain GD with a decaying rate: the curriculum equals fitting the 4× coarser grid,
     then the 2× one and the full grid each from the parameters the last left, the rate's
-    count moved on by the epochs before (the independent chain of three `fit`s)."""
+    count moved on by the epochs before (the independent chain of three `fit`s); weighed,
+    the coarse stages' losses count 16 and 4 times."""
     c4, c2 = problem.coarse(4), problem.coarse(2)
     kw = dict(key=jax.random.key(0), record_every=5)
-    got = mg.fit(MODEL, Curriculum(((c4, 30), (c2, 20)), problem),
+    got = mg.fit(MODEL, Curriculum(((c4, 30), (c2, 20)), problem, weigh=weigh),
                  optimizer=optax.sgd(decaying()), epochs=65, **kw)
+    if weigh:
+        c4, c2 = c4.weighted(16), c2.weighted(4)
     params, start = None, 0
     for p, e in ((c4, 30), (c2, 20), (problem, 15)):
         step = mg.fit(MODEL, p, optimizer=optax.sgd(decaying(start)), epochs=e,
@@ -53,10 +58,9 @@ def test_a_curriculum_is_the_stages_fitted_one_after_another_from_the_last_state
     np.testing.assert_allclose(got.grades[0].metrics["test_psnr"],
                                step.grades[0].metrics["test_psnr"], rtol=1e-5)
     assert got.predictions[-1].shape == (16 * 16, 1)
-    # the coarse stages' records measure their own grids' observations: their losses
-    # are sums over 16 and 64 pixels, the last stage's over 256
-    loss = got.history["train_loss"]
-    assert loss[5] < loss[6] and loss[9] < loss[10]
+    if not weigh:  # the coarse stages' losses are sums over 16 and 64 pixels, then 256
+        loss = got.history["train_loss"]
+        assert loss[5] < loss[6] and loss[9] < loss[10]
 
 
 def test_adams_state_carries_across_stages(problem):
@@ -103,6 +107,8 @@ def test_a_curriculum_is_checked_before_training(problem):
     regression = mg.image_regression(mg.load_image("camera", size=8))
     with pytest.raises(ValueError, match="one problem on several grids"):
         Curriculum(((regression, 5),), problem)
+    with pytest.raises(ValueError, match="positive number"):
+        problem.weighted(0.0)
     with pytest.raises(ValueError, match="not a grid per grade or stage"):
         mg.fit(MODEL, Curriculum(((c2, 5),), problem), optimizer=optax.adam(1e-2), epochs=10,
                key=jax.random.key(0), divergence=mg.Divergence(jnp.ones((1, *problem.shape))))
@@ -186,3 +192,17 @@ def test_a_curriculum_in_words():
     assert recipe_words({"epochs": 20, "schedule": "cosine", "curriculum": [4, 2],
                          "curriculum_epochs": [30]}, 1) == \
         "epochs 20, cosine, first on 4×, 2× coarser grids (30/20 epochs)"
+
+
+def test_a_weighed_loss_is_the_loss_times_its_weight_on_batches_too(problem):
+    c2 = problem.coarse(2)
+    pred = jax.random.normal(jax.random.key(5), (64, 1))
+    u = 0.1 * jax.random.normal(jax.random.key(6), (2, 8, 8, 1))
+    np.testing.assert_allclose(c2.weighted(4).loss(pred, u), 4 * c2.loss(pred, u), rtol=1e-6)
+    anchors = jnp.arange(5)
+    at = pred[c2.stencil(anchors)]
+    np.testing.assert_allclose(c2.weighted(4).loss_at(at, u, anchors),
+                               4 * c2.loss_at(at, u, anchors), rtol=1e-6)
+    # a curriculum weighs a mini-batched coarse stage's problem by the pixel ratio
+    grade = Curriculum(((minibatch(c2, 0.5, jax.random.key(0)), 5),), problem)
+    assert grade.stages[0][0].problem.weight == 4.0 and grade.final is problem

@@ -8,7 +8,14 @@ parameters and optimiser state (the step count of a schedule included) carry fro
 to stage, and only the grid changes. The inputs are coordinates of one domain on every
 grid (`Restoration.coarse` puts a block at the mean of its pixels' coordinates), so the
 network's function is the same object throughout; each stage starts the auxiliary state
-(u of the TV split) afresh on its grid, as a coarse-to-fine grade does. Coarse stages are
+(u of the TV split) afresh on its grid, as a coarse-to-fine grade does.
+
+The loss is a sum over pixels, so a 4× coarser grid's is about 1/16 of the full grid's, and
+so are its gradients: Adam's second-moment estimate, carried to the finer grid, would then
+make its first few hundred steps 4× too long (measured: SGDL at 128² fell from 27.2 to 22.0
+dB). Each coarse stage's loss is therefore weighed by the ratio of the pixel counts
+(`weigh=True`: each block counts as the pixels it stands for), and one optimiser state
+carries across stages at the scale of the last. Coarse stages are
 cheap (a 4× coarser grid has 1/16 of the pixels), so the network can take many steps on
 the low frequencies before the expensive ones on the full grid (Lindell et al. 2022,
 BACON; Müller et al. 2022 for multi-resolution training of coordinate networks).
@@ -26,7 +33,8 @@ from multigrade.problems.minibatch import unbatched
 @dataclasses.dataclass(frozen=True)
 class Curriculum:
     """One grade's problems in turn: `stages` (problem, epochs) first, then `final` for the
-    rest of the grade's budget (its records, metrics and result are `final`'s).
+    rest of the grade's budget (its records, metrics and result are `final`'s). With
+    `weigh`, each stage's loss is weighed by `final`'s pixels over its own (above).
 
     `fit` takes it wherever it takes a grade's problem, e.g. SGDL as
     `fit(sgdl, Curriculum(((p.coarse(4), 3000), (p.coarse(2), 1000)), MiniBatch(p, ...)),
@@ -36,10 +44,10 @@ class Curriculum:
 
     stages: tuple[tuple[typing.Any, int], ...]
     final: typing.Any
+    weigh: bool = True
 
     def __post_init__(self):
         stages = tuple((p, e) for p, e in self.stages)
-        object.__setattr__(self, "stages", stages)
         first = unbatched(self.final)
         for i, (p, e) in enumerate(stages):
             if isinstance(e, bool) or not isinstance(e, int) or e < 1:
@@ -50,6 +58,10 @@ class Curriculum:
                                                                         first.out_dim):
                 raise ValueError("a curriculum's stages must be one problem on several "
                                  "grids (same kind, inputs and outputs)")
+        if self.weigh:
+            stages = tuple((_weighed(p, _pixels(first) / _pixels(unbatched(p))), e)
+                           for p, e in stages)
+        object.__setattr__(self, "stages", stages)
 
     @property
     def lead(self) -> int:
@@ -78,6 +90,23 @@ class Curriculum:
                 return p
             start += e
         return self.final
+
+
+def _pixels(problem) -> int:
+    return int(problem.inputs["train"].shape[0])
+
+
+def _weighed(problem, weight: float):
+    """`problem` (or a mini-batch's problem) with its loss weighed by `weight`."""
+    if weight == 1:
+        return problem
+    inner = unbatched(problem)
+    if not callable(getattr(inner, "weighted", None)):
+        raise ValueError(f"a curriculum weighs its coarse stages' losses: "
+                         f"{type(inner).__name__} has no `weighted` (Curriculum(weigh=False))")
+    if inner is problem:
+        return inner.weighted(inner.weight * weight)
+    return dataclasses.replace(problem, problem=inner.weighted(inner.weight * weight))
 
 
 def stage_spans(problem, budget: int) -> list[tuple[typing.Any, int, int]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 
 import jax
@@ -38,7 +39,7 @@ from multigrade.problems import tiles
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["coords", "observed", "clean", "op", "beta", "lam", "alpha", "mask"],
-    meta_fields=["task", "settings", "name"],
+    meta_fields=["task", "settings", "name", "weight"],
 )
 @typing.no_type_check  # JAX rebuilds it with placeholders while lowering; see denoising()
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Restoration:
             set (`holdout`), `(H', W', 1)` on the observation grid; None: every one in the loss.
         task: the task's name (`"denoise"`, `"deblur"`, …).
         settings: the noise / degradation levels, for the record.
+        weight: the loss's factor (1: the paper's sum over pixels). A curriculum's coarse
+            stage counts each block as its pixels (`weighted`), so that its loss, and an
+            optimiser's estimates of its scale, carry to the next grid.
     """
 
     coords: Float[Array, "n 2"]
@@ -69,6 +73,7 @@ class Restoration:
     task: str = "denoise"
     settings: tuple = ()
     name: str = "image"
+    weight: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -121,7 +126,17 @@ class Restoration:
         w = self._fidelity()
         fidelity = 0.5 * jnp.sum(r2 if w is None else w * r2)
         coupling = 0.5 * self.beta * jnp.sum((forward_differences(P) - u) ** 2)
-        return fidelity + coupling + self.lam * jnp.sum(jnp.abs(u))
+        return self._weigh(fidelity + coupling + self.lam * jnp.sum(jnp.abs(u)))
+
+    def _weigh(self, loss: Scalar) -> Scalar:
+        return loss if self.weight == 1 else self.weight * loss
+
+    def weighted(self, weight: float) -> Restoration:
+        """The same problem, its loss multiplied by `weight` (e.g. f² on an f× coarser
+        grid: each block's terms counted as its pixels')."""
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+            raise ValueError(f"a loss weight must be a positive number, got {weight!r}")
+        return dataclasses.replace(self, weight=float(weight))
 
     # -- mini-batches (multigrade.problems.minibatch): the loss is Σ over pixels a of
     # t_a = ½w_a‖(A P)_a − y_a‖² + (β/2)‖(D P)_a − u_a‖² + λ‖u_a‖₁, (D P)_a reading a's
@@ -193,7 +208,7 @@ class Restoration:
         ua = self._at(u, px)
         fidelity = 0.5 * total(r2 if w is None else self._at(w, px) * r2)
         coupling = 0.5 * self.beta * total((differences - ua) ** 2)
-        return fidelity + coupling + self.lam * total(jnp.abs(ua))
+        return self._weigh(fidelity + coupling + self.lam * total(jnp.abs(ua)))
 
     def observed_pixels(self) -> Float[Array, "ho wo 1"] | None:
         """1 where the observation has a value (None: everywhere). Inpainting has gaps."""
