@@ -42,10 +42,7 @@ def _per_grade(cfg, name: str) -> None:
 
 def _coarse(cfg) -> None:
     t = cfg.train
-    if not tasks.get(cfg.problem.task).coarsens:
-        raise ValueError(f"coarse grades (train.coarse) need a degradation that restricts "
-                         f"to a coarser grid ({', '.join(tasks.names(coarsens=True))}), "
-                         f"not {cfg.problem.task}")
+    _coarsens(cfg, "coarse grades (train.coarse)")
     if cfg.model.method != "mgdl" and cfg.command == "fit":
         raise ValueError(f"coarse grades (train.coarse) are MGDL's; method "
                          f"{cfg.model.method} has one grade")
@@ -53,26 +50,31 @@ def _coarse(cfg) -> None:
         raise ValueError(f"train.coarse gives {len(t.coarse)} factors for "
                          f"{cfg.model.grades} grades: the last grade fits the image's "
                          "own grid")
-    why = {"sure": "SURE's divergence follows one observation through every grade",
-           "holdout": "a coarse grade's block means would read the held-out pixels"}
-    if t.select in why:
-        raise ValueError(f"coarse grades (train.coarse) and --select {t.select}: "
-                         f"{why[t.select]}; --select discrepancy judges the grades on "
-                         "the image's own grid")
+    _judged(cfg, "coarse grades (train.coarse)", "every grade", "a coarse grade",
+            "the grades")
 
 
 def _curriculum(cfg) -> None:
-    t = cfg.train
-    if not tasks.get(cfg.problem.task).coarsens:
-        grids = ", ".join(tasks.names(coarsens=True))
-        raise ValueError(f"a curriculum (train.curriculum) needs a degradation that "
-                         f"restricts to a coarser grid ({grids}), not {cfg.problem.task}")
+    _coarsens(cfg, "a curriculum (train.curriculum)")
     if cfg.command == "fit" and cfg.model.method == "mgdl" and cfg.model.grades > 1:
         raise ValueError("a curriculum (train.curriculum) trains one network coarse to "
                          "fine (SGDL); MGDL's grades go coarse to fine with train.coarse")
-    why = {"sure": "SURE's divergence follows one observation through the training",
-           "holdout": "a coarse stage's block means would read the held-out pixels"}
-    if t.select in why:
-        raise ValueError(f"a curriculum (train.curriculum) and --select {t.select}: "
-                         f"{why[t.select]}; --select discrepancy judges the last stage "
-                         "on the image's own grid")
+    _judged(cfg, "a curriculum (train.curriculum)", "the training", "a coarse stage",
+            "the last stage")
+
+
+def _coarsens(cfg, what: str) -> None:
+    """Coarser grids need a degradation that restricts to them."""
+    if not tasks.get(cfg.problem.task).coarsens:
+        grids = ", ".join(tasks.names(coarsens=True))
+        raise ValueError(f"{what} need{'s' * what.startswith('a ')} a degradation that "
+                         f"restricts to a coarser grid ({grids}), not {cfg.problem.task}")
+
+
+def _judged(cfg, what: str, through: str, coarse: str, judged: str) -> None:
+    """The no-reference rules that coarser grids allow: discrepancy, not SURE or holdout."""
+    why = {"sure": f"SURE's divergence follows one observation through {through}",
+           "holdout": f"{coarse}'s block means would read the held-out pixels"}
+    if cfg.train.select in why:
+        raise ValueError(f"{what} and --select {cfg.train.select}: {why[cfg.train.select]}; "
+                         f"--select discrepancy judges {judged} on the image's own grid")
