@@ -163,6 +163,10 @@ def test_history_round_trips_exactly(tmp_path):
     back = runs.read_history(tmp_path / "h.csv")
     for name in h:
         np.testing.assert_array_equal(back[name], h[name])
+    # rows written as they come (a run in progress), one of them without a column: NaN
+    runs.write_rows(tmp_path / "r.csv", [{"grade": 1, "coarse": 4}, {"grade": 1}])
+    back = runs.read_history(tmp_path / "r.csv")
+    np.testing.assert_array_equal(back["coarse"], [4.0, np.nan])
 
 
 def test_colour_image_regression(key):

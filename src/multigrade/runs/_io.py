@@ -146,14 +146,16 @@ def _fmt(v) -> str:
 
 
 def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A history.csv as one float array per column."""
+    """A history.csv as one float array per column (an empty cell, a row without that
+    column as `write_rows` leaves it, is NaN)."""
     _reading(path)
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows:
         return {}
     names = rows[0]
-    values = np.asarray(rows[1:], dtype=float).reshape(-1, len(names))
+    values = np.asarray([[c if c else "nan" for c in r] for r in rows[1:]],
+                        dtype=float).reshape(-1, len(names))
     return {n: values[:, i] for i, n in enumerate(names)}
 
 
