@@ -3,6 +3,8 @@ paper's sizes, each method with a training recipe of its own (`presets.FAST`).""
 
 from __future__ import annotations
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -21,6 +23,7 @@ from multigrade.experiments.presets import (
     select,
 )
 from multigrade.experiments.reproduce import Watch, reproduce, run_dir_of
+from multigrade.problems.curriculum import Curriculum
 from multigrade.problems.minibatch import MiniBatch
 from multigrade.train import Callback
 from procs import mgdl_here
@@ -31,7 +34,8 @@ pytestmark = pytest.mark.xdist_group("reproduce")
 TINY = ["problem.image=camera", "problem.size=32", "model.width=8", "model.layers_per_grade=1",
         "train.record_every=10", "train.checkpoint_every=10",
         "methods.mgdl.grade_epochs=[20, 20]", "methods.mgdl.epochs=30",
-        "methods.sgdl.epochs=40"]
+        "methods.sgdl.curriculum_epochs=[10, 10]", "methods.sgdl.epochs=40"]
+SGDL_TINY = [10 + 10 + 40]  # SGDL's one grade: its curriculum's coarse stages, then 40
 
 
 def test_fast_presets_give_each_method_its_own_recipe_at_the_papers_size():
@@ -89,13 +93,28 @@ def test_dump_config_shows_both_methods_recipes_and_mgdl_run_takes_it(tmp_path):
     assert load_config(tmp_path / "fast.toml") == EXPERIMENTS["denoise-butterfly-10"].config(
         "fast")
     r = mgdl_here("reproduce", "--list", "--scale", "fast")
-    assert r.returncode == 0 and "SGDL 4000" in r.stdout and "regression" not in r.stdout
+    assert r.returncode == 0 and "regression" not in r.stdout
+    sgdl = FAST["denoise"]["sgdl"]  # its budget: each coarse stage's epochs, then the last
+    budget = "".join(f"{e}@{f}×+" for f, e in zip(sgdl["curriculum"],
+                                                  sgdl["curriculum_epochs"]))
+    cell = _row(r.stdout, "denoise-butterfly-10")[5]  # epochs / grade
+    assert re.search(rf"SGDL {re.escape(budget)}{sgdl['epochs']}$", cell), cell
     for bad in (["regression-camera", "--scale", "fast"],
                 ["denoise-butterfly-10", "--scale", "fast", "--protocol", "fair"],
                 ["denoise-butterfly-10", "--scale", "huge"]):
         r = mgdl_here("reproduce", *bad, "--out", str(tmp_path / "x"))
         assert r.returncode != 0 and r.stderr.count("\n") == 1, (bad, r.stderr)
     assert not (tmp_path / "x").exists()
+
+
+def _row(table: str, name: str) -> list[str]:
+    """The cells of a printed table's row whose first cell starts with `name`, each cell's
+    wrapped lines joined by spaces."""
+    lines = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()
+             if line.startswith("│")]
+    start = next(i for i, cells in enumerate(lines) if cells[0].startswith(name))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][0]), len(lines))
+    return [" ".join(filter(None, col)) for col in zip(*lines[start:end])]
 
 
 def cfg_tries(method: str, grades: int) -> list[int]:
@@ -134,14 +153,17 @@ def test_the_fast_recipes_reach_fit_unchanged_for_both_methods(tmp_path, monkeyp
     monkeypatch.setattr(runner_module, "fit", spy)
     reproduce("denoise-butterfly-10", scale="fast", out=tmp_path / "r", overrides=TINY)
     mgdl, sgdl = spy.calls  # the comparison fits MGDL, then SGDL
-    assert mgdl["epochs"] == [20, 20, 30, 30] and sgdl["epochs"] == [40]
+    assert mgdl["epochs"] == [20, 20, 30, 30] and sgdl["epochs"] == SGDL_TINY
     assert mgdl["record_every"] == sgdl["record_every"] == 10
     assert mgdl["tries"] == cfg_tries("mgdl", 4) and sgdl["tries"] == [1]  # one grade, once
-    # grades 1 and 2 on the 4× and 2× coarser grids; the others, and SGDL's one grade, on
-    # mini-batches of 1/16 of the 32² pixels
-    problems = mgdl["problem"]
-    assert [p.inputs["train"].shape[0] for p in problems[:2]] == [8 * 8, 16 * 16]
-    for p in [*problems[2:], sgdl["problem"]]:
+    # MGDL's grades 1 and 2 on the 4× and 2× coarser grids, SGDL's one network 10 epochs
+    # on each of them; then MGDL's other grades, and SGDL's last stage, on mini-batches of
+    # 1/16 of the 32² pixels
+    problems, course = mgdl["problem"], sgdl["problem"]
+    assert isinstance(course, Curriculum) and [e for _, e in course.stages] == [10, 10]
+    for grids in (problems[:2], [p for p, _ in course.stages]):
+        assert [p.inputs["train"].shape[0] for p in grids] == [8 * 8, 16 * 16]
+    for p in [*problems[2:], course.final]:
         assert isinstance(p, MiniBatch) and p.size == round(0.0625 * 32 * 32)
     assert not any(isinstance(p, MiniBatch) for p in problems[:2])
     # each grade's optimiser: Adam warmed up to its method's peak, cosine over its budget
@@ -150,7 +172,7 @@ def test_the_fast_recipes_reach_fit_unchanged_for_both_methods(tmp_path, monkeyp
             _same_updates(tx, make_optimizer("adam", lr, "warmup-cosine", epochs), epochs)
     # what each method's run directory says it trained
     cmp = run_dir_of(tmp_path / "r", "denoise-butterfly-10", 0)
-    for method, grades in (("mgdl", [20, 20, 30, 30]), ("sgdl", [40])):
+    for method, grades in (("mgdl", [20, 20, 30, 30]), ("sgdl", SGDL_TINY)):
         summary = runs.read_summary(cmp / method)
         assert [g["epochs"] for g in summary["grades"]] == grades, method
 

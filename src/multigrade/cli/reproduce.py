@@ -46,8 +46,9 @@ def _budgets(cfg) -> str:
     if cfg.methods.mgdl.train.keys() <= {"lr"} and cfg.methods.sgdl.train.keys() <= {"lr"}:
         return str(cfg.train.epochs)
     mgdl = method_config(cfg, "mgdl").train.budgets(cfg.model.grades)
-    return (f"MGDL {'/'.join(map(str, mgdl))}, "
-            f"SGDL {method_config(cfg, 'sgdl').train.epochs}")
+    sgdl = method_config(cfg, "sgdl").train
+    stages = "".join(f"{e}@{f}×+" for f, e in sgdl.stages())  # a curriculum's coarse grids
+    return f"MGDL {'/'.join(map(str, mgdl))}, SGDL {stages}{sgdl.epochs}"
 
 
 REPRODUCE = (

@@ -2,8 +2,9 @@
 
 `paper` is the paper's sizes, depths and budgets (SPEC §3-§4; meant for a GPU). `fast` is the
 restoration experiments at the paper's sizes on 2 CPU cores, each method with a training
-recipe of its own (`FAST`: warm-up and cosine decay, MGDL's first grades on coarse grids,
-mini-batch steps where the degradation is pixel-wise; docs/time-to-quality.md) in place
+recipe of its own (`FAST`: warm-up and cosine decay, MGDL's first grades and SGDL's one
+network's first stages on coarse grids, mini-batch steps where the degradation is
+pixel-wise; docs/time-to-quality.md) in place
 of the fixed budgets; `all` at that scale is `FAST_ALL`. `quick` is the same methods and
 hyper-parameters as `paper`, reduced to finish on 2 CPU cores:
 
@@ -137,11 +138,17 @@ FAST: dict[str, dict[str, dict]] = {
     "denoise": {
         "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2),
                      grade_epochs=(2000, 2000), epochs=6000, batch=0.0625),
-        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=4000, batch=0.0625),
+        # one network coarse to fine: 3 000 epochs on 128², 750 on 256², then 5 000 steps
+        # on mini-batches of 512² (docs/time-to-quality.md, SGDL at 512²)
+        "sgdl": dict(lr=1e-2, schedule="warmup-cosine", curriculum=(4, 2),
+                     curriculum_epochs=(3000, 750), epochs=5000, batch=0.0625),
     },
     "deblur": {
         "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2), epochs=2000),
-        "sgdl": dict(lr=5e-3, schedule="warmup-cosine", epochs=800),
+        # the same curriculum on full epochs (tiles of a blur stall at 512²): 3 000 on
+        # 128², 500 on 256², 1 500 on 512² (docs/results-fast.md)
+        "sgdl": dict(lr=1e-2, schedule="warmup-cosine", curriculum=(4, 2),
+                     curriculum_epochs=(3000, 500), epochs=1500),
     },
 }
 _FAST_SOURCE = ("the fast scale's {method} recipe (presets.FAST, docs/time-to-quality.md) on the "
