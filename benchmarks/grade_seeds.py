@@ -15,6 +15,7 @@ peak rate, to study where the seeds part:
   g1t3      grade 1 trained from 3 starts (least loss kept): grade 2, from its own start,
             then learns on another grade 1's features
   g1x4      grade 1 takes four times its epochs (8 000 on the 4× coarser grid)
+  g1x4g2x2  grade 1 four times (8 000) and grade 2 twice (4 000 on the 2× coarser grid)
 
 One JSON line per run goes to `--jsonl` (appended: a study can be run in pieces, e.g. one
 process per core).
@@ -53,6 +54,7 @@ VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": 
     "g2t3": {2: {"tries": 3}},
     "g1t3": {1: {"tries": 3}},
     "g1x4": {1: {"epochs": 8000}},
+    "g1x4g2x2": {1: {"epochs": 8000}, 2: {"epochs": 4000}},
 }
 
 

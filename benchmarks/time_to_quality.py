@@ -30,11 +30,16 @@ Recipes (`--recipe`, several comma-separated, or all):
            starts, the try of least training loss kept (`--grade-tries 1,3`).
   coarse-warmup-batch16-g1x4  as coarse-warmup-batch16 with grade 1 (on the 4× coarser
            grid, where an epoch is cheap) trained for 8 000 epochs instead of 2 000.
+  coarse3-warmup-long  for deblurring: grades 1, 2 and 3 on the 4×, 2× and 2× coarser grids
+           for 8 000 / 4 000 / 4 000 epochs, grade 4 on the image's grid for 1 500 (a blur
+           of σ_b = 3 leaves almost nothing above the 2× coarser grid's Nyquist frequency:
+           its transfer there is exp(-2π²σ_b²/16) ≈ 1.5e-5).
   best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
            (docs/time-to-quality.md; at 128² coarse-warmup is as fast). For deblurring
-           best is coarse-warmup; its mini-batches are 32² tiles of the blurred image, each
-           computed exactly from its window (the tile grown by the blur's reach;
-           multigrade.problems.tiles).
+           best is coarse3-warmup-long (docs/results-fast.md: 26.39 dB against
+           coarse-warmup's 25.12 at the same one-core time). A deblurring recipe's
+           mini-batches are 32² tiles of the blurred image, each computed exactly from its
+           window (the tile grown by the blur's reach; multigrade.problems.tiles).
 
 `--experiment` picks the restoration experiment (default denoise-butterfly-10; e.g.
 denoise-male-10, deblur-butterfly-3), at `--size`. `--equal-time` gives every recipe after
@@ -95,8 +100,10 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16-g1x4": {"epochs": (8000, 2000, 6000, 6000),
                                    "schedule": "warmup-cosine", "lr": 1e-2, "coarse": (4, 2),
                                    "batch": 0.0625},
+    "coarse3-warmup-long": {"epochs": (8000, 4000, 4000, 1500), "schedule": "warmup-cosine",
+                            "lr": 1e-2, "coarse": (4, 2, 2)},
 }
-BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse-warmup"}
+BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse3-warmup-long"}
 
 
 class Curve(Callback):

@@ -54,8 +54,13 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     best, fixed = json.loads((tmp_path / "d.json").read_text())
-    # deblurring's best: coarse grades (a blur on the coarse grid), full epochs
-    assert best["recipe"] == "coarse-warmup" and best["train"]["batch"] is None
+    # deblurring's best: grades 1-3 on coarse grids (a blur on the coarse grid), grade 4 on
+    # full epochs of the image's grid
+    assert best["recipe"] == "coarse3-warmup-long" and best["train"]["batch"] is None
+    assert best["train"]["coarse"] == [4, 2, 2]
+    assert best["train"]["epochs"] == [8000, 4000, 4000, 1500]
+    # a coarse grade is measured once, on the full grid, when it ends
+    assert [p[1:3] for p in best["points"] if p[1] < 4] == [[1, 8000], [2, 4000], [3, 4000]]
     assert best["task"] == "deblur" and best["blur_sigma"] == 3 and not best["cut"]
     assert [p[1] for p in best["points"]][-1] == 4
     # the fixed budget (20 000 epochs a grade) stops at the recipe's wall time, in grade 1

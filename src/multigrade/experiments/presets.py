@@ -127,8 +127,10 @@ def _regression(image: str) -> Callable[[str], RunConfig]:
 # The fast scale's recipes, per task and method (`[methods.<method>]` on top of the
 # authors' lr, β, λ). MGDL's: the time-to-quality benchmark's `best` (docs/time-to-quality.md:
 # Adam warmed up to 1e-2 over 5 % of each grade then cosine-decayed to 1e-4, grades 1 and 2
-# on 4× and 2× coarser grids for 2 000 epochs each; denoising's grades 3 and 4 take 6 000
-# steps on 1/16 of the pixels, deblurring's 2 000 full epochs). SGDL's: the same tools where
+# on 4× and 2× coarser grids for 2 000 epochs each, grades 3 and 4 6 000 steps on 1/16 of
+# the pixels; for deblurring `coarse3-warmup-long`: grades 1-3 on the 4×, 2×, 2× coarser
+# grids for 8 000 / 4 000 / 4 000 epochs, grade 4 1 500 full epochs, since a blur of σ_b ≥ 3
+# leaves almost nothing above the 2× grid's Nyquist frequency). SGDL's: the same tools where
 # they apply to one grade (the schedule, the mini-batches), the authors' rate as the peak,
 # a budget of 30-40 minutes at 512² on 2 cores (measured there in `mgdl reproduce`: 4 000
 # steps on 1/16 of the pixels in 32 minutes, compilation and records every 100 included;
@@ -144,7 +146,8 @@ FAST: dict[str, dict[str, dict]] = {
                      curriculum_epochs=(3000, 750), epochs=5000, batch=0.0625),
     },
     "deblur": {
-        "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2), epochs=2000),
+        "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2, 2),
+                     grade_epochs=(8000, 4000, 4000), epochs=1500),
         # the same curriculum on full epochs (tiles of a blur stall at 512²): 3 000 on
         # 128², 500 on 256², 1 500 on 512² (docs/results-fast.md)
         "sgdl": dict(lr=1e-2, schedule="warmup-cosine", curriculum=(4, 2),
