@@ -97,8 +97,13 @@ def test_dump_config_shows_both_methods_recipes_and_mgdl_run_takes_it(tmp_path):
     sgdl = FAST["denoise"]["sgdl"]  # its budget: each coarse stage's epochs, then the last
     budget = "".join(f"{e}@{f}×+" for f, e in zip(sgdl["curriculum"],
                                                   sgdl["curriculum_epochs"]))
-    cell = _row(r.stdout, "denoise-butterfly-10")[5]  # epochs / grade
+    row = _row(r.stdout, "denoise-butterfly-10")
+    cell = row[5]  # epochs / grade
     assert re.search(rf"SGDL {re.escape(budget)}{sgdl['epochs']}$", cell), cell
+    # the rate is the recipe's, not the authors' (that is the other scales' line)
+    assert "fast recipe" in row[3] and "authors' lr" not in row[3], row[3]
+    r = mgdl_here("reproduce", "--list", "--scale", "paper")
+    assert "authors' lr" in _row(r.stdout, "denoise-butterfly-10")[3]
     for bad in (["regression-camera", "--scale", "fast"],
                 ["denoise-butterfly-10", "--scale", "fast", "--protocol", "fair"],
                 ["denoise-butterfly-10", "--scale", "huge"]):

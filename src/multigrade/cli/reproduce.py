@@ -28,7 +28,7 @@ def _list(scale: str) -> None:
         paper = ", ".join(f"{k} {v}" for k, v in e.paper.items()
                           if k in ("mgdl", "sgdl", "msdl", "observed"))
         table.add_row(e.name + (" *" if e.name in in_all else ""), e.group,
-                      ",".join(map(str, e.claims)), e.title, size, _budgets(cfg),
+                      ",".join(map(str, e.claims)), e.describe(scale), size, _budgets(cfg),
                       paper or "-")
     console.print(table)
     if scale == "quick":
