@@ -75,10 +75,11 @@ def test_adams_state_carries_across_stages(problem):
                            jax.tree_util.tree_leaves(chain.params)[0])
 
 
-@pytest.mark.parametrize("stop_after", [2, 5])  # in the coarse stage, in the last
-def test_a_curriculum_resumes_as_an_uninterrupted_run(problem, stop_after, tmp_path):
-    """Interrupted in a stage (the checkpoint written to disk and read back, as a run
-    directory's is), the resumed fit equals the uninterrupted one."""
+# records of 5 epochs: stages 4× (epochs 0-20), 2× (20-30), full (30-50)
+@pytest.mark.parametrize("stop_after", [2, 4, 5, 6, 8])  # in, at the end of, in, at the
+def test_a_curriculum_resumes_as_an_uninterrupted_run(problem, stop_after, tmp_path):  # end
+    """Interrupted in a stage or at a stage's end (the checkpoint written to disk and read
+    back, as a run directory's is), the resumed fit equals the uninterrupted one."""
     c4, c2 = problem.coarse(4), problem.coarse(2)
     grade = Curriculum(((c4, 20), (c2, 10)), minibatch(problem, 0.25, jax.random.key(3)))
     kw = dict(optimizer=optax.adam(1e-2), epochs=50, key=jax.random.key(0), record_every=5,
@@ -94,6 +95,23 @@ def test_a_curriculum_resumes_as_an_uninterrupted_run(problem, stop_after, tmp_p
     read = load_checkpoint(tmp_path, MODEL, grade, [kw["optimizer"]])
     assert read.pending.state.aux.shape == ckpt.pending.state.aux.shape
     assert_same_run(mg.fit(MODEL, grade, start=read, **kw), full)
+
+
+def test_a_curriculums_checkpoints_come_every_so_many_epochs_of_a_stage_and_at_its_end(
+        problem):
+    """A long stage is not a long stretch without a resume point: checkpoints every
+    `checkpoint_every` epochs of each stage and at the end of every stage but the last
+    (whose end is the grade's). Before, a 4 000-epoch SGDL deblurring curriculum at 512²
+    went 2 500 epochs, a thousand of them on the full grid, without one."""
+    c4, c2 = problem.coarse(4), problem.coarse(2)
+    seen = StopAfter(1, 10**6)  # keeps every checkpoint, never stops
+    mg.fit(MODEL, Curriculum(((c4, 15), (c2, 10)), problem), optimizer=optax.adam(1e-2),
+           epochs=50, key=jax.random.key(0), record_every=5, checkpoint_every=10,
+           callbacks=[seen])
+    got = [c.pending.epochs for c in seen.checkpoints if c.pending is not None]
+    # stage 1 (0-15): 10, its end 15; stage 2 (15-25): 25 (its end; 10 epochs in);
+    # stage 3 (25-50): 35, 45 (its end, 50, is the grade's: no pending grade there)
+    assert got == [10, 15, 25, 35, 45], got
 
 
 def test_a_curriculum_is_checked_before_training(problem):

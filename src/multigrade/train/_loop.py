@@ -329,13 +329,15 @@ class _Loop:
                 break
             if self.probe is not None and epochs_done % self.probe_every == 0:
                 self._probe(k, state, frozen, epochs_done, step0)
-            if eng.members is None and done < total:
+            # a checkpoint inside a stage, and at the end of a stage but the last (the
+            # grade's end has its own): a curriculum's stage ends are resume points too
+            if eng.members is None and (done < total or not last):
                 pending = Pending(k + 1, state, epochs_done, run.seconds, run.compile_s,
                                   float(loss0[0]), tstate, run.best, trial, held)
                 self._maybe_checkpoint(done, Checkpoint(
                     list(params_out), [float(c[0]) for c in scales], list(summaries[0]),
                     rows[0], frozen.aux if params_out else None, pending,
-                    frozen.tangent if params_out else None))
+                    frozen.tangent if params_out else None), stage_end=done >= total)
             elif done < total and any(cb.stop_requested() for cb in self.callbacks):
                 raise FitInterrupted(None)  # members: no checkpoint to hand over
         run.state, run.tstate = state, tstate
@@ -417,11 +419,12 @@ class _Loop:
             best = Best(score, epoch, state, tstate)
         return score, best, self.select.done(row)
 
-    def _maybe_checkpoint(self, done: int, ckpt: Checkpoint) -> None:
-        """Hands `ckpt` to the callbacks at checkpoint boundaries and when a stop is
-        requested; then stops with `FitInterrupted`."""
-        due = self.checkpoint_every is not None and \
-            done % max(1, -(-self.checkpoint_every // self.record_every)) == 0
+    def _maybe_checkpoint(self, done: int, ckpt: Checkpoint, stage_end: bool = False) -> None:
+        """Hands `ckpt` to the callbacks at checkpoint boundaries (every `checkpoint_every`
+        epochs of a stage, and a stage's end) and when a stop is requested; then stops with
+        `FitInterrupted`."""
+        due = self.checkpoint_every is not None and (stage_end or done % max(
+            1, -(-self.checkpoint_every // self.record_every)) == 0)
         stop = any(cb.stop_requested() for cb in self.callbacks)
         if due or stop:
             for cb in self.callbacks:
