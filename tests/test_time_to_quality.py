@@ -83,13 +83,9 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
 def test_the_noise_seed_draws_another_observation_of_the_same_image():
     if not SHARED.is_dir():
         pytest.skip("the paper's images (../shared/images) are not beside the checkout")
-    import importlib.util
-
     from multigrade.experiments.building import problem_for
 
-    spec = importlib.util.spec_from_file_location("ttq", SCRIPT)
-    ttq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ttq)
+    ttq = _benchmark()
     problems = [problem_for(ttq.recipe_config("coarse-warmup-batch16", 16, None, str(SHARED),
                                               seed=1, noise_seed=n)[0]) for n in (0, 0, 3)]
     np.testing.assert_array_equal(problems[0].clean, problems[2].clean)
@@ -97,3 +93,34 @@ def test_the_noise_seed_draws_another_observation_of_the_same_image():
     assert not np.array_equal(problems[0].observed, problems[2].observed)
     noise = np.asarray(problems[2].observed - problems[2].clean)
     assert np.std(noise) == pytest.approx(10 / 255, rel=0.25)  # σ_n 10 at 16² pixels
+
+
+def _benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ttq", SCRIPT)
+    ttq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ttq)
+    return ttq
+
+
+def test_the_g1x4_seed_sweep_runs_the_benchmarks_recipe():
+    """benchmarks/seeds_g1x4.toml (the seed table as a resumable sweep) trains what
+    `time_to_quality.py --recipe coarse-warmup-batch16-g1x4` trains: its base config is the
+    benchmark's, field by field, but for the record keeping (checkpoints) and what only
+    names (the source note, the images' folder)."""
+    from multigrade.experiments.sweep import load_sweep
+
+    ttq = _benchmark()
+    spec = load_sweep(SCRIPT.parent / "seeds_g1x4.toml")
+    cfg, budgets = ttq.recipe_config("coarse-warmup-batch16-g1x4", 512, None, "../shared/images")
+    assert spec.base.train.budgets(spec.base.model.grades) == budgets
+    want = cfg.replace(command="fit", train={
+        "grade_epochs": tuple(budgets[:2]), "epochs": budgets[-1],
+        "checkpoint_every": spec.base.train.checkpoint_every}).to_dict()
+    got = spec.base.to_dict()
+    for d in (want, got):
+        d.pop("methods")  # the authors' note on where lr, β, λ come from
+    assert got == want
+    pairs = {(s, n) for s in spec.axes["train.seed"] for n in spec.axes["problem.noise_seed"]}
+    assert len(pairs) >= 8 and not pairs & {(0, 0), (2, 0), (2, 1)}  # measured before
