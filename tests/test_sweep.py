@@ -96,6 +96,12 @@ def test_a_sweep_runs_skips_and_reruns_on_a_local_cluster(tmp_path, client):
     for r in out.rows:  # each row is its run directory's result
         metrics = runs.read_json(tmp_path / "sw" / "runs" / r["run"] / "metrics.json")
         assert r.get("test_psnr") == metrics["metrics"]["test_psnr"]
+        if r["status"] == "completed":  # and each grade's, as its run directory has it
+            assert [(r[f"grade{g['grade']}_test_psnr"], r[f"grade{g['grade']}_seconds"])
+                    for g in metrics["grades"]] == \
+                [(g["metrics"]["test_psnr"], g["seconds"]) for g in metrics["grades"]]
+            assert len(metrics["grades"]) == 2
+            assert r["grade2_test_psnr"] == r["test_psnr"]  # the last grade is the run's
         cfg = runs.read_toml(tmp_path / "sw" / "runs" / r["run"] / "config.toml")
         assert (cfg["train"]["seed"], cfg["train"]["lr"]) == (r["train.seed"], r["train.lr"])
     table = (tmp_path / "sw" / "results.csv").read_text().splitlines()
@@ -104,6 +110,11 @@ def test_a_sweep_runs_skips_and_reruns_on_a_local_cluster(tmp_path, client):
     group = {g["train.lr"]: g for g in out.groups}
     psnr = [r["test_psnr"] for r in out.rows if r["train.lr"] == 0.1]
     assert group[0.1]["test_psnr_mean"] == pytest.approx(np.mean(psnr), rel=1e-14)
+    first = [r["grade1_test_psnr"] for r in out.rows if r["train.lr"] == 0.1]
+    assert group[0.1]["grade1_test_psnr_mean"] == pytest.approx(np.mean(first), rel=1e-14)
+    assert group[0.1]["grade1_test_psnr_std"] == pytest.approx(np.std(first, ddof=1), rel=1e-12)
+    header = table[0].split(",")
+    assert {"grade1_test_psnr", "grade2_test_psnr", "grade1_seconds"} <= set(header)
 
     again = run_sweep(spec, tmp_path / "sw", client=client)
     assert again.ran == 0 and again.rows == out.rows  # nothing runs twice
@@ -111,7 +122,8 @@ def test_a_sweep_runs_skips_and_reruns_on_a_local_cluster(tmp_path, client):
     shutil.rmtree(tmp_path / "sw" / "runs" / gone)
     third = run_sweep(spec, tmp_path / "sw", client=client)
     assert third.ran == 1  # only the deleted run, with the same result
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")}
+                          for r in rows]
     assert strip(third.rows) == strip(out.rows)
 
 
@@ -150,7 +162,7 @@ def test_killing_a_worker_loses_no_run(tmp_path, client):
     assert [r["status"] for r in out.rows] == ["completed"] * 3
     assert len({r["run"] for r in out.rows}) == 3  # no duplicate rows
     for a, b in zip(clean.rows, out.rows, strict=True):
-        a, b = ({k: v for k, v in r.items() if k != "seconds"} for r in (a, b))
+        a, b = ({k: v for k, v in r.items() if not k.endswith("seconds")} for r in (a, b))
         assert a == b  # the same results as the clean sweep (float64, exact); not the time
     status = runs.read_status(tmp_path / "killed" / "runs" / found[1])
     assert status["state"] == "completed" and status["pid"] != found[0]

@@ -24,8 +24,9 @@ there it resumes from its last checkpoint (or starts again), so the sweep ends w
 run completed once. `OUT` must be on a file system every worker sees.
 
 At the end: `results.csv` (and `results.parquet` when pyarrow is installed) with one row per
-run, `groups.csv` with mean ± standard deviation over seeds and the best run of every
-group, `summary.json`, and `sweep.png` (the metric against each swept axis).
+run (a multi-grade run's row has each grade's PSNR and seconds too), `groups.csv` with mean
+± standard deviation over seeds (per grade too) and the best run of every group,
+`summary.json`, and `sweep.png` (the metric against each swept axis).
 """
 
 from __future__ import annotations
@@ -220,10 +221,19 @@ def _differs(d: dict, default: dict) -> dict:
 
 
 def _row(run_dir: Path) -> dict:
+    """A finished run's row: its status, epochs, seconds and final metrics, and for a run
+    of several grades each grade's PSNR / SSIM on every split and its seconds
+    (`grade2_test_psnr`, `grade2_seconds`), so a seed table per grade is one `groups.csv`."""
     metrics = runs.read_summary(run_dir)
-    return {"status": "diverged" if metrics["diverged"] else "completed",
-            "epochs": metrics["epochs"], "seconds": metrics["seconds"],
-            **{k: v for k, v in metrics["metrics"].items()}}
+    row = {"status": "diverged" if metrics["diverged"] else "completed",
+           "epochs": metrics["epochs"], "seconds": metrics["seconds"],
+           **{k: v for k, v in metrics["metrics"].items()}}
+    grades = metrics.get("grades") or []
+    for g in grades if len(grades) > 1 else ():
+        row.update({f"grade{g['grade']}_{k}": v for k, v in g["metrics"].items()
+                    if k.endswith(("_psnr", "_ssim"))})
+        row[f"grade{g['grade']}_seconds"] = g["seconds"]
+    return row
 
 
 def run_one(cfg_data: dict, run_dir: str) -> dict:
