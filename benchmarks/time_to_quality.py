@@ -71,6 +71,7 @@ import jax
 import numpy as np
 
 import multigrade as mg
+from multigrade import runs
 from multigrade.experiments.optimizers import make_optimizer
 from multigrade.experiments.presets import EXPERIMENTS
 from multigrade.experiments.reproduce import experiment_config
@@ -182,6 +183,7 @@ def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: s
             "blur_sigma": p.blur_sigma if p.task == "deblur" else None,
             "minutes": minutes, "cut": cut, "seed": seed, "noise_seed": noise_seed,
             "wall_minutes": curve.now() / 60,  # as the curve counts it
+            "environment": runs.environment(),  # the CPU and cores its minutes are on
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
                       "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
                       "grade_tries": list(tr.grade_tries), "record_every": tr.record_every},
@@ -291,7 +293,8 @@ def main(argv=None) -> int:
         if a.equal_time and len(results) == 1:
             minutes = min(a.minutes, results[0]["wall_minutes"])
     print(f"{describe(results[0])}, MGDL (authors' settings but the recipe's training), "
-          f"{jax.default_backend()}, {jax.device_count()} device(s)"
+          f"{jax.default_backend()}, {jax.device_count()} device(s), "
+          f"{results[0]['environment']['cpu']}, {results[0]['environment']['cores']} core(s)"
           + (f"; recipes after the first cut at its {minutes:.1f} min" if a.equal_time else ""))
     print(table(results, levels, times))
     for r in results:

@@ -178,3 +178,27 @@ def test_colour_image_regression(key):
     image = problem.render(r.predictions[-1])
     assert image.shape == (16, 16, 3)
     np.testing.assert_allclose(r.metrics["test_psnr"], mg.psnr(image, rgb), rtol=1e-10)
+
+
+def test_the_environment_names_the_machine_timings_ran_on():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = runs.environment()
+    assert env["backend"] == jax.default_backend() and env["jax"] == jax.__version__
+    info = Path("/proc/cpuinfo")
+    if info.is_file():  # the name /proc/cpuinfo gives, read here independently
+        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                 if line.startswith("model name")]
+        assert not names or env["cpu"].startswith(names[0])
+    assert env["cpu"]
+    if hasattr(os, "sched_setaffinity"):  # the cores follow the process's affinity
+        assert env["cores"] == len(os.sched_getaffinity(0))
+        one = subprocess.run(
+            [sys.executable, "-c",
+             "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+             "from multigrade import runs; print(runs.environment()['cores'])"],
+            capture_output=True, text=True, check=True)
+        assert one.stdout.strip() == "1"

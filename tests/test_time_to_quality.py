@@ -77,6 +77,7 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
     assert batched.returncode == 0, batched.stdout + batched.stderr
     (run,) = json.loads((tmp_path / "b.json").read_text())
     assert run["task"] == "deblur" and run["train"]["batch"] == 0.0625
+    assert run["environment"]["cpu"] and run["environment"]["cores"] >= 1  # its minutes' CPU
     assert {p[1] for p in run["points"]} >= {3} and all(p[3] > 5 for p in run["points"])
 
 

@@ -5,7 +5,7 @@ A run directory holds
     status.json       the run's state, written last at every stage: "running",
                       "completed", "interrupted" or "failed"; finished grades; the command
     config.toml       the full configuration, in the schema `mgdl run` reads
-    environment.json  versions, backend, git commit
+    environment.json  versions, backend, git commit, CPU and cores
     checkpoint.npz    everything needed to continue: finished grades' parameters, scales and
                       summaries, the auxiliary state, the history so far and, when a grade was
                       interrupted, its parameters and optimiser state

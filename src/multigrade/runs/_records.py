@@ -84,8 +84,31 @@ def read_status(out: str | os.PathLike) -> dict:
     return status
 
 
+def cpu() -> str:
+    """The CPU that timings ran on: its name, and on Linux its family / model and widest
+    vector extension (`AMD EPYC (family 25, model 1, avx2)`). Two machines of one name can
+    differ threefold in a matrix product; minutes compare only between like CPUs."""
+    name, fields = platform.processor() or platform.machine(), {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value
+    except OSError:
+        return name
+    name = fields.get("model name", name)
+    flags = set(fields.get("flags", "").split())
+    vector = next((v for v in ("avx512f", "avx2", "avx", "sse4_2") if v in flags), None)
+    extra = [f"family {fields['cpu family']}, model {fields['model']}"] \
+        if "cpu family" in fields and "model" in fields else []
+    extra += [vector] if vector else []
+    return f"{name} ({', '.join(extra)})" if extra else name
+
+
 def environment() -> dict:
-    """Versions and the git commit, recorded next to every result."""
+    """Versions, the git commit and the machine (CPU, cores this process may use),
+    recorded next to every result."""
     import jax
     import optax
 
@@ -102,4 +125,11 @@ def environment() -> dict:
         "numpy": np.__version__, "python": platform.python_version(),
         "backend": jax.default_backend(), "x64": bool(jax.config.jax_enable_x64),
         "git_commit": commit, "time": _dt.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu(), "cores": _cores(),
     }
+
+
+def _cores() -> int | None:
+    """The cores this process may run on (its affinity: `taskset -c 0` is one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count()
