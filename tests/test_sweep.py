@@ -178,9 +178,17 @@ def test_sweep_command(tmp_path):
                                      + '[axes]\n"model.method" = ["mgdl", "sgdl"]\n')
     runner = CliRunner()
     res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"),
-                              "--workers", "1", "--quiet", "--group-by", "model.method"])
+                              "--workers", "1", "--quiet", "--group-by", "model.method"],
+                        env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "2 runs (2 trained now)" in res.output and "sgdl" in res.output
+    # MGDL's row has its grades' mean PSNR, as groups.csv has them; SGDL's has none
+    groups = {g["model.method"]: g for g in runs.read_rows(tmp_path / "o" / "groups.csv")}
+    per_grade = " / ".join(f"{groups['mgdl'][f'grade{k}_test_psnr_mean']:.4g}" for k in (1, 2))
+    rows = {line.split()[1]: line for line in res.output.splitlines()
+            if line.split()[1:2] in (["mgdl"], ["sgdl"])}
+    assert per_grade in rows["mgdl"] and " / " not in rows["sgdl"]
+    assert groups["sgdl"].get("grade1_test_psnr_mean") in (None, "")
     assert runs.read_status(tmp_path / "o")["state"] == "completed"
     for args, message in [
         (["sweep", str(tmp_path / "none.toml"), "--out", str(tmp_path / "x")], "no sweep file"),

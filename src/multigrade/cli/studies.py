@@ -317,20 +317,36 @@ def _sweep_progress(quiet: bool, total: int):
     return bar()
 
 
+def _grade_means(groups: list[dict], metric: str) -> list[list[float]]:
+    """Per group, the mean of `metric` after each grade (`grade2_test_psnr_mean`), in
+    grade order; empty for groups of single-grade runs."""
+    out = []
+    for g in groups:
+        k, means = 1, []
+        while f"grade{k}_{metric}_mean" in g:
+            means.append(g[f"grade{k}_{metric}_mean"])
+            k += 1
+        out.append(means)
+    return out
+
+
 def _print_sweep(outcome) -> None:
     spec, metric = outcome.spec, outcome.spec.best_by
     table = Table(title=f"sweep: {len(outcome.rows)} runs ({outcome.ran} trained now), "
                         f"{metric} by group")
     for g in spec.groups:
         table.add_column(g)
-    for c in ("runs", "completed", "diverged", "failed", f"{metric} mean ± std", "best", "run"):
+    graded = _grade_means(outcome.groups, metric)
+    for c in ("runs", "completed", "diverged", "failed", f"{metric} mean ± std",
+              *([f"per grade (mean {metric})"] if any(graded) else []), "best", "run"):
         table.add_column(c, justify="right")
-    for g in outcome.groups:
+    for g, grades in zip(outcome.groups, graded, strict=True):
         mean, std = g.get(f"{metric}_mean"), g.get(f"{metric}_std")
         best = g.get(f"best_{metric}")
         table.add_row(*[str(g[k]) for k in spec.groups], str(g["runs"]), str(g["completed"]),
                       str(g["diverged"]), str(g["failed"]),
                       "-" if mean is None else f"{mean:.4g} ± {std:.2g}",
+                      *([" / ".join(f"{v:.4g}" for v in grades) or "-"] if any(graded) else []),
                       "-" if best is None else f"{best:.4g}", g.get("best_run", "-"))
     console.print(table)
     for r in outcome.rows:
