@@ -65,3 +65,5 @@ def test_a_regression_report_speaks_of_no_classical_baselines(tmp_path):
     assert res.exit_code == 0, res.output
     html = (tmp_path / "r.html").read_text()
     assert "MGDL after each grade" in html and "classical" not in html
+    env = runs.read_json(out / runs.ENVIRONMENT)  # the machine its minutes were measured on
+    assert f"ran on {env['cpu']}, {env['cores']} core(s), {env['backend']}" in html

@@ -177,6 +177,19 @@ def _grades_png(run_dir: Path, extra: list | None = None) -> str | None:
 # Sections
 
 
+def _ran_on(d: Path) -> str:
+    """Where `d`'s numbers were computed (its environment.json): the CPU and its cores,
+    the backend, JAX and the commit; minutes compare only between like machines."""
+    path = d / runs.ENVIRONMENT
+    if not path.is_file():
+        return ""
+    env = runs.read_json(path)
+    where = [env.get("cpu") and f"{env['cpu']}", env.get("cores") and f"{env['cores']} core(s)",
+             env.get("backend"), env.get("jax") and f"JAX {env['jax']}",
+             env.get("git_commit") and f"commit {str(env['git_commit'])[:10]}"]
+    return f"<p>ran on {_esc(', '.join(w for w in where if w))}</p>\n"
+
+
 def _config_block(run_dir: Path) -> str:
     path = run_dir / runs.CONFIG
     if not path.is_file():
@@ -271,7 +284,7 @@ def _run_section(run_dir: Path, title: str | None = None) -> str:
 
     kind = kind_of(run_dir)
     parts = [f"<h2>{_esc(title or run_dir)}</h2>\n<p>{_esc(kind)} · {_esc(run_dir)}</p>\n",
-             _config_block(run_dir)]
+             _ran_on(run_dir), _config_block(run_dir)]
     if kind in ("fit", "compare"):
         parts.append(_table(METRIC_HEADER, _metrics_rows(run_dir)))
         if kind == "compare" and (run_dir / "baselines.json").is_file():
@@ -352,7 +365,7 @@ def _reproduction_section(out: Path) -> str:
     parts = [f"<h2>Reproduction: {_esc(out)}</h2>\n",
              f"<p>scale {_esc(manifest['scale'])}, {manifest['seeds']} seed(s) per experiment. "
              "Ours: mean ± standard deviation over seeds; a verdict holds or fails only when "
-             "the difference exceeds the spread.</p>\n",
+             "the difference exceeds the spread.</p>\n", _ran_on(out),
              "<ol>", *[f"<li>{_esc(c)}</li>" for c in CLAIMS.values()], "</ol>\n",
              _table(COLUMNS, table_rows(rows),
                     [r["verdict"].replace(" ", "-") for r in rows])]
