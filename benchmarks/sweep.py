@@ -16,7 +16,7 @@ from JAX's persistent cache, `multigrade.compile_cache`). Each pass times:
    2-worker sweep can gain over the sequential runs, 2·sequential / single-threaded
    (perfect workers, no overhead).
 Every process (the sequential ones and each worker) first imports what a run needs and
-starts JAX (`sweep.warm_worker`), outside the timing: start-up paid once per process.
+starts JAX (`cluster.warm_worker`), outside the timing: start-up paid once per process.
 
 Wall times on a shared 2-core machine vary by ±10 % between identical passes, so the
 summary takes the fastest of each measurement over the warm passes (noise only adds).
@@ -39,13 +39,8 @@ from pathlib import Path
 
 from multigrade.compile_cache import ENV as CACHE_ENV
 from multigrade.experiments import ModelConfig, ProblemConfig, RunConfig, TrainConfig, execute
-from multigrade.experiments.sweep import (
-    SINGLE_THREAD_ENV,
-    SweepSpec,
-    local_cluster,
-    run_sweep,
-    warm_worker,
-)
+from multigrade.experiments.cluster import SINGLE_THREAD_ENV, local_cluster, warm_worker
+from multigrade.experiments.sweep import SweepSpec, run_sweep
 
 
 def spec_for(epochs: int, size: int) -> SweepSpec:

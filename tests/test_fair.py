@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("fair")  # its tests on one worker: one Das
 def client():
     from distributed import Client
 
-    from multigrade.experiments.sweep import local_cluster
+    from multigrade.experiments.cluster import local_cluster
 
     with local_cluster(2) as cluster, Client(cluster) as c:
         yield c

@@ -435,7 +435,7 @@ def _server(banner: bytes | None) -> tuple[str, socket.socket]:
 
 
 def test_a_scheduler_address_that_is_not_dask_is_named(tmp_path):
-    from multigrade.experiments.sweep import check_scheduler
+    from multigrade.experiments.cluster import check_scheduler
 
     address, server = _server(b"SSH-2.0-OpenSSH_9.6\r\n")
     sweep = tmp_path / "s.toml"

@@ -40,7 +40,7 @@ def _spec(tmp_path, axes: str, epochs=50, every=1000, name="s.toml"):
 def client():
     from distributed import Client
 
-    from multigrade.experiments.sweep import local_cluster
+    from multigrade.experiments.cluster import local_cluster
 
     with local_cluster(2) as cluster, Client(cluster) as c:
         yield c
@@ -222,7 +222,7 @@ def test_workers_keep_their_programs_in_the_compilation_cache(tmp_path, monkeypa
     from distributed import Client
 
     from multigrade import compile_cache
-    from multigrade.experiments.sweep import local_cluster
+    from multigrade.experiments.cluster import local_cluster
 
     monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "cache"))  # the workers inherit it
     spec = _spec(tmp_path, '"train.seed" = [0]\n', epochs=20)

@@ -163,9 +163,9 @@ def _fair(chosen: list, scale: str, seeds: int, data_dir, overrides: list[str],
     from pathlib import Path
 
     from multigrade import runs
+    from multigrade.experiments.cluster import client as cluster_client
     from multigrade.experiments.fair import fair, markdown, parse_grid
     from multigrade.experiments.reproduce import experiment_config
-    from multigrade.experiments.sweep import _client
 
     axes = parse_grid(grid)
     restoration = [e for e in chosen if e.group in ("denoise", "deblur")]
@@ -178,7 +178,7 @@ def _fair(chosen: list, scale: str, seeds: int, data_dir, overrides: list[str],
     configs = {e.name: experiment_config(e, scale, data_dir, overrides) for e in restoration}
     held = runs.claim_or_open(root, "reproduction", what="the fair protocol")
     with held:
-        client, cluster = _client(None, workers)
+        client, cluster = cluster_client(None, workers)
         try:
             for e in restoration:
                 if not quiet:

@@ -28,8 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from multigrade import runs
+from multigrade.experiments.cluster import client as cluster_client
 from multigrade.experiments.config import MethodsConfig, RunConfig
-from multigrade.experiments.sweep import SweepSpec, _client, _with, run_sweep
+from multigrade.experiments.sweep import SweepSpec, _with, run_sweep
 
 FAIR_GRID: dict[str, tuple[float, ...]] = {
     "train.lr": (1e-3, 5e-3),
@@ -145,7 +146,7 @@ def fair(cfg: RunConfig, out: str | Path, *, seeds: int = 3,
     with runs.claim_or_open(out, "reproduction", what="the fair protocol"):
         own = None
         if client is None:
-            client, own = _client(None, workers)
+            client, own = cluster_client(None, workers)
         try:
             outcomes = {m: tune(bases[m], grid, out / m, seeds, client=client,
                                 progress=progress) for m in METHODS}
