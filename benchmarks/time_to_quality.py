@@ -46,9 +46,11 @@ denoise-male-10, deblur-butterfly-3), at `--size`. `--equal-time` gives every re
 the first the wall time the first one took (e.g. `--recipe best,fixed --equal-time`: the
 fixed budget at the recipe's time).
 
-Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe and the
-peak resident memory. `--json FILE` keeps the curves; `--plot FILE` draws PSNR against
-minutes, one line per recipe.
+Prints one table, then `minutes_to_target=<recipe>:<minutes or missed>` per recipe, the
+peak resident memory and the machine's float32 matrix-product rate as this process gets it
+(`matmul_gflops=`, measured before the runs; minutes of unlike machines compare through
+it: the 2-core machines of docs/results-fast.md read 127 and 383-415). `--json FILE`
+keeps the curves; `--plot FILE` draws PSNR against minutes, one line per recipe.
 
 Usage:
   python benchmarks/time_to_quality.py --recipe best --size 512 --minutes 60
@@ -78,6 +80,9 @@ from multigrade.experiments.reproduce import experiment_config
 from multigrade.experiments.runner import grade_problems, problem_for
 from multigrade.metrics import psnr
 from multigrade.train import Callback, FitInterrupted
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import matmul_gflops  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 RECIPES = {  # train-section overrides of the authors' paper-scale denoising preset
@@ -286,10 +291,14 @@ def main(argv=None) -> int:
     levels = [float(v) for v in a.levels.split(",")]
     times = [float(v) for v in a.at.split(",")]
     results, minutes = [], a.minutes
+    # the machine's matrix-product rate, as this process gets it (one core under taskset):
+    # minutes compare between machines only through it (docs/results-fast.md)
+    rate = matmul_gflops(2048, 5)
     for name in dict.fromkeys(names):
         print(f"{name}: up to {minutes:g} min, {a.experiment} at {a.size}²", file=sys.stderr)
         results.append(run(name, a.size, a.sigma, minutes, data_dir, a.seed, a.experiment,
                            a.noise_seed))
+        results[-1]["environment"]["matmul_gflops"] = rate
         if a.equal_time and len(results) == 1:
             minutes = min(a.minutes, results[0]["wall_minutes"])
     print(f"{describe(results[0])}, MGDL (authors' settings but the recipe's training), "
@@ -303,6 +312,7 @@ def main(argv=None) -> int:
               f" (target {a.target:g} dB)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"peak_rss_mib={rss:.0f}")
+    print(f"matmul_gflops={rate:.1f} (float32 2048², this process's cores)")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if a.plot:

@@ -78,6 +78,8 @@ def test_equal_time_gives_the_fixed_budget_the_recipes_wall_time_on_deblurring(t
     (run,) = json.loads((tmp_path / "b.json").read_text())
     assert run["task"] == "deblur" and run["train"]["batch"] == 0.0625
     assert run["environment"]["cpu"] and run["environment"]["cores"] >= 1  # its minutes' CPU
+    rate = float(batched.stdout.split("matmul_gflops=")[1].split()[0])
+    assert rate > 0 and run["environment"]["matmul_gflops"] == pytest.approx(rate, abs=0.06)
     assert {p[1] for p in run["points"]} >= {3} and all(p[3] > 5 for p in run["points"])
 
 
