@@ -184,7 +184,7 @@ def _ran_on(d: Path) -> str:
     if not path.is_file():
         return ""
     env = runs.read_json(path)
-    where = [env.get("cpu") and f"{env['cpu']}", env.get("cores") and f"{env['cores']} core(s)",
+    where = [env.get("cpu"), env.get("cores") and f"{env['cores']} core(s)",
              env.get("backend"), env.get("jax") and f"JAX {env['jax']}",
              env.get("git_commit") and f"commit {str(env['git_commit'])[:10]}"]
     return f"<p>ran on {_esc(', '.join(w for w in where if w))}</p>\n"
