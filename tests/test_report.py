@@ -67,3 +67,26 @@ def test_a_regression_report_speaks_of_no_classical_baselines(tmp_path):
     assert "MGDL after each grade" in html and "classical" not in html
     env = runs.read_json(out / runs.ENVIRONMENT)  # the machine its minutes were measured on
     assert f"ran on {env['cpu']}, {env['cores']} core(s), {env['backend']}" in html
+
+
+def test_a_run_continued_elsewhere_names_every_machine_its_seconds_came_from(tmp_path):
+    """A run grown on another sitting keeps the earlier sitting's environment, and its
+    report names both machines; `--overwrite` starts a new history."""
+    out = tmp_path / "fit"
+    res = runner.invoke(app, ["fit", "regression", *BASE, "--grades", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    elsewhere = {**runs.read_json(out / runs.ENVIRONMENT), "cpu": "Elsewhere CPU", "cores": 64}
+    runs.write_json(out / runs.ENVIRONMENT, elsewhere)
+    res = runner.invoke(app, ["grow", str(out), "--grades", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    env = runs.read_json(out / runs.ENVIRONMENT)
+    assert env["earlier"] == [elsewhere] and env["cpu"] == runs.environment()["cpu"]
+    res = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r.html").read_text()
+    assert f"ran on {env['cpu']}, {env['cores']} core(s)" in html
+    assert "resumed from earlier sittings on Elsewhere CPU, 64 core(s)" in html
+    res = runner.invoke(app, ["fit", "regression", *BASE, "--grades", "1", "--out", str(out),
+                              "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "earlier" not in runs.read_json(out / runs.ENVIRONMENT)

@@ -202,3 +202,19 @@ def test_the_environment_names_the_machine_timings_ran_on():
              "from multigrade import runs; print(runs.environment()['cores'])"],
             capture_output=True, text=True, check=True)
         assert one.stdout.strip() == "1"
+
+
+def test_a_resumed_run_keeps_its_earlier_environments_oldest_first(tmp_path):
+    first = runs.record_environment(tmp_path)
+    assert "earlier" not in first
+    runs.write_json(tmp_path / runs.ENVIRONMENT, {**first, "cpu": "first"})
+    second = runs.record_environment(tmp_path, resumed=True)
+    assert [e["cpu"] for e in second["earlier"]] == ["first"]
+    third = runs.record_environment(tmp_path, resumed=True)
+    assert [e["cpu"] for e in third["earlier"]] == ["first", second["cpu"]]
+    assert "earlier" not in third["earlier"][1]  # flat, not nested
+    assert runs.read_json(tmp_path / runs.ENVIRONMENT) == third
+    (tmp_path / runs.ENVIRONMENT).write_text("{not json")  # a damaged record is named, kept
+    fourth = runs.record_environment(tmp_path, resumed=True)
+    assert "damaged" in fourth["earlier"][0]["unreadable"]
+    assert "earlier" not in runs.record_environment(tmp_path)  # a fresh start: no history

@@ -179,15 +179,28 @@ def _grades_png(run_dir: Path, extra: list | None = None) -> str | None:
 
 def _ran_on(d: Path) -> str:
     """Where `d`'s numbers were computed (its environment.json): the CPU and its cores,
-    the backend, JAX and the commit; minutes compare only between like machines."""
+    the backend, JAX and the commit, and the other machines of earlier sittings when the
+    run was resumed; minutes compare only between like machines."""
     path = d / runs.ENVIRONMENT
     if not path.is_file():
         return ""
     env = runs.read_json(path)
-    where = [env.get("cpu"), env.get("cores") and f"{env['cores']} core(s)",
-             env.get("backend"), env.get("jax") and f"JAX {env['jax']}",
+    where = [_machine(env), env.get("backend"), env.get("jax") and f"JAX {env['jax']}",
              env.get("git_commit") and f"commit {str(env['git_commit'])[:10]}"]
-    return f"<p>ran on {_esc(', '.join(w for w in where if w))}</p>\n"
+    text = ", ".join(w for w in where if w)
+    now = _machine(env)
+    others = list(dict.fromkeys(
+        m for m in (_machine(e) for e in env.get("earlier", []) if isinstance(e, dict))
+        if m and m != now))
+    if others:
+        text += f"; resumed from earlier sittings on {' and '.join(others)}"
+    return f"<p>ran on {_esc(text)}</p>\n"
+
+
+def _machine(env: dict) -> str:
+    """The CPU and its cores of one environment record ('' when it names neither)."""
+    return ", ".join(w for w in (env.get("cpu"), env.get("cores")
+                                 and f"{env['cores']} core(s)") if w)
 
 
 def _config_block(run_dir: Path) -> str:

@@ -104,7 +104,7 @@ def _fit_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag: _StopFla
     args = fit_arguments(cfg, problem)
     model = args["model"]
     save_config(run_dir / runs.CONFIG, cfg)
-    runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment())
+    runs.record_environment(run_dir, resumed=start is not None)
     finished = [] if start is None else [g.grade for g in start.grades]
     runs.write_status(run_dir, "running", command=command, finished=finished)
     callbacks = [_Recorder(run_dir, flag, command)]
@@ -244,7 +244,7 @@ def _compare_into(run_dir: Path, cfg: RunConfig, problem: Problem, *, flag, comm
     from multigrade import report
 
     save_config(run_dir / runs.CONFIG, cfg)
-    runs.write_json(run_dir / runs.ENVIRONMENT, runs.environment())
+    runs.record_environment(run_dir)
     runs.write_status(run_dir, "running", command=command)
     results, baselines, networks = {}, [], {}
     try:

@@ -103,7 +103,7 @@ def save_sweep(out: Path, sweeps: dict[str, SweepResult], command: str | None) -
 
     out = Path(out)
     rows = [row for s in sweeps.values() for row in s.rows()]
-    runs.write_json(out / runs.ENVIRONMENT, runs.environment())
+    runs.record_environment(out)
     runs.write_json(out / "sweep.json", {
         "runs": rows,
         "largest_stable_lr": {m: s.largest_stable_lr for m, s in sweeps.items()},
@@ -133,7 +133,7 @@ def save_spectrum(out: Path, results: dict[str, FitResult], command: str | None)
     from multigrade.experiments.summaries import result_summary
 
     out = Path(out)
-    runs.write_json(out / runs.ENVIRONMENT, runs.environment())
+    runs.record_environment(out)
     rows, arrays, density = [], {}, {}
     for m, r in results.items():
         for i, p in enumerate(r.probes):

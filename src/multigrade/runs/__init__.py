@@ -5,7 +5,8 @@ A run directory holds
     status.json       the run's state, written last at every stage: "running",
                       "completed", "interrupted" or "failed"; finished grades; the command
     config.toml       the full configuration, in the schema `mgdl run` reads
-    environment.json  versions, backend, git commit, CPU and cores
+    environment.json  versions, backend, git commit, CPU and cores; a resumed run keeps
+                      its earlier sittings' under "earlier" (`record_environment`)
     checkpoint.npz    everything needed to continue: finished grades' parameters, scales and
                       summaries, the auxiliary state, the history so far and, when a grade was
                       interrupted, its parameters and optimiser state
@@ -100,6 +101,7 @@ from multigrade.runs._records import (
     environment,
     read_status,
     read_summary,
+    record_environment,
     write_status,
 )
 from multigrade.runs._trees import (
@@ -168,6 +170,7 @@ __all__ = [
     "environment",
     "read_status",
     "read_summary",
+    "record_environment",
     "write_status",
     "arrays_to_tree",
     "load_params",

@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from multigrade.runs._io import read_json, write_json
-from multigrade.runs._layout import METRICS, STATES, STATUS, RunDirError
+from multigrade.runs._layout import ENVIRONMENT, METRICS, STATES, STATUS, RunDirError
 
 
 class GradeRecord(TypedDict, total=False):
@@ -127,6 +127,27 @@ def environment() -> dict:
         "git_commit": commit, "time": _dt.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu(), "cores": _cores(),
     }
+
+
+def record_environment(d: Path, *, resumed: bool = False) -> dict:
+    """Writes `environment()` into `d`'s environment.json and returns it. A run resumed
+    from its checkpoint (`resumed`) keeps where its earlier sittings ran, oldest first,
+    under ``"earlier"``: a run begun on one machine and finished on another says so, and
+    its seconds are not read as one machine's. An earlier record that cannot be read is
+    kept as ``{"unreadable": why}``."""
+    env = environment()
+    path = Path(d) / ENVIRONMENT
+    if resumed and path.is_file():
+        try:
+            old = read_json(path)
+        except (RunDirError, OSError, ValueError) as e:
+            old = {"unreadable": str(e)}
+        if not isinstance(old, dict):
+            old = {"unreadable": f"{path} is not a JSON object"}
+        earlier = old.pop("earlier", [])
+        env["earlier"] = [*(earlier if isinstance(earlier, list) else [earlier]), old]
+    write_json(path, env)
+    return env
 
 
 def _cores() -> int | None:
