@@ -35,6 +35,13 @@ PROBLEMS = {
         0.3, jax.random.key(2)),
     "inpaint": lambda: inpainting(_image(), 0.4, 0.05, key=jax.random.key(1)),
     "regression": lambda: mg.image_regression(np.random.default_rng(1).random((6, 5))),
+    # a pixel-wise degradation in tiles: 4 × 4 (overlapping along both axes), 3 × 3, 1 × 1
+    "denoise-tiles": lambda: denoising(_image(), 0.1, key=jax.random.key(0), beta=0.7,
+                                       lam=0.03).in_tiles(4),
+    "held-out-tiles": lambda: denoising(_image(), 0.1, key=jax.random.key(0)).held_out(
+        0.3, jax.random.key(2)).in_tiles(3),
+    "inpaint-tiles": lambda: inpainting(_image(), 0.4, 0.05, key=jax.random.key(1)
+                                        ).in_tiles(1),
     # tiles of 32 with overlaps along both axes, windows reaching past the tiles
     "deblur": lambda: deblurring(np.random.default_rng(2).random((40, 37)), 1.0,
                                  key=jax.random.key(0), beta=0.7, lam=0.03),
@@ -88,24 +95,32 @@ def _batch_terms(problem, params, aux, base, anchors, scale=0.7):
     return value, grad, u
 
 
-@pytest.mark.parametrize("shape, band", [((40, 37), 3), ((64, 64), 9), ((70, 33), 20),
-                                         ((20, 50), 0)])
-def test_tiles_cover_the_image_once_by_weight_and_windows_hold_their_reach(shape, band):
+@pytest.mark.parametrize("shape, band, side", [
+    ((40, 37), 3, None), ((64, 64), 9, None), ((70, 33), 20, None), ((20, 50), 0, None),
+    ((7, 6), 0, 4), ((20, 50), 0, 16), ((9, 9), 0, 1), ((40, 37), 3, 8)])
+def test_tiles_cover_the_image_once_by_weight_and_windows_hold_their_reach(shape, band,
+                                                                           side):
     """Every pixel's weights over the tiles holding it sum to 1, and each window holds
-    its tile grown by `band` (at least 1, clipped to the image), at most four times the
-    tile's pixels."""
-    t = tiles.tiling(shape, band)
+    its tile grown by `band` before it and by `band` (at least 1) past it, clipped to the
+    image: with the default side at most four times the tile's pixels; with band 0, one
+    row and one column more than the tile (where the image has them)."""
+    t = tiles.tiling(shape, band, side)
     h, w = shape
+    if side is not None:
+        assert t.tile == (min(side, h), min(side, w))
+    if band == 0:
+        assert t.window == (min(t.tile[0] + 1, h), min(t.tile[1] + 1, w))
     covered = np.zeros(shape)
     for tile in range(t.count):
         px = np.asarray(tiles.pixels(t, jnp.array([tile]), w))
         covered.flat[px] += t.weight.flat[px]
         rows, cols = np.divmod(np.asarray(tiles.stencil(t, jnp.array([tile]), w))[0], w)
         reach = max(band, 1)
-        need_r = np.arange(max(0, px.min() // w - reach), min(h, px.max() // w + reach + 1))
-        need_c = np.arange(max(0, px.min() % w - reach), min(w, px.max() % w + reach + 1))
+        need_r = np.arange(max(0, px.min() // w - band), min(h, px.max() // w + reach + 1))
+        need_c = np.arange(max(0, px.min() % w - band), min(w, px.max() % w + reach + 1))
         assert set(need_r) <= set(rows) and set(need_c) <= set(cols)
-        assert rows.size == t.window[0] * t.window[1] <= 4 * t.tile[0] * t.tile[1]
+        assert rows.size == t.window[0] * t.window[1]
+        assert side is not None or rows.size <= 4 * t.tile[0] * t.tile[1]
     np.testing.assert_allclose(covered, 1.0)
 
 
@@ -197,6 +212,11 @@ def test_minibatch_errors():
         minibatch(problem, 0, jax.random.key(0))
     with pytest.raises(ValueError, match="of a mini-batch"):
         MiniBatch(minibatch(problem, 3, jax.random.key(0)), jax.random.key(0), 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        problem.in_tiles(0)
+    with pytest.raises(ValueError, match="pixel-wise degradation"):
+        superres.superresolution(mg.load_image("camera", size=16), 2, 0.0,
+                                 key=jax.random.key(0)).in_tiles(4)
     with pytest.raises(ValueError, match="full-batch training"):
         mg.fit(MODEL, minibatch(problem, 3, jax.random.key(0)), optimizer=optax.adam(1e-3),
                epochs=10, key=jax.random.key(0),
@@ -229,8 +249,31 @@ def test_minibatch_grades_from_the_cli_grow_as_if_trained_at_once(tmp_path):
     (["denoise", "--batch", "0"], "batch must be positive"),
     (["denoise", "--batch", "2"], "batch must be at most 1.0"),
     (["denoise", "--batch", "0.5", "--select", "sure"], "follows full-batch training"),
+    (["denoise", "--batch-tile", "8"], "give --batch too"),
+    (["denoise", "--batch", "0.5", "--batch-tile", "0"], "batch_tile must be a positive"),
+    (["regression", "--batch", "0.5", "--batch-tile", "8"], "tiles are a restoration's"),
+    (["superres", "--batch", "0.5", "--batch-tile", "8"], "need a pixel-wise degradation"),
 ])
 def test_bad_minibatch_options_are_one_line(tmp_path, args, message):
     res = CliRunner().invoke(app, ["fit", *args, *TINY, "--out", str(tmp_path / "r")])
     assert res.exit_code == 2, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_tiled_minibatches_from_the_cli_reach_the_problem_and_grow_as_if_at_once(tmp_path):
+    """`--batch-tile` through the config and the run store: the run's batches are of
+    tiles (a batch of a quarter of 16²'s sixteen 4 × 4 tiles: 4), and `grow` draws the
+    tiles a run of all grades at once would have drawn."""
+    args = ["fit", "denoise", *TINY, "--coarse", "2", "--batch", "0.25", "--batch-tile", "4"]
+    for grades, out in ((2, "two"), (3, "three")):
+        res = CliRunner().invoke(app, [*args, "--grades", str(grades), "--out",
+                                       str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    assert runs.read_toml(tmp_path / "two" / "config.toml")["train"]["batch_tile"] == 4
+    described = runs.read_summary(tmp_path / "two")["problem"]
+    assert described["batch"] == 4 and described["batch_tile"] == 4
+    res = CliRunner().invoke(app, ["grow", str(tmp_path / "two"), "--grades", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert_same_arrays(tmp_path / "two" / runs.PARAMS, tmp_path / "three" / runs.PARAMS)
+    assert_same_history(tmp_path / "two" / runs.HISTORY, tmp_path / "three" / runs.HISTORY)

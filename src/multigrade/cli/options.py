@@ -87,6 +87,10 @@ BatchOpt = Annotated[float | None, typer.Option(
     "--batch", help="Train the grades on the image's own grid on random mini-batches of "
     "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "
     "for deblurring or --select sure).")]
+BatchTileOpt = Annotated[int | None, typer.Option(
+    "--batch-tile", help="Draw --batch's mini-batches as square tiles of this side, e.g. 16 "
+    "(denoising, inpainting: (side+1)² network values per side² pixels, where scattered "
+    "pixels cost 3 each; a blur's batches are always tiles, by default of 32 or more).")]
 TolOpt = Annotated[float | None, typer.Option(
     "--tol", help="Tolerance of the validation stopping rule (default: train the full budget).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
@@ -214,7 +218,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("min_gain", MinGainOpt, None), Opt("lower_lr", LowerLrOpt, False),
          Opt("eig_stop", EigStopOpt, False), Opt("sharpness_every", SharpnessEveryOpt, None),
          Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
-         Opt("batch", BatchOpt, None), Opt("grade_epochs", GradeEpochsOpt, None),
+         Opt("batch", BatchOpt, None), Opt("batch_tile", BatchTileOpt, None),
+         Opt("grade_epochs", GradeEpochsOpt, None),
          Opt("grade_tries", GradeTriesOpt, None), Opt("curriculum", CurriculumOpt, None),
          Opt("curriculum_epochs", CurriculumEpochsOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),

@@ -192,11 +192,13 @@ def grade_problems(problem: Problem, cfg: RunConfig, grades: int
                    ) -> Problem | Curriculum | list[Problem]:
     """What each of `grades` grades fits: `problem`, or with `train.coarse` the first
     grades on coarser grids of it (coarse-to-fine), and with `train.batch` the grades on
-    its own grid trained on random mini-batches of its pixels; with `train.curriculum`,
+    its own grid trained on random mini-batches of its pixels (of tiles of them with
+    `train.batch_tile`); with `train.curriculum`,
     a `Curriculum`: the coarser grids first, then that."""
     factors = cfg.train.coarse[:grades]
+    tiled = problem if cfg.train.batch_tile is None else problem.in_tiles(cfg.train.batch_tile)
     full = problem if cfg.train.batch is None else minibatch(
-        problem, float(cfg.train.batch),
+        tiled, float(cfg.train.batch),
         jax.random.fold_in(jax.random.key(cfg.train.seed), BATCH_STREAM))
     if cfg.train.curriculum:
         return Curriculum(tuple((problem.coarse(f), e) for f, e in cfg.train.stages()), full)

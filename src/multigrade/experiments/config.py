@@ -228,6 +228,7 @@ class TrainConfig:
     schedule: str = "constant"
     coarse: tuple[int, ...] = ()
     batch: float | None = None
+    batch_tile: int | None = None
     grade_epochs: tuple[int, ...] = ()
     grade_tries: tuple[int, ...] = ()
     curriculum: tuple[int, ...] = ()
@@ -244,6 +245,10 @@ class TrainConfig:
                     raise ValueError(f"{name} must be positive integers, got {e!r}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
+        if self.batch_tile is not None and (isinstance(self.batch_tile, bool) or not
+                                            isinstance(self.batch_tile, int)
+                                            or self.batch_tile < 1):
+            raise ValueError(f"batch_tile must be a positive integer, got {self.batch_tile!r}")
         if len(self.curriculum_epochs) > len(self.curriculum):
             raise ValueError(f"train.curriculum_epochs gives {len(self.curriculum_epochs)} "
                              f"budgets for {len(self.curriculum)} coarse stages "
@@ -350,9 +355,9 @@ class TrainConfig:
 class MethodSettings:
     """One method's own settings in a comparison (or a fit of that method): each field
     left unset takes the shared value (`train.lr`, `problem.beta`, `problem.lam`, and the
-    recipe: `train.epochs`, `schedule`, `batch`, MGDL's `coarse`, `grade_epochs` and
-    `grade_tries`, SGDL's `curriculum` and `curriculum_epochs`), so that each method can run a
-    recipe of its own (the fast scale)."""
+    recipe: `train.epochs`, `schedule`, `batch`, `batch_tile`, MGDL's `coarse`,
+    `grade_epochs` and `grade_tries`, SGDL's `curriculum` and `curriculum_epochs`), so
+    that each method can run a recipe of its own (the fast scale)."""
 
     lr: float | None = None
     beta: float | None = None
@@ -360,6 +365,7 @@ class MethodSettings:
     epochs: int | None = None
     schedule: str | None = None
     batch: float | None = None
+    batch_tile: int | None = None
     coarse: tuple[int, ...] | None = None  # MGDL's (SGDL has one grade)
     grade_epochs: tuple[int, ...] | None = None  # MGDL's
     grade_tries: tuple[int, ...] | None = None  # MGDL's
@@ -389,8 +395,8 @@ class MethodSettings:
 
 
 #: The `[train]` fields a method's settings can replace.
-METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "coarse", "grade_epochs",
-                       "grade_tries", "curriculum", "curriculum_epochs")
+METHOD_TRAIN_FIELDS = ("lr", "epochs", "schedule", "batch", "batch_tile", "coarse",
+                       "grade_epochs", "grade_tries", "curriculum", "curriculum_epochs")
 #: The `[train]` fields that are MGDL's alone (SGDL trains one grade).
 MGDL_TRAIN_FIELDS = ("coarse", "grade_epochs", "grade_tries")
 #: The `[train]` fields of one network's coarse-to-fine curriculum (SGDL's in a comparison).
@@ -523,10 +529,12 @@ class RunConfig:
         if self.train.watches_spectrum or self.train.min_gain is not None \
                 or self.model.baselines or any(getattr(self.train, f) for f in
                                                MGDL_TRAIN_FIELDS + SGDL_TRAIN_FIELDS) \
-                or self.train.schedule != "constant" or self.train.batch is not None:
+                or self.train.schedule != "constant" or self.train.batch is not None \
+                or self.train.batch_tile is not None:
             raise ValueError(f"the {self.command} study sets its own rates and grades: "
                              "lr auto, eig_stop, min_gain, schedule, coarse, batch, "
-                             "grade_epochs, grade_tries, curriculum and baselines are for fit "
+                             "batch_tile, grade_epochs, grade_tries, curriculum and baselines "
+                             "are for fit "
                              "and compare")
         if self.methods != MethodsConfig():
             raise ValueError(f"the {self.command} study sets its own rates: per-method "

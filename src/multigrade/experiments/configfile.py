@@ -68,6 +68,7 @@ coarse = [4, 2]            # denoise, deblur: grades 1, 2 on 4×, 2× coarser gr
                            # on the image's): coarse-to-fine
 batch = 0.125              # the grades on the image's own grid step on random mini-batches
                            # of this fraction of the pixels (an epoch is then one step)
+batch_tile = 16            # those batches as 16 × 16 tiles (a blur's: always tiles)
 curriculum = [4, 2]        # denoise, deblur, SGDL: one network on 4×, then 2× coarser grids
                            # before the image's own, one state throughout
 curriculum_epochs = [3000, 1000]  # those stages' epochs (before `epochs`; left out: `epochs`)
@@ -77,8 +78,8 @@ lr = 5e-3                  # values, and where they come from (the paper's figur
 beta = 1.0                 # settings chosen per method, SPEC §3)
 lam = 1e-2
 epochs = 6000              # a recipe of its own (the fast scale): epochs, schedule, batch,
-schedule = "warmup-cosine" # MGDL's coarse, grade_epochs and grade_tries, SGDL's curriculum
-                           # and curriculum_epochs, in place of train's
+schedule = "warmup-cosine" # batch_tile, MGDL's coarse, grade_epochs and grade_tries,
+                           # SGDL's curriculum and curriculum_epochs, in place of train's
 source = "the authors' best results (analysis_results.ipynb)"
 
 [study]                    # lr-sweep and spectrum only (the paper's GD studies)

@@ -18,6 +18,8 @@ def check_recipe(cfg) -> None:
             _per_grade(cfg, name)
     if cfg.train.batch is not None and not cfg.is_study:
         _batch(cfg)
+    if cfg.train.batch_tile is not None and not cfg.is_study:
+        _batch_tile(cfg)
 
 
 def _batch(cfg) -> None:
@@ -27,6 +29,15 @@ def _batch(cfg) -> None:
     if cfg.train.select == "sure":
         raise ValueError("mini-batches (train.batch) and --select sure: SURE's "
                          "divergence follows full-batch training")
+
+
+def _batch_tile(cfg) -> None:
+    if cfg.train.batch is None:
+        raise ValueError("train.batch_tile shapes the mini-batches of train.batch: give "
+                         "--batch too")
+    if not tasks.get(cfg.problem.task).restoration:
+        raise ValueError(f"train.batch_tile: tiles are a restoration's ({cfg.problem.task}'s "
+                         "mini-batches are of samples, with no neighbours to share)")
 
 
 def _per_grade(cfg, name: str) -> None:

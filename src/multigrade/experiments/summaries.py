@@ -111,7 +111,9 @@ def recipe_words(train: Mapping, grades: int) -> str:
         words.append(f"first on {', '.join(f'{f}×' for f in stages)} coarser grid"
                      + "s" * (len(stages) > 1) + f" ({'/'.join(map(str, lead))} epochs)")
     if train.get("batch") is not None:
-        words.append(f"batches of {train['batch']:g} of the pixels")
+        tile = train.get("batch_tile")
+        words.append(f"batches of {train['batch']:g} of the pixels"
+                     + (f" in {tile}×{tile} tiles" if tile else ""))
     tries = [(k, t) for k, t in enumerate(list(train.get("grade_tries") or ())[:grades], 1)
              if t > 1]
     if tries:

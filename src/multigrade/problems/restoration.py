@@ -39,7 +39,7 @@ from multigrade.problems import tiles
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["coords", "observed", "clean", "op", "beta", "lam", "alpha", "mask"],
-    meta_fields=["task", "settings", "name", "weight"],
+    meta_fields=["task", "settings", "name", "weight", "tile"],
 )
 @typing.no_type_check  # JAX rebuilds it with placeholders while lowering; see denoising()
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,8 @@ class Restoration:
         weight: the loss's factor (1: the paper's sum over pixels). A curriculum's coarse
             stage counts each block as its pixels (`weighted`), so that its loss, and an
             optimiser's estimates of its scale, carry to the next grid.
+        tile: mini-batches of square tiles of this side (`in_tiles`) rather than of
+            scattered pixels; a blur's are always tiles (None: its band's default side).
     """
 
     coords: Float[Array, "n 2"]
@@ -74,6 +76,7 @@ class Restoration:
     settings: tuple = ()
     name: str = "image"
     weight: float = 1.0
+    tile: int | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -142,27 +145,45 @@ class Restoration:
     # t_a = ½w_a‖(A P)_a − y_a‖² + (β/2)‖(D P)_a − u_a‖² + λ‖u_a‖₁, (D P)_a reading a's
     # lower and right neighbours (a itself past the last row / column: difference 0).
     # A pixel-wise A: a batch is of pixels, each with its stencil (itself and those two
-    # neighbours). A blur: a batch is of tiles, each with its window (`problems.tiles`).
+    # neighbours), or with `in_tiles` of tiles. A blur: a batch is of tiles, each with its
+    # window (`problems.tiles`).
 
-    @property
-    def batch_units(self) -> int:
-        """How many units a mini-batch draws from: the pixels, or a blur's tiles."""
-        h, w, _ = self.shape
-        return self._tiling().count if self.op.tiles else h * w
+    def in_tiles(self, side: int) -> Restoration:
+        """The same problem, its mini-batches drawn as square tiles of `side` pixels,
+        each with its window (`problems.tiles`): (side + 1)² network values per side²
+        pixels for a pixel-wise A, where scattered pixels cost three values each; the
+        estimate stays unbiased, its samples are neighbours."""
+        if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 1:
+            raise ValueError(f"a tile side must be a positive integer, got {side!r}")
+        self._check_batches()
+        return dataclasses.replace(self, tile=int(side))
 
-    def _tiling(self) -> tiles.Tiling:
-        return tiles.tiling(self.shape, self.op.band)
-
-    def stencil(self, anchors: Array) -> Array:
-        """`(m, s)` pixel indices: each anchor pixel, its lower and its right neighbour;
-        for a blur each anchor tile's window."""
-        h, w, _ = self.shape
-        if self.op.tiles:
-            return tiles.stencil(self._tiling(), anchors, w)
-        if not self.op.pixelwise:
+    def _check_batches(self) -> None:
+        if not (self.op.tiles or self.op.pixelwise):
             raise ValueError(f"mini-batches need a pixel-wise degradation (denoising, "
                              f"inpainting) or a blur; {self.task}'s operator mixes whole "
                              "rows and columns")
+
+    @property
+    def _tiled(self) -> bool:
+        return self.op.tiles or self.tile is not None
+
+    @property
+    def batch_units(self) -> int:
+        """How many units a mini-batch draws from: the pixels, or the tiles."""
+        h, w, _ = self.shape
+        return self._tiling().count if self._tiled else h * w
+
+    def _tiling(self) -> tiles.Tiling:
+        return tiles.tiling(self.shape, getattr(self.op, "band", 0), self.tile)
+
+    def stencil(self, anchors: Array) -> Array:
+        """`(m, s)` pixel indices: each anchor pixel, its lower and its right neighbour;
+        for tiles each anchor tile's window."""
+        h, w, _ = self.shape
+        self._check_batches()
+        if self._tiled:
+            return tiles.stencil(self._tiling(), anchors, w)
         r, c = anchors // w, anchors % w
         return jnp.stack([anchors, jnp.minimum(r + 1, h - 1) * w + c,
                           r * w + jnp.minimum(c + 1, w - 1)], axis=1)
@@ -171,13 +192,15 @@ class Restoration:
         """`(pixels (m,), (A P) (m, c), (D P) (2, m, c), weights (m, 1) or None)` at the
         anchors' pixels from `pred` at their stencils; the weights are 1 / the number of
         tiles holding a pixel (None for pixels)."""
-        if not self.op.tiles:
+        if not self._tiled:
             differences = jnp.stack([pred[:, 1] - pred[:, 0], pred[:, 2] - pred[:, 0]])
             return anchors, pred[:, 0], differences, None
         t, w = self._tiling(), self.shape[1]
         px = tiles.pixels(t, anchors, w)
-        return (px, tiles.blurred(t, anchors, self.op.rows, self.op.cols, pred),
-                tiles.differences(t, anchors, pred), jnp.asarray(t.weight).reshape(-1, 1)[px])
+        forward = tiles.blurred(t, anchors, self.op.rows, self.op.cols, pred) \
+            if self.op.tiles else tiles.values(t, anchors, pred)
+        return (px, forward, tiles.differences(t, anchors, pred),
+                jnp.asarray(t.weight).reshape(-1, 1)[px])
 
     def _at(self, a: Array, anchors: Array) -> Array:
         """The anchors' entries of a per-pixel array `(..., h, w, c)`: `(..., m, c)`."""
@@ -289,7 +312,8 @@ class Restoration:
                 **dict(self.settings), **self.op.describe(), "beta": float(self.beta),
                 "lam": float(self.lam),
                 "alpha": float(self.alpha), "observed_psnr": self.observed_psnr(),
-                "observed_ssim": self.observed_ssim(), "held_out": held}
+                "observed_ssim": self.observed_ssim(), "held_out": held,
+                **({} if self.tile is None else {"batch_tile": self.tile})}
 
     def with_observation(self, observed) -> Restoration:
         """The same problem with another observation y (SURE perturbs y)."""

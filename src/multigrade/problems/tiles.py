@@ -1,5 +1,6 @@
 """Mini-batches of tiles: a restoration whose degradation reads a bounded neighbourhood (a
-blur, `operators.Blur`) trained a few square tiles at a time (`problems.minibatch`).
+blur, `operators.Blur`) trained a few square tiles at a time (`problems.minibatch`); a
+pixel-wise one (denoising, inpainting) may be too (`Restoration.in_tiles`, `train.batch_tile`).
 
 A mini-batch of pixels needs each pixel's stencil; under a blur of σ_b = 3 the stencil of
 one pixel is 19 × 19, so random pixels would cost far more than the full epoch. A tile of
@@ -7,6 +8,9 @@ p × p pixels shares one window: the tile grown by the blur's `band` b on each s
 inwards at the image's edges, where the symmetric padding reads inside the image), whose
 (p + 2b)² network values give every blurred value in the tile exactly, and with it the
 forward differences of the TV split (the window reaches at least one pixel past the tile).
+A pixel-wise degradation has band 0: its window is the tile and one more row and column,
+(p + 1)² values for p² pixels, where scattered pixels evaluate three values each (the pixel
+and the two neighbours its differences read): 1.13× the batch's pixels at p = 16 against 3×.
 
 The image is cut into tiles of side p from its top-left corner; where p does not divide
 a side, the last tile along it starts p before the end and overlaps the one before. A
@@ -48,15 +52,17 @@ class Tiling(NamedTuple):
         return len(self.starts[0]) * len(self.starts[1])
 
 
-def tiling(shape: tuple[int, ...], band: int) -> Tiling:
-    """The tiles of an `(h, w, …)` image under an operator of band `band`: side the least
-    power of two ≥ max(SIDE, 2·band) (so a window holds at most four times its tile's
-    pixels), at most the image's."""
-    side = max(SIDE, 1 << max(0, math.ceil(math.log2(max(1, 2 * band)))))
+def tiling(shape: tuple[int, ...], band: int, side: int | None = None) -> Tiling:
+    """The tiles of an `(h, w, …)` image under an operator of band `band`: side `side`, by
+    default the least power of two ≥ max(SIDE, 2·band) (so a window holds at most four
+    times its tile's pixels), at most the image's. A window is its tile grown by `band`
+    on each side and by at least one row and column past it (the forward differences)."""
+    if side is None:
+        side = max(SIDE, 1 << max(0, math.ceil(math.log2(max(1, 2 * band)))))
     tile, window, starts, windows, counts = [], [], [], [], []
     for n in shape[:2]:
         p = min(side, n)
-        q = min(p + 2 * max(band, 1), n)
+        q = min(p + band + max(band, 1), n)
         s = np.array(sorted({min(i * p, n - p) for i in range(math.ceil(n / p))}))
         tile.append(p)
         window.append(q)
@@ -105,16 +111,31 @@ def blurred(t: Tiling, ids: Array, rows: Array, cols: Array, pred: Array) -> Arr
     return jnp.einsum("kij,kjlc,kml->kimc", R, window, C).reshape(-1, pred.shape[-1])
 
 
+def values(t: Tiling, ids: Array, pred: Array) -> Array:
+    """`(k·p_h·p_w, c)`: `pred` `(k, q_h·q_w, c)` at the tiles' own pixels (a pixel-wise
+    degradation's A P there)."""
+    k, ch = len(ids), pred.shape[-1]
+    i, j = _inner(t, ids)
+    return pred.reshape(k, *t.window, ch)[jnp.arange(k)[:, None, None], i[:, :, None],
+                                          j[:, None, :]].reshape(-1, ch)
+
+
 def differences(t: Tiling, ids: Array, pred: Array) -> Array:
     """`(2, k·p_h·p_w, c)`: the forward differences (D P) at the tiles' pixels from `pred`
     `(k, q_h·q_w, c)` at their windows (a window ends past its tile unless the image
     ends there, where the difference is 0)."""
     from multigrade.operators import forward_differences
 
-    r, c = _axes(t, ids)
     k, ch = len(ids), pred.shape[-1]
     d = jax.vmap(forward_differences)(pred.reshape(k, *t.window, ch))  # (k, 2, qh, qw, c)
-    i = jnp.asarray(t.starts[0] - t.windows[0])[r][:, None] + jnp.arange(t.tile[0])[None]
-    j = jnp.asarray(t.starts[1] - t.windows[1])[c][:, None] + jnp.arange(t.tile[1])[None]
+    i, j = _inner(t, ids)
     d = d[jnp.arange(k)[:, None, None], :, i[:, :, None], j[:, None, :]]  # (k, ph, pw, 2, c)
     return jnp.moveaxis(d, 3, 0).reshape(2, -1, ch)
+
+
+def _inner(t: Tiling, ids: Array) -> tuple[Array, Array]:
+    """The tiles' rows `(k, p_h)` and columns `(k, p_w)` within their windows."""
+    r, c = _axes(t, ids)
+    i = jnp.asarray(t.starts[0] - t.windows[0])[r][:, None] + jnp.arange(t.tile[0])[None]
+    j = jnp.asarray(t.starts[1] - t.windows[1])[c][:, None] + jnp.arange(t.tile[1])[None]
+    return i, j
