@@ -197,6 +197,11 @@ class ModelConfig:
         return sgdl(widths, out_dim=out_dim, init=self.init)
 
 
+def _positive_int(x) -> bool:
+    """An int ≥ 1 (not a bool)."""
+    return not isinstance(x, bool) and isinstance(x, int) and x >= 1
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train.
@@ -241,13 +246,11 @@ class TrainConfig:
         for name in ("coarse", "grade_epochs", "grade_tries", "curriculum",
                      "curriculum_epochs"):
             for e in getattr(self, name):
-                if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+                if not _positive_int(e):
                     raise ValueError(f"{name} must be positive integers, got {e!r}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
-        if self.batch_tile is not None and (isinstance(self.batch_tile, bool) or not
-                                            isinstance(self.batch_tile, int)
-                                            or self.batch_tile < 1):
+        if self.batch_tile is not None and not _positive_int(self.batch_tile):
             raise ValueError(f"batch_tile must be a positive integer, got {self.batch_tile!r}")
         if len(self.curriculum_epochs) > len(self.curriculum):
             raise ValueError(f"train.curriculum_epochs gives {len(self.curriculum_epochs)} "
