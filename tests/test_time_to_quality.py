@@ -107,16 +107,20 @@ def _benchmark():
     return ttq
 
 
-def test_the_g1x4_seed_sweep_runs_the_benchmarks_recipe():
-    """benchmarks/seeds_g1x4.toml (the seed table as a resumable sweep) trains what
-    `time_to_quality.py --recipe coarse-warmup-batch16-g1x4` trains: its base config is the
-    benchmark's, field by field, but for the record keeping (checkpoints) and what only
-    names (the source note, the images' folder)."""
+@pytest.mark.parametrize("sweep, recipe, measured", [
+    ("seeds_g1x4.toml", "coarse-warmup-batch16-g1x4", {(0, 0), (2, 0), (2, 1)}),
+    ("seeds_g1x4_t3.toml", "coarse-warmup-batch16-g1x4-t3", set()),
+])
+def test_the_seed_sweeps_run_the_benchmarks_recipes(sweep, recipe, measured):
+    """benchmarks/seeds_*.toml (a seed table as a resumable sweep) train what
+    `time_to_quality.py --recipe R` trains: each base config is the benchmark's, field by
+    field, but for the record keeping (checkpoints) and what only names (the source note,
+    the images' folder); its pairs are new ones (the benchmark measured `measured`)."""
     from multigrade.experiments.sweep import load_sweep
 
     ttq = _benchmark()
-    spec = load_sweep(SCRIPT.parent / "seeds_g1x4.toml")
-    cfg, budgets = ttq.recipe_config("coarse-warmup-batch16-g1x4", 512, None, "../shared/images")
+    spec = load_sweep(SCRIPT.parent / sweep)
+    cfg, budgets = ttq.recipe_config(recipe, 512, None, "../shared/images")
     assert spec.base.train.budgets(spec.base.model.grades) == budgets
     want = cfg.replace(command="fit", train={
         "grade_epochs": tuple(budgets[:2]), "epochs": budgets[-1],
@@ -126,4 +130,4 @@ def test_the_g1x4_seed_sweep_runs_the_benchmarks_recipe():
         d.pop("methods")  # the authors' note on where lr, β, λ come from
     assert got == want
     pairs = {(s, n) for s in spec.axes["train.seed"] for n in spec.axes["problem.noise_seed"]}
-    assert len(pairs) >= 8 and not pairs & {(0, 0), (2, 0), (2, 1)}  # measured before
+    assert len(pairs) >= 8 and not pairs & measured
