@@ -7,6 +7,7 @@ params.npz), on the run's full image grid, this prints
 - dead: the fraction of φ_k's units that are zero at every pixel (ReLU units that died);
 - erank: the effective rank of φ_k, exp(entropy of its centred singular values' squared
   shares) (Roy & Vetterli 2007): how many directions the next grade can combine;
+  (`multigrade.metrics.feature_stats`, which `fit(tries=...)` records for every try)
 - rough: mean |row difference| of φ_k over its mean deviation (fine detail per unit);
 
 and the grade's test PSNR where the run recorded it. None of these reads the clean image
@@ -28,19 +29,7 @@ import numpy as np
 from multigrade import runs
 from multigrade.experiments import load_config
 from multigrade.experiments.building import problem_for
-
-
-def feature_stats(phi: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
-    """dead, erank and rough of features `phi` `(h·w, units)` on an `(h, w)` grid."""
-    phi = np.asarray(phi, np.float64)
-    s = np.linalg.svd(phi - phi.mean(0), compute_uv=False)
-    share = s**2 / max(float(np.sum(s**2)), 1e-300)
-    share = share[share > 0]
-    img = phi.reshape(*shape, -1)
-    spread = float(np.mean(np.abs(img - img.mean((0, 1))))) or 1e-300
-    return {"dead": float(np.mean(phi.max(0) <= 0)),
-            "erank": float(np.exp(-np.sum(share * np.log(share)))),
-            "rough": float(np.mean(np.abs(np.diff(img, axis=0)))) / spread}
+from multigrade.metrics import feature_stats
 
 
 def grade_features(run_dir: Path) -> list[dict[str, float]]:

@@ -224,3 +224,13 @@ def test_a_weighed_loss_is_the_loss_times_its_weight_on_batches_too(problem):
     # a curriculum weighs a mini-batched coarse stage's problem by the pixel ratio
     grade = Curriculum(((minibatch(c2, 0.5, jax.random.key(0)), 5),), problem)
     assert grade.stages[0][0].problem.weight == 4.0 and grade.final is problem
+
+
+def test_tries_in_words_name_the_rule_that_keeps_one():
+    from multigrade.experiments.summaries import recipe_words
+
+    train = {"epochs": 20, "grade_tries": [1, 3]}
+    assert recipe_words(train, 2) == "epochs 20, grade 2 best of 3 tries by training loss"
+    assert recipe_words({**train, "try_rule": "erank"}, 2) == \
+        "epochs 20, grade 2 best of 3 tries by their features' effective rank"
+    assert recipe_words(train, 1) == "epochs 20"  # grade 2's tries: not in one grade

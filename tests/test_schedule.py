@@ -134,6 +134,14 @@ def test_grade_tries_train_a_grade_from_several_starts_and_keep_the_least_loss(t
     grades = runs.read_summary(tmp_path / "r")["grades"]
     assert [g["tries"] for g in grades] == [g.tries for g in direct.grades]
     assert len(grades[1]["tries"]) == 2 and grades[1]["kept_try"] == direct.grades[1].kept_try
+    assert grades[1]["tries_erank"] == direct.grades[1].tries_erank
+    res = CliRunner().invoke(app, ["fit", *args, "--try-rule", "erank", "--out",
+                                   str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    assert load_config(tmp_path / "e").train.try_rule == "erank"
+    g2 = runs.read_summary(tmp_path / "e")["grades"][1]
+    assert g2["tries_erank"] == grades[1]["tries_erank"]  # the same tries, kept by rank
+    assert g2["kept_try"] == int(np.argmax(g2["tries_erank"])) + 1
     res = CliRunner().invoke(app, ["compare", *args, "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert runs.read_summary(tmp_path / "c" / "sgdl")["grades"][0]["tries"] is None
@@ -147,6 +155,7 @@ def test_grade_tries_train_a_grade_from_several_starts_and_keep_the_least_loss(t
     (["--grades", "2", "--grade-tries", "1,2,2"], "gives 3 counts for 2 grades"),
     (["--grade-tries", "1,0"], "grade_tries must be positive integers"),
     (["--method", "sgdl", "--grade-tries", "2"], "grade_tries are MGDL's"),
+    (["--grade-tries", "1,2", "--try-rule", "psnr"], "unknown try_rule 'psnr'"),
 ])
 def test_bad_grade_epochs_are_one_line(tmp_path, args, message):
     res = CliRunner().invoke(app, ["fit", "denoise", *TINY, *args, "--out",

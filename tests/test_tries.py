@@ -11,6 +11,7 @@ import pytest
 
 import multigrade as mg
 from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoint
+from multigrade.metrics import feature_stats
 from multigrade.problems import denoising
 from multigrade.selection import Discrepancy
 from multigrade.train import FitInterrupted
@@ -55,6 +56,20 @@ def test_each_try_is_the_grade_fitted_from_its_own_start_and_the_least_loss_is_k
     assert_same_run(tried, best)  # its history holds the kept try's records only
     assert [g.tries for g in (tried.grades[0], tried.grades[2])] == [None, None]
     assert g2.seconds > best.grades[1].seconds  # the three tries' time
+    # every try's features on the grade's grid, as the try alone hands them on
+    stats = [feature_stats(model.grade_features(a.params[1], model.grade_features(
+        a.params[0], problem.inputs["train"]))) for a in alone]
+    np.testing.assert_allclose(g2.tries_erank, [s["erank"] for s in stats], rtol=1e-9)
+    assert g2.tries_dead == [s["dead"] for s in stats]
+
+
+def test_the_erank_rule_keeps_the_try_of_highest_effective_rank(model, problem, tried):
+    res = mg.fit(model, problem, tries=(1, 3, 1), try_rule="erank", **KW)
+    g2 = res.grades[1]
+    assert g2.tries == tried.grades[1].tries  # the same three tries, another choice
+    assert g2.tries_erank == tried.grades[1].tries_erank
+    assert g2.kept_try == int(np.argmax(g2.tries_erank)) + 1
+    assert_same_run(res, _one_try(model, problem, g2.kept_try - 1))
 
 
 @pytest.mark.parametrize("chunks", [2, 7, 12])  # in try 1, try 2 (after try 1), try 3
@@ -73,8 +88,8 @@ def test_a_run_interrupted_inside_a_try_resumes_to_the_same_result(model, proble
     for start in (ckpt, read):
         resumed = mg.fit(model, problem, tries=(1, 3, 1), start=start, **KW)
         assert_same_run(resumed, tried)
-        assert [(g.tries, g.kept_try) for g in resumed.grades] == \
-            [(g.tries, g.kept_try) for g in tried.grades]
+        assert [(g.tries, g.kept_try, g.tries_erank) for g in resumed.grades] == \
+            [(g.tries, g.kept_try, g.tries_erank) for g in tried.grades]
 
 
 def test_tries_with_a_selector_compare_the_kept_records_loss(model, problem):
@@ -92,6 +107,8 @@ def test_tries_refused_where_they_cannot_differ(model, problem):
         mg.fit(model, problem, tries=(1, 0, 1), **KW)
     with pytest.raises(ValueError, match="3 values given for 2 grades"):
         mg.fit(mg.mgdl([[8]] * 2), problem, tries=(1, 2, 3), **KW)
+    with pytest.raises(ValueError, match="unknown try_rule 'psnr'; supported: loss, erank"):
+        mg.fit(model, problem, tries=(1, 2, 1), try_rule="psnr", **KW)
     given = model.init_params(jax.random.key(3), problem.in_dim)
     with pytest.raises(ValueError, match="grade 2: 2 tries from one given initialisation"):
         mg.fit(model, problem, tries=(1, 2, 1), init_params=[None, given[1], None], **KW)

@@ -83,6 +83,10 @@ GradeTriesOpt = Annotated[str | None, typer.Option(
     "--grade-tries", help="MGDL: train the first grades this many times each from fresh "
     "initialisations and keep the try of least training loss (no reference needed), e.g. "
     "1,3: grade 2 three times (the rest once).")]
+TryRuleOpt = Annotated[str, typer.Option(
+    "--try-rule", help="Which of --grade-tries' tries a grade keeps: loss (least training "
+    "loss) or erank (the highest effective rank of its features, what the next grade "
+    "learns from); neither reads the clean image.")]
 BatchOpt = Annotated[float | None, typer.Option(
     "--batch", help="Train the grades on the image's own grid on random mini-batches of "
     "this fraction of the pixels, e.g. 0.125 (an epoch is then one step on a batch; not "
@@ -220,7 +224,8 @@ TRAIN = (Opt("optimizer", OptimOpt, "adam"), Opt("lr", LrOpt, "1e-3"),
          Opt("schedule", ScheduleOpt, "constant"), Opt("coarse", CoarseOpt, None),
          Opt("batch", BatchOpt, None), Opt("batch_tile", BatchTileOpt, None),
          Opt("grade_epochs", GradeEpochsOpt, None),
-         Opt("grade_tries", GradeTriesOpt, None), Opt("curriculum", CurriculumOpt, None),
+         Opt("grade_tries", GradeTriesOpt, None), Opt("try_rule", TryRuleOpt, "loss"),
+         Opt("curriculum", CurriculumOpt, None),
          Opt("curriculum_epochs", CurriculumEpochsOpt, None))
 ARCHS = (Opt("archs", ArchsOpt, None), Opt("fourier_sigma", FourierSigmaOpt, 10.0),
          Opt("omega0", Omega0Opt, 30.0))

@@ -211,9 +211,9 @@ def grade_problems(problem: Problem, cfg: RunConfig, grades: int
 def fit_arguments(cfg: RunConfig, problem: Problem, grades: int | None = None) -> dict:
     """`fit`'s arguments that a run's config fixes: the model (its first `grades` grades
     when given: a finished run replayed), each grade's problem, optimiser and budget, the
-    key, the record interval, the stopping tolerance and each grade's tries. Training,
-    resuming, loading a checkpoint and replaying all take them from here, so they cannot
-    disagree."""
+    key, the record interval, the stopping tolerance and each grade's tries (and the rule
+    that keeps one). Training, resuming, loading a checkpoint and replaying all take them
+    from here, so they cannot disagree."""
     model = cfg.model.build(problem.out_dim)
     if grades is not None and grades < model.num_grades:
         model = model.first(grades)
@@ -221,7 +221,7 @@ def fit_arguments(cfg: RunConfig, problem: Problem, grades: int | None = None) -
     return dict(model=model, problem=grade_problems(problem, cfg, n),
                 optimizer=cfg.train.optimizers(n), epochs=cfg.train.budgets(n),
                 key=jax.random.key(cfg.train.seed), record_every=cfg.train.record_every,
-                tol=cfg.train.tol, tries=cfg.train.tries(n))
+                tol=cfg.train.tol, tries=cfg.train.tries(n), try_rule=cfg.train.try_rule)
 
 
 def method_config(cfg: RunConfig, method: str, grades: int | None = None) -> RunConfig:

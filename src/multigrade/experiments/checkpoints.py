@@ -27,7 +27,7 @@ from multigrade.train import (
 )
 
 _HELD_META = ("loss", "trial", "rows", "summary", "status", "losses", "seconds",
-              "compile_seconds")
+              "compile_seconds", "features")
 
 
 def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
@@ -147,7 +147,8 @@ def _held(meta: dict, state: GradeState, tangent) -> Held:
     return Held(math.inf if meta["loss"] is None else meta["loss"], meta["trial"], state,
                 tangent, nan(meta["rows"]), meta["summary"], meta["status"],
                 tuple(math.inf if v is None else v for v in meta["losses"]),
-                meta["seconds"], meta["compile_seconds"])
+                meta["seconds"], meta["compile_seconds"],
+                tuple(_none_to_nan(f) for f in meta.get("features", ())))
 
 
 def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:

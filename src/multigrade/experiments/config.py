@@ -20,6 +20,7 @@ from multigrade.experiments.optimizers import (
 )
 from multigrade.experiments.schema import merge, section
 from multigrade.nn import INITS
+from multigrade.train import TRY_RULES
 
 COMMANDS = ("fit", "compare", "lr-sweep", "spectrum")
 STUDY_METHODS = ("mgdl", "sgdl", "msdl")
@@ -236,6 +237,7 @@ class TrainConfig:
     batch_tile: int | None = None
     grade_epochs: tuple[int, ...] = ()
     grade_tries: tuple[int, ...] = ()
+    try_rule: str = "loss"  # which try a grade of several keeps (`fit(try_rule=...)`)
     curriculum: tuple[int, ...] = ()
     curriculum_epochs: tuple[int, ...] = ()
 
@@ -248,6 +250,9 @@ class TrainConfig:
             for e in getattr(self, name):
                 if not _positive_int(e):
                     raise ValueError(f"{name} must be positive integers, got {e!r}")
+        if self.try_rule not in TRY_RULES:
+            raise ValueError(f"unknown try_rule {self.try_rule!r}; supported: "
+                             f"{', '.join(TRY_RULES)}")
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
         if self.batch_tile is not None and not _positive_int(self.batch_tile):

@@ -47,6 +47,8 @@ epochs = 2000              # per grade; SGDL trains the same number
 grade_epochs = [2000, 2000]  # MGDL: the first grades' own epochs (the rest train `epochs`)
 grade_tries = [1, 3]       # MGDL: the first grades trained this many times from fresh
                            # starts, the try of least training loss kept (the rest once)
+try_rule = "loss"          # or "erank": keep the try whose features have the highest
+                           # effective rank (what the next grade learns from)
 record_every = 10
 tol = 1e-5                 # optional: the paper's stopping rule
 seed = 0

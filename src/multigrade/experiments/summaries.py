@@ -118,5 +118,6 @@ def recipe_words(train: Mapping, grades: int) -> str:
              if t > 1]
     if tries:
         words.append(", ".join(f"grade {k} best of {t}" for k, t in tries)
-                     + " tries by training loss")
+                     + (" tries by training loss" if train.get("try_rule", "loss") == "loss"
+                        else " tries by their features' effective rank"))
     return ", ".join(words)

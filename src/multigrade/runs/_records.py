@@ -33,6 +33,8 @@ class GradeRecord(TypedDict, total=False):
     lambda_max: float | None
     tries: list[float | None] | None  # grade_tries: each try's training loss (null: diverged)
     kept_try: int | None  # and the one kept (1-based)
+    tries_dead: list[float] | None  # and each try's dead units and effective rank
+    tries_erank: list[float] | None
 
 
 class RunSummary(TypedDict, total=False):

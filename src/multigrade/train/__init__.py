@@ -25,6 +25,7 @@ The package's modules are private; what they offer is named here:
 
 from multigrade.train._divergence import zero_tangent
 from multigrade.train._fit import fit, fit_sweep
+from multigrade.train._loop import TRY_RULES
 from multigrade.train._programs import grade_loss, make_epoch
 from multigrade.train._results import (
     Best,
@@ -58,6 +59,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "Divergence",
+    "TRY_RULES",
     "fit",
     "fit_sweep",
     "FitInterrupted",

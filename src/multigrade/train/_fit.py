@@ -22,7 +22,7 @@ from multigrade.problems.curriculum import (
 from multigrade.problems.minibatch import MiniBatch, unbatched
 from multigrade.train._divergence import _check_probes
 from multigrade.train._engine import _Engine
-from multigrade.train._loop import _Loop
+from multigrade.train._loop import TRY_RULES, _Loop
 from multigrade.train._results import Callback, Checkpoint, FitResult
 from multigrade.train._rules import (
     DIVERGENCE_FACTOR,
@@ -100,6 +100,7 @@ def fit(
     step_size: StepSize | None = None,
     adaptive: AdaptiveGrades | None = None,
     tries: int | Sequence[int] = 1,
+    try_rule: str = "loss",
 ) -> FitResult:
     """Trains `model` on `problem`, grade by grade.
 
@@ -148,8 +149,13 @@ def fit(
             and then from `fold_in(model.grade_key(key, k), t)` for try t, and keep the
             try whose kept state has the least training loss (no reference needed: a
             restart against an unlucky start). The history keeps the chosen try's
-            records; its `GradeSummary` has every try's loss (`tries`), which it kept
-            (`kept_try`) and the seconds of all of them.
+            records; its `GradeSummary` has every try's loss (`tries`), its features'
+            dead fraction and effective rank on the grade's grid (`tries_dead`,
+            `tries_erank`: `metrics.feature_stats`), which it kept (`kept_try`) and the
+            seconds of all of them.
+        try_rule: which try a grade of several keeps: `"loss"` (least training loss) or
+            `"erank"` (the highest effective rank of its features: what the next grade
+            learns from; a diverged try is never kept while another is not).
 
     Returns:
         A `FitResult`. A diverged grade keeps its history and no later grade is trained.
@@ -172,6 +178,8 @@ def fit(
     if init_params is not None and len(init_params) != k_grades:
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
     n_tries = _tries(tries, k_grades, init_params)
+    if try_rule not in TRY_RULES:
+        raise ValueError(f"unknown try_rule {try_rule!r}; supported: {', '.join(TRY_RULES)}")
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
     if divergence is not None and len({id(unbatched(p)) for p in every_problem(given)}) > 1:
@@ -194,7 +202,8 @@ def fit(
                  init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=None if divergence is None else divergence.eps, step_size=step_size,
                  gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)),
-                 problems=problems, stages=stages, tries=n_tries)
+                 problems=problems, stages=stages, tries=n_tries,
+                 try_rule=try_rule)
     return loop.run(start)[0]
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multigrade._types import Array, PRNGKeyArray, as_float, float_dtype
+from multigrade.metrics import feature_stats
 from multigrade.model import GradeModel
 from multigrade.problems import Problem
 from multigrade.problems.minibatch import unbatched
@@ -68,6 +69,7 @@ class _Loop:
     # (`problems.Curriculum`), whose last is the grade's problem
     stages: Sequence[Sequence[tuple]] | None = None
     tries: Sequence[int] | None = None  # per grade: initialisations tried (None: one each)
+    try_rule: str = "loss"  # which try a grade keeps: least training loss, or highest erank
 
     def __post_init__(self):
         self.probes: list[dict] = []
@@ -212,10 +214,12 @@ class _Loop:
     def _train_tries(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
                      scales, summaries):
         """Grade k trained `tries[k]` times, from its own initialisation and then from
-        `fold_in(grade key, t)` for try t: the try whose kept state has the least training
-        loss (no reference needed) is the grade; the history keeps its rows, the summary
-        every try's loss. Each try is a grade's training as `_train_grade` runs it; a
-        checkpoint within a try holds the best finished try so far (`Pending.held`)."""
+        `fold_in(grade key, t)` for try t: the try whose kept state is best by `try_rule`
+        (least training loss, or highest effective rank of its features; no reference
+        needed) is the grade; the history keeps its rows, the summary every try's loss and
+        features' dead fraction and effective rank. Each try is a grade's training as
+        `_train_grade` runs it; a checkpoint within a try holds the best finished try so
+        far (`Pending.held`)."""
         n = 1 if self.tries is None else self.tries[k]
         if n == 1:
             return self._train_grade(k, frozen, step0, pending, rows, alive, params_out,
@@ -231,19 +235,27 @@ class _Loop:
             mine = rows[0][mark:]
             del rows[0][mark:]
             loss = _kept_loss(mine, summary, status[0])
+            feats = feature_stats(self.model.grade_features(state.params,
+                                                            frozen.feats["train"]))
             before = () if held is None else held.losses
+            seen = () if held is None else held.features
             sec = summary["seconds"] + (0.0 if held is None else held.seconds)
             csec = summary["compile_seconds"] + (0.0 if held is None else held.compile_seconds)
-            if held is None or loss < held.loss:
+            score = _try_score(self.try_rule, loss, feats)
+            if held is None or score < _try_score(self.try_rule, held.loss,
+                                                  held.features[held.trial]):
                 held = Held(loss, t, state, tstate, mine, summary, status[0], before + (loss,),
-                            sec, csec)
+                            sec, csec, seen + (feats,))
             else:
-                held = held._replace(losses=before + (loss,), seconds=sec, compile_seconds=csec)
+                held = held._replace(losses=before + (loss,), seconds=sec, compile_seconds=csec,
+                                     features=seen + (feats,))
         rows[0].extend(held.rows)
         alive[:] = alive0 & (held.status != "diverged")
         summary = {**held.summary, "seconds": held.seconds,
                    "compile_seconds": held.compile_seconds, "tries": list(held.losses),
-                   "kept_try": held.trial + 1}
+                   "kept_try": held.trial + 1,
+                   "tries_dead": [f["dead"] for f in held.features],
+                   "tries_erank": [f["erank"] for f in held.features]}
         return held.state, held.tangent, [held.status], summary
 
     def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
@@ -452,6 +464,18 @@ class _GradeRun:
     best: Best | None = None
     last_score: float | None = None
     rate: dict = dataclasses.field(default_factory=dict)
+
+
+TRY_RULES = ("loss", "erank")  # how a grade of several tries picks one (`fit(try_rule=)`)
+
+
+def _try_score(rule: str, loss: float, feats: dict) -> float:
+    """A finished try's score by `rule` (lower is kept): its training loss, or minus its
+    features' effective rank; a diverged try's (infinite loss) is infinite either way."""
+    if rule == "loss" or not math.isfinite(loss):
+        return loss
+    erank = feats["erank"]
+    return -erank if math.isfinite(erank) else math.inf
 
 
 def _kept_loss(rows: list[dict], summary: dict, status: str) -> float:

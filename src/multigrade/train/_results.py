@@ -37,6 +37,10 @@ class GradeSummary:
     # which try (1-based) the grade kept
     tries: list[float] | None = None
     kept_try: int | None = None
+    # and each try's features on the grade's grid: the fraction of dead units and the
+    # effective rank (`analysis.feature_stats`; what the next grade learns from)
+    tries_dead: list[float] | None = None
+    tries_erank: list[float] | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -71,7 +75,8 @@ class Pending:
 class Held(NamedTuple):
     """The best finished try so far of a grade trained several times (`fit(tries=...)`):
     its training loss, index (0-based), kept state, history rows, summary and status,
-    with every finished try's loss and the seconds they all took."""
+    with every finished try's loss, the seconds they all took and every finished try's
+    `analysis.feature_stats` (dead units, effective rank)."""
 
     loss: float
     trial: int
@@ -83,6 +88,7 @@ class Held(NamedTuple):
     losses: tuple[float, ...]
     seconds: float
     compile_seconds: float
+    features: tuple[dict, ...] = ()
 
 
 class Best(NamedTuple):
