@@ -33,6 +33,10 @@ Recipes (`--recipe`, several comma-separated, or all):
   coarse-warmup-batch16-g1x4-t3  g1x4 with grade 2 trained from three starts, the try of
            least training loss kept (`--grade-tries 1,3`): grade 2's starts spread far on
            some seed pairs (training loss 151 against 78), and a poor one starves grades 3-4.
+  coarse-warmup-batch16-g1x4-t3r  g1x4-t3 keeping the try whose features have the highest
+           effective rank instead of the least loss (`--try-rule erank`): a grade 2 of
+           rank 5.8 starved grades 3-4, and the rank ordered four runs' finals where the
+           loss, which carries the observation's noise, did not.
   coarse-warmup-batch16-g1x4-t16  as coarse-warmup-batch16-g1x4 with grades 3 and 4's
            mini-batches drawn as 16 × 16 tiles (`--batch-tile 16`: 2.4× faster a step).
   coarse3-warmup-long  for deblurring: grades 1, 2 and 3 on the 4×, 2× and 2× coarser grids
@@ -114,6 +118,10 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16-g1x4-t3": {"epochs": (8000, 2000, 6000, 6000),
                                       "schedule": "warmup-cosine", "lr": 1e-2,
                                       "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3)},
+    "coarse-warmup-batch16-g1x4-t3r": {"epochs": (8000, 2000, 6000, 6000),
+                                       "schedule": "warmup-cosine", "lr": 1e-2,
+                                       "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3),
+                                       "try_rule": "erank"},
     "coarse-warmup-batch16-g1x4-t16": {"epochs": (8000, 2000, 6000, 6000),
                                        "schedule": "warmup-cosine", "lr": 1e-2,
                                        "coarse": (4, 2), "batch": 0.0625, "batch_tile": 16},
@@ -190,7 +198,8 @@ def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: s
                                          None if tr.schedule == "constant" else e)
                           for e in epochs],
                epochs=epochs, key=jax.random.key(tr.seed), record_every=tr.record_every,
-               window=1, callbacks=[curve], tries=tr.tries(model.num_grades))
+               window=1, callbacks=[curve], tries=tr.tries(model.num_grades),
+               try_rule=tr.try_rule)
     except FitInterrupted:
         cut = True
     p = cfg.problem
@@ -202,7 +211,8 @@ def run(recipe: str, size: int, sigma: float | None, minutes: float, data_dir: s
             "environment": runs.environment(),  # the CPU and cores its minutes are on
             "train": {"optimizer": tr.optimizer, "lr": tr.lr, "epochs": epochs,
                       "schedule": tr.schedule, "coarse": list(tr.coarse), "batch": tr.batch,
-                      "grade_tries": list(tr.grade_tries), "record_every": tr.record_every},
+                      "grade_tries": list(tr.grade_tries), "try_rule": tr.try_rule,
+                      "record_every": tr.record_every},
             "points": curve.points}
 
 
