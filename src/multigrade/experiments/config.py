@@ -198,6 +198,11 @@ class ModelConfig:
         return sgdl(widths, out_dim=out_dim, init=self.init)
 
 
+def _one_of(name: str, value: str, supported) -> None:
+    if value not in supported:
+        raise ValueError(f"unknown {name} {value!r}; supported: {', '.join(supported)}")
+
+
 def _positive_int(x) -> bool:
     """An int ≥ 1 (not a bool)."""
     return not isinstance(x, bool) and isinstance(x, int) and x >= 1
@@ -250,9 +255,7 @@ class TrainConfig:
             for e in getattr(self, name):
                 if not _positive_int(e):
                     raise ValueError(f"{name} must be positive integers, got {e!r}")
-        if self.try_rule not in TRY_RULES:
-            raise ValueError(f"unknown try_rule {self.try_rule!r}; supported: "
-                             f"{', '.join(TRY_RULES)}")
+        _one_of("try_rule", self.try_rule, TRY_RULES)
         if self.batch is not None:
             _finite("batch", self.batch, positive=True, high=1.0)
         if self.batch_tile is not None and not _positive_int(self.batch_tile):
@@ -261,9 +264,7 @@ class TrainConfig:
             raise ValueError(f"train.curriculum_epochs gives {len(self.curriculum_epochs)} "
                              f"budgets for {len(self.curriculum)} coarse stages "
                              "(train.curriculum)")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; supported: "
-                             f"{', '.join(SCHEDULES)}")
+        _one_of("schedule", self.schedule, SCHEDULES)
         if self.schedule != "constant" and self.watches_spectrum:
             raise ValueError("a learning-rate schedule and --lr auto / --lower-lr / "
                              "--eig-stop both set the rate: use one")

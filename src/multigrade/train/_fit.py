@@ -177,9 +177,7 @@ def fit(
                          f"record_every ({record_every})")
     if init_params is not None and len(init_params) != k_grades:
         raise ValueError(f"init_params: {len(init_params)} entries for {k_grades} grades")
-    n_tries = _tries(tries, k_grades, init_params)
-    if try_rule not in TRY_RULES:
-        raise ValueError(f"unknown try_rule {try_rule!r}; supported: {', '.join(TRY_RULES)}")
+    n_tries = _tries(tries, k_grades, init_params, try_rule)
     if start is not None and start.finished > k_grades:
         raise ValueError(f"the checkpoint has {start.finished} grades, the model {k_grades}")
     if divergence is not None and len({id(unbatched(p)) for p in every_problem(given)}) > 1:
@@ -202,8 +200,7 @@ def fit(
                  init_params=init_params, select=select, probes_b=probes_b,
                  probe_eps=None if divergence is None else divergence.eps, step_size=step_size,
                  gain=None if adaptive is None else (adaptive.metric, float(adaptive.min_gain)),
-                 problems=problems, stages=stages, tries=n_tries,
-                 try_rule=try_rule)
+                 problems=problems, stages=stages, tries=n_tries, try_rule=try_rule)
     return loop.run(start)[0]
 
 
@@ -218,8 +215,11 @@ def _stages(problems: list, budgets: list[int]) -> list[list]:
     return out
 
 
-def _tries(tries, num_grades: int, init_params) -> list[int]:
-    """Each grade's tries, checked: at least one, and one from a given initialisation."""
+def _tries(tries, num_grades: int, init_params, rule: str = "loss") -> list[int]:
+    """Each grade's tries, checked: at least one, one from a given initialisation, and a
+    known rule to keep one by."""
+    if rule not in TRY_RULES:
+        raise ValueError(f"unknown try_rule {rule!r}; supported: {', '.join(TRY_RULES)}")
     out = [_whole(t, "tries") for t in _per_grade(tries, num_grades, "tries")]
     for k, t in enumerate(out):
         if t < 1:
