@@ -33,6 +33,9 @@ Recipes (`--recipe`, several comma-separated, or all):
   coarse-warmup-batch16-g1x4-t3  g1x4 with grade 2 trained from three starts, the try of
            least training loss kept (`--grade-tries 1,3`): grade 2's starts spread far on
            some seed pairs (training loss 151 against 78), and a poor one starves grades 3-4.
+  coarse-warmup-batch16-g1x4-t3-x2  g1x4-t3 with the full-grid grades 3 and 4 twice as
+           long (12 000 steps each): on the same grades 1-2 (benchmarks/later_grades.py)
+           the final rose from 30.52 to 31.41 dB on a low pair.
   coarse-warmup-batch16-g1x4-t3r  g1x4-t3 keeping the try whose features have the highest
            effective rank instead of the least loss (`--try-rule erank`): a grade 2 of
            rank 5.8 starved grades 3-4, and the rank ordered four runs' finals where the
@@ -118,6 +121,10 @@ RECIPES = {  # train-section overrides of the authors' paper-scale denoising pre
     "coarse-warmup-batch16-g1x4-t3": {"epochs": (8000, 2000, 6000, 6000),
                                       "schedule": "warmup-cosine", "lr": 1e-2,
                                       "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3)},
+    "coarse-warmup-batch16-g1x4-t3-x2": {"epochs": (8000, 2000, 12000, 12000),
+                                         "schedule": "warmup-cosine", "lr": 1e-2,
+                                         "coarse": (4, 2), "batch": 0.0625,
+                                         "grade_tries": (1, 3)},
     "coarse-warmup-batch16-g1x4-t3r": {"epochs": (8000, 2000, 6000, 6000),
                                        "schedule": "warmup-cosine", "lr": 1e-2,
                                        "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3),
