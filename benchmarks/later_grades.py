@@ -26,7 +26,6 @@ import multigrade as mg
 from multigrade.experiments import load_config
 from multigrade.experiments.building import fit_arguments, problem_for
 from multigrade.experiments.checkpoints import load_checkpoint
-from multigrade.experiments.optimizers import make_optimizer
 from multigrade.problems.minibatch import unbatched
 from multigrade.train import Checkpoint
 
@@ -48,13 +47,11 @@ def later_grades(run_dir: Path, keep: int, epochs: int) -> dict:
         raise ValueError(f"{run_dir} has {done.finished} of {n} grades: not finished")
     start = Checkpoint(done.params[:keep], done.scales[:keep], done.grades[:keep],
                        [r for r in done.history if r["grade"] <= keep], done.aux)
-    tr = cfg.train
-    budgets = [*args["epochs"][:keep], *[epochs] * (n - keep)]
-    optimizers = [*args["optimizer"][:keep], *[make_optimizer(
-        tr.optimizer, tr.lr, tr.schedule, None if tr.schedule == "constant" else epochs)
-        for _ in range(n - keep)]]
+    # the same config with the later grades' budget: its optimisers and schedules as a
+    # run of that config builds them
+    again = cfg.replace(train={"grade_epochs": tuple(args["epochs"][:keep]), "epochs": epochs})
     t0 = time.perf_counter()
-    res = mg.fit(**{**args, "epochs": budgets, "optimizer": optimizers}, start=start)
+    res = mg.fit(**fit_arguments(again, problem), start=start)
     minutes = (time.perf_counter() - t0) / 60
     rows = [{"grade": g.grade, "psnr": g.metrics["test_psnr"], "epochs": g.epochs,
              "minutes": g.seconds / 60,
