@@ -86,7 +86,8 @@ def main() -> None:
     if a.child:
         child(a.side, a.epochs, a.core)
         return
-    from multigrade.experiments.cluster import SINGLE_THREAD_ENV, cores
+    from multigrade.experiments.cluster import SINGLE_THREAD_ENV
+    from multigrade.runs import cores
 
     mine = cores() or [0]
     n = len(mine)

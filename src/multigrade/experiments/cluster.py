@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from multigrade.runs import cores
+
 SCHEDULER_TIMEOUT = 10.0  # seconds a scheduler address has to answer as a Dask scheduler
 
 # Worker processes each get one core: XLA's and BLAS's thread pools are held to one thread,
@@ -39,11 +41,6 @@ def local_cluster(workers: int | None = None):
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                             dashboard_address=":0",  # any free port: sweeps side by side
                             env={**SINGLE_THREAD_ENV, "MULTIGRADE_PIN_CORES": "1"})
-
-
-def cores() -> list[int]:
-    """The cores this process may run on (its affinity), in order; empty where unknown."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def pin_worker(worker=None) -> None:

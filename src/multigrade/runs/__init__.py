@@ -98,6 +98,7 @@ from multigrade.runs._locks import (
 from multigrade.runs._records import (
     GradeRecord,
     RunSummary,
+    cores,
     environment,
     read_status,
     read_summary,
@@ -118,6 +119,7 @@ __all__ = [
     "claim",
     "claim_or_open",
     "clearable",
+    "cores",
     "default_out",
     "foreign_files",
     "foreign_files_as",

@@ -127,7 +127,7 @@ def environment() -> dict:
         "numpy": np.__version__, "python": platform.python_version(),
         "backend": jax.default_backend(), "x64": bool(jax.config.jax_enable_x64),
         "git_commit": commit, "time": _dt.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu(), "cores": _cores(),
+        "cpu": cpu(), "cores": len(cores()) or os.cpu_count(),
     }
 
 
@@ -152,7 +152,7 @@ def record_environment(d: Path, *, resumed: bool = False) -> dict:
     return env
 
 
-def _cores() -> int | None:
-    """The cores this process may run on (its affinity: `taskset -c 0` is one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count()
+def cores() -> list[int]:
+    """The cores this process may run on (its affinity: `taskset -c 0` is `[0]`), in
+    order; empty where the platform does not say."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
