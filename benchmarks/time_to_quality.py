@@ -46,8 +46,10 @@ Recipes (`--recipe`, several comma-separated, or all):
            for 8 000 / 4 000 / 4 000 epochs, grade 4 on the image's grid for 1 500 (a blur
            of σ_b = 3 leaves almost nothing above the 2× coarser grid's Nyquist frequency:
            its transfer there is exp(-2π²σ_b²/16) ≈ 1.5e-5).
-  best     the recipe this benchmark found fastest at 512²: coarse-warmup-batch16
-           (docs/time-to-quality.md; at 128² coarse-warmup is as fast). For deblurring
+  best     the fast scale's recipe (presets.FAST): for denoising g1x4-t3-x2, the one that
+           has held over seeds at 512² so far (docs/time-to-quality.md; until 2026-12-07
+           coarse-warmup-batch16, the fastest to the paper's figure on its first seeds and
+           under 30.5 dB on two of seven pairs; at 128² coarse-warmup is as fast). For deblurring
            best is coarse3-warmup-long (docs/results-fast.md: 26.39 dB against
            coarse-warmup's 25.12 at the same one-core time). A deblurring recipe's
            mini-batches are 32² tiles of the blurred image, each computed exactly from its
@@ -97,45 +99,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import matmul_gflops  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+_WARM = {"schedule": "warmup-cosine", "lr": 1e-2}  # warm-up to 1e-2, then cosine
+_B16 = {**_WARM, "coarse": (4, 2), "batch": 0.0625, "epochs": (2000, 2000, 6000, 6000)}
+_G1X4 = {**_B16, "epochs": (8000, 2000, 6000, 6000)}
+_G1X4_T3 = {**_G1X4, "grade_tries": (1, 3)}
 RECIPES = {  # train-section overrides of the authors' paper-scale denoising preset
     "fixed": {"epochs": 20_000},
     "short": {"epochs": 2000},
     "cosine": {"epochs": 2000, "schedule": "cosine"},
-    "warmup": {"epochs": 2000, "schedule": "warmup-cosine", "lr": 1e-2},
+    "warmup": {**_WARM, "epochs": 2000},
     "coarse": {"epochs": 2000, "schedule": "cosine", "coarse": (4, 2)},
     "coarse-long": {"epochs": (8000, 4000, 2000, 2000), "schedule": "cosine",
                     "coarse": (4, 2)},
     "coarse-constant": {"epochs": 2000, "coarse": (4, 2)},
-    "coarse-warmup": {"epochs": 2000, "schedule": "warmup-cosine", "lr": 1e-2,
-                      "coarse": (4, 2)},
-    "coarse-warmup-batch": {"epochs": (2000, 2000, 8000, 8000), "schedule": "warmup-cosine",
-                            "lr": 1e-2, "coarse": (4, 2), "batch": 0.125},
-    "coarse-warmup-batch16": {"epochs": (2000, 2000, 6000, 6000), "schedule": "warmup-cosine",
-                              "lr": 1e-2, "coarse": (4, 2), "batch": 0.0625},
-    "coarse-warmup-batch16-t3": {"epochs": (2000, 2000, 6000, 6000),
-                                 "schedule": "warmup-cosine", "lr": 1e-2, "coarse": (4, 2),
-                                 "batch": 0.0625, "grade_tries": (1, 3)},
-    "coarse-warmup-batch16-g1x4": {"epochs": (8000, 2000, 6000, 6000),
-                                   "schedule": "warmup-cosine", "lr": 1e-2, "coarse": (4, 2),
-                                   "batch": 0.0625},
-    "coarse-warmup-batch16-g1x4-t3": {"epochs": (8000, 2000, 6000, 6000),
-                                      "schedule": "warmup-cosine", "lr": 1e-2,
-                                      "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3)},
-    "coarse-warmup-batch16-g1x4-t3-x2": {"epochs": (8000, 2000, 12000, 12000),
-                                         "schedule": "warmup-cosine", "lr": 1e-2,
-                                         "coarse": (4, 2), "batch": 0.0625,
-                                         "grade_tries": (1, 3)},
-    "coarse-warmup-batch16-g1x4-t3r": {"epochs": (8000, 2000, 6000, 6000),
-                                       "schedule": "warmup-cosine", "lr": 1e-2,
-                                       "coarse": (4, 2), "batch": 0.0625, "grade_tries": (1, 3),
-                                       "try_rule": "erank"},
-    "coarse-warmup-batch16-g1x4-t16": {"epochs": (8000, 2000, 6000, 6000),
-                                       "schedule": "warmup-cosine", "lr": 1e-2,
-                                       "coarse": (4, 2), "batch": 0.0625, "batch_tile": 16},
-    "coarse3-warmup-long": {"epochs": (8000, 4000, 4000, 1500), "schedule": "warmup-cosine",
-                            "lr": 1e-2, "coarse": (4, 2, 2)},
+    "coarse-warmup": {**_WARM, "epochs": 2000, "coarse": (4, 2)},
+    "coarse-warmup-batch": {**_B16, "epochs": (2000, 2000, 8000, 8000), "batch": 0.125},
+    "coarse-warmup-batch16": _B16,
+    "coarse-warmup-batch16-t3": {**_B16, "grade_tries": (1, 3)},
+    "coarse-warmup-batch16-g1x4": _G1X4,
+    "coarse-warmup-batch16-g1x4-t3": _G1X4_T3,
+    "coarse-warmup-batch16-g1x4-t3-x2": {**_G1X4_T3, "epochs": (8000, 2000, 12000, 12000)},
+    "coarse-warmup-batch16-g1x4-t3r": {**_G1X4_T3, "try_rule": "erank"},
+    "coarse-warmup-batch16-g1x4-t16": {**_G1X4, "batch_tile": 16},
+    "coarse3-warmup-long": {**_WARM, "epochs": (8000, 4000, 4000, 1500), "coarse": (4, 2, 2)},
 }
-BEST = {"denoise": "coarse-warmup-batch16", "deblur": "coarse3-warmup-long"}
+BEST = {"denoise": "coarse-warmup-batch16-g1x4-t3-x2", "deblur": "coarse3-warmup-long"}
 
 
 class Curve(Callback):

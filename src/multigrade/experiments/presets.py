@@ -132,19 +132,22 @@ def _regression(image: str) -> Callable[[str], RunConfig]:
 
 # The fast scale's recipes, per task and method (`[methods.<method>]` on top of the
 # authors' lr, β, λ). MGDL's: the time-to-quality benchmark's `best` (docs/time-to-quality.md:
-# Adam warmed up to 1e-2 over 5 % of each grade then cosine-decayed to 1e-4, grades 1 and 2
-# on 4× and 2× coarser grids for 2 000 epochs each, grades 3 and 4 6 000 steps on 1/16 of
-# the pixels; for deblurring `coarse3-warmup-long`: grades 1-3 on the 4×, 2×, 2× coarser
-# grids for 8 000 / 4 000 / 4 000 epochs, grade 4 1 500 full epochs, since a blur of σ_b ≥ 3
-# leaves almost nothing above the 2× grid's Nyquist frequency). SGDL's: the same tools where
-# they apply to one network: the schedule and peak 1e-2 (its rate searched at 128² as MGDL's
-# was, by PSNR and the held-out loss), a coarse-to-fine curriculum of its one network
-# (`curriculum`, one optimiser state throughout) and, for denoising, mini-batches on the
-# full grid; about 25 (denoising) and 35 (deblurring) minutes at 512² on 2 cores.
+# Adam warmed up to 1e-2 over 5 % of each grade then cosine-decayed to 1e-4; for denoising
+# g1x4-t3-x2: grade 1 on the 4× coarser grid for 8 000 epochs, grade 2 on the 2× coarser
+# one for 2 000 from three starts (the least training loss kept), grades 3 and 4 12 000
+# steps each on 1/16 of the pixels; for deblurring `coarse3-warmup-long`: grades 1-3 on the
+# 4×, 2×, 2× coarser grids for 8 000 / 4 000 / 4 000 epochs, grade 4 1 500 full epochs, since
+# a blur of σ_b ≥ 3 leaves almost nothing above the 2× grid's Nyquist frequency). SGDL's:
+# the same tools where they apply to one network: the schedule and peak 1e-2 (its rate
+# searched at 128² as MGDL's was, by PSNR and the held-out loss), a coarse-to-fine
+# curriculum of its one network (`curriculum`, one optimiser state throughout) and, for
+# denoising, mini-batches on the full grid; at 512² on 2 cores of a 346 GFLOP/s machine
+# about 34 (MGDL) and 25 (SGDL) minutes denoising, 35 (SGDL) deblurring.
 FAST: dict[str, dict[str, dict]] = {
     "denoise": {
         "mgdl": dict(lr=1e-2, schedule="warmup-cosine", coarse=(4, 2),
-                     grade_epochs=(2000, 2000), epochs=6000, batch=0.0625),
+                     grade_epochs=(8000, 2000), grade_tries=(1, 3), epochs=12000,
+                     batch=0.0625),
         # one network coarse to fine: 3 000 epochs on 128², 750 on 256², then 5 000 steps
         # on mini-batches of 512² (docs/time-to-quality.md, SGDL at 512²)
         "sgdl": dict(lr=1e-2, schedule="warmup-cosine", curriculum=(4, 2),
