@@ -83,6 +83,25 @@ def test_aggregation_against_a_hand_computation():
     assert "best_run" not in low[0.1]  # no run has that metric
 
 
+def test_a_row_lists_each_tried_grades_losses_and_names_the_machine(tmp_path):
+    """A run's row (what results.csv holds): a grade trained from several starts gives
+    every try's training loss and the one kept, as the run's metrics.json has them, a
+    grade trained once gives none; and the row names the machine of environment.json."""
+    from multigrade.experiments.sweep import run_one
+
+    (cfg,) = _spec(tmp_path, '"train.grade_tries" = [[1, 3]]\n').expand()
+    row = run_one(cfg.to_dict(), str(tmp_path / "r"))
+    assert row["status"] == "completed", row
+    g1, g2 = runs.read_summary(tmp_path / "r")["grades"]
+    assert len(g2["tries"]) == 3 and "grade1_tries" not in row and g1["tries"] is None
+    assert [float(t) for t in row["grade2_tries"].split()] == pytest.approx(g2["tries"],
+                                                                             rel=1e-5)
+    assert row["grade2_kept_try"] == g2["kept_try"] == 1 + int(np.argmin(g2["tries"]))
+    env = runs.read_json(tmp_path / "r" / runs.ENVIRONMENT)
+    assert (row["cpu"], row["cores"]) == (env["cpu"], env["cores"])
+    assert row["cores"] == len(runs.cores()) >= 1
+
+
 @pytest.mark.integration
 def test_a_sweep_runs_skips_and_reruns_on_a_local_cluster(tmp_path, client):
     spec = _spec(tmp_path, '"train.seed" = [0, 1]\n"train.lr" = [0.1, 1e4]\n')

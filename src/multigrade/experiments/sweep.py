@@ -203,18 +203,30 @@ def _differs(d: dict, default: dict) -> dict:
 
 
 def _row(run_dir: Path) -> dict:
-    """A finished run's row: its status, epochs, seconds and final metrics, and for a run
-    of several grades each grade's PSNR / SSIM on every split and its seconds
-    (`grade2_test_psnr`, `grade2_seconds`), so a seed table per grade is one `groups.csv`."""
+    """A finished run's row: its status, epochs, seconds and final metrics; for a run of
+    several grades each grade's PSNR / SSIM on every split and its seconds
+    (`grade2_test_psnr`, `grade2_seconds`), so a seed table per grade is one `groups.csv`,
+    and for a grade trained from several starts each try's training loss, space-separated
+    (`grade2_tries`; "nan" a diverged try), and the one kept (`grade2_kept_try`, from 1);
+    and the machine it last ran on (`cpu`, `cores`: its environment.json), so its seconds
+    carry their machine."""
     metrics = runs.read_summary(run_dir)
     row = {"status": "diverged" if metrics["diverged"] else "completed",
            "epochs": metrics["epochs"], "seconds": metrics["seconds"],
            **{k: v for k, v in metrics["metrics"].items()}}
     grades = metrics.get("grades") or []
     for g in grades if len(grades) > 1 else ():
-        row.update({f"grade{g['grade']}_{k}": v for k, v in g["metrics"].items()
-                    if k.endswith(("_psnr", "_ssim"))})
-        row[f"grade{g['grade']}_seconds"] = g["seconds"]
+        k = g["grade"]
+        row.update({f"grade{k}_{m}": v for m, v in g["metrics"].items()
+                    if m.endswith(("_psnr", "_ssim"))})
+        row[f"grade{k}_seconds"] = g["seconds"]
+        if len(g.get("tries") or ()) > 1:
+            row[f"grade{k}_tries"] = " ".join(
+                "nan" if t is None else f"{t:.6g}" for t in g["tries"])
+            row[f"grade{k}_kept_try"] = g["kept_try"]
+    with contextlib.suppress(OSError, ValueError, runs.RunDirError):
+        env = runs.read_json(run_dir / runs.ENVIRONMENT)
+        row.update(cpu=env.get("cpu"), cores=env.get("cores"))
     return row
 
 
