@@ -2,10 +2,13 @@
 
 Runs the first `--grades` grades of `mgdl reproduce EXPERIMENT --scale fast`'s MGDL recipe
 (the same config, programs and numbers: `presets.FAST`) for each (initialisation seed,
-noise seed) pair, and prints per grade its PSNR on the full grid (grades on coarse grids
-are evaluated there when they end), the minute it ended and its **training loss** at the
-end (what the run sees without the clean image). A variant changes one grade's budget or
-peak rate, to study where the seeds part:
+noise seed) pair. For denoising the base is the recipe these variants were made from
+and measured on, the fast scale's first (`FIRST`, coarse-warmup-batch16: 2 000 epochs on
+each coarse grid, one try each), not today's g1x4-t3-x2 (variants g1x4 and g2t3 at once,
+with grades 3 and 4 twice as long). It prints per grade its PSNR on the full grid (grades
+on coarse grids are evaluated there when they end), the minute it ended and its
+**training loss** at the end (what the run sees without the clean image). A variant
+changes one grade's budget or peak rate, to study where the seeds part:
 
   base      the recipe
   g2x2      grade 2 takes twice its epochs (4 000 on the 2× coarser grid)
@@ -46,6 +49,9 @@ from multigrade.metrics import psnr
 from multigrade.train import Callback
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+# denoising's base, the fast scale's first MGDL recipe (presets.FAST's until 2026-12-07):
+# the variants below change it, and docs/time-to-quality.md's runs measured them on it
+FIRST = {"denoise": {"grade_epochs": (2000, 2000), "grade_tries": (), "epochs": 6000}}
 VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": tries}
     "base": {},
     "g2x2": {2: {"epochs": 4000}},
@@ -87,7 +93,7 @@ def run(experiment: str, variant: str, seed: int, noise_seed: int, grades: int,
     t0 = time.perf_counter()
     cfg = experiment_config(EXPERIMENTS[experiment], "fast", data_dir).for_method("mgdl")
     cfg = cfg.replace(problem={"noise_seed": noise_seed, **({"size": size} if size else {})},
-                      train={"seed": seed})
+                      train={"seed": seed, **FIRST.get(cfg.problem.task, {})})
     problem = problem_for(cfg)
     args = fit_arguments(cfg, problem, grades=grades)
     tr, budgets, optimizers = cfg.train, list(args["epochs"]), list(args["optimizer"])
