@@ -19,6 +19,12 @@ changes one grade's budget or peak rate, to study where the seeds part:
             then learns on another grade 1's features
   g1x4      grade 1 takes four times its epochs (8 000 on the 4× coarser grid)
   g1x4g2x2  grade 1 four times (8 000) and grade 2 twice (4 000 on the 2× coarser grid)
+  g1x4t3    g1x4 with grade 2 from three starts: the first grades of today's recipe
+
+Every try's training-loss curve (each record's, every 100 epochs) goes into the JSON line
+(`curves`); for a grade of several tries the script prints each try's loss at a quarter,
+half and all of its budget, and which try each would keep: whether a race (every try for
+part of its budget, only the leader finishing) would keep the same try.
 
 One JSON line per run goes to `--jsonl` (appended: a study can be run in pieces, e.g. one
 process per core).
@@ -61,6 +67,7 @@ VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": 
     "g1t3": {1: {"tries": 3}},
     "g1x4": {1: {"epochs": 8000}},
     "g1x4g2x2": {1: {"epochs": 8000}, 2: {"epochs": 4000}},
+    "g1x4t3": {1: {"epochs": 8000}, 2: {"tries": 3}},
 }
 
 
@@ -70,6 +77,15 @@ class GradeEnds(Callback):
 
     def __init__(self, t0: float, model, full):
         self.t0, self.model, self.full, self.paused, self.rows = t0, model, full, 0.0, []
+        self.curves: list[dict] = []  # one per try: grade, epochs, training losses
+
+    def on_grade_start(self, grade, epochs, done):
+        self.curves.append({"grade": grade, "epoch": [], "train_loss": []})
+
+    def on_records(self, grade, rows):
+        for row in rows:
+            self.curves[-1]["epoch"].append(int(row["epoch"]))
+            self.curves[-1]["train_loss"].append(float(row["train_loss"]))
 
     def on_grade_end(self, checkpoint):
         minutes = (time.perf_counter() - self.t0 - self.paused) / 60
@@ -85,6 +101,20 @@ class GradeEnds(Callback):
         print(f"  grade {checkpoint.finished}: {float(value):.2f} dB at {minutes:.1f} min, "
               f"training loss {self.rows[-1]['train_loss']:.1f}"
               + (f" (tries' losses {', '.join(f'{v:.1f}' for v in tries)})" if tries else ""),
+              flush=True)
+        if tries:
+            race(checkpoint.finished, [c for c in self.curves
+                                       if c["grade"] == checkpoint.finished][-len(tries):])
+
+
+def race(grade: int, curves: list[dict]) -> None:
+    """Each try's training loss at a quarter, half and all of its budget, and the try of
+    least loss at each (what a race stopped there would keep)."""
+    for part in (0.25, 0.5, 1.0):
+        at = [c["train_loss"][max(0, round(part * len(c["train_loss"])) - 1)]
+              for c in curves]
+        print(f"    grade {grade} at {part:.0%} of its epochs: tries' losses "
+              f"{', '.join(f'{v:.1f}' for v in at)}; least: try {int(np.argmin(at)) + 1}",
               flush=True)
 
 
@@ -109,7 +139,8 @@ def run(experiment: str, variant: str, seed: int, noise_seed: int, grades: int,
               "record_every": 100},
            window=1, callbacks=[ends])
     return {"experiment": experiment, "size": cfg.problem.size, "variant": variant,
-            "seed": seed, "noise_seed": noise_seed, "epochs": budgets, "grades": ends.rows}
+            "seed": seed, "noise_seed": noise_seed, "epochs": budgets, "grades": ends.rows,
+            "curves": ends.curves}
 
 
 def main(argv=None) -> int:
