@@ -52,7 +52,7 @@ from multigrade.experiments.presets import EXPERIMENTS
 from multigrade.experiments.reproduce import experiment_config
 from multigrade.experiments.runner import problem_for
 from multigrade.metrics import psnr
-from multigrade.train import Callback
+from multigrade.train import Callback, tries_at
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 # denoising's base, the fast scale's first MGDL recipe (presets.FAST's until 2026-12-07):
@@ -73,46 +73,43 @@ VARIANTS = {  # grade (1-based) -> {"epochs": budget, "lr": peak rate, "tries": 
 
 class GradeEnds(Callback):
     """(grade, full-grid PSNR, minutes since the start, training loss) at each grade's
-    end; the full-grid measurement's time is not counted."""
+    end, and every try's training-loss curve (the run's own records: the history's for a
+    grade trained once, `tries_history` for one of several tries); the full-grid
+    measurement's time is not counted."""
 
     def __init__(self, t0: float, model, full):
         self.t0, self.model, self.full, self.paused, self.rows = t0, model, full, 0.0, []
         self.curves: list[dict] = []  # one per try: grade, epochs, training losses
-
-    def on_grade_start(self, grade, epochs, done):
-        self.curves.append({"grade": grade, "epoch": [], "train_loss": []})
-
-    def on_records(self, grade, rows):
-        for row in rows:
-            self.curves[-1]["epoch"].append(int(row["epoch"]))
-            self.curves[-1]["train_loss"].append(float(row["train_loss"]))
 
     def on_grade_end(self, checkpoint):
         minutes = (time.perf_counter() - self.t0 - self.paused) / 60
         t = time.perf_counter()
         pred = self.model.predict(checkpoint.params, self.full.coords, checkpoint.scales)
         value = psnr(np.asarray(pred).reshape(self.full.shape), np.asarray(self.full.clean))
-        self.rows.append({"grade": checkpoint.finished, "psnr": float(value),
-                          "minutes": minutes,
+        summary, k = checkpoint.grades[-1], checkpoint.finished
+        self.rows.append({"grade": k, "psnr": float(value), "minutes": minutes,
                           "train_loss": float(checkpoint.history[-1]["train_loss"]),
-                          "tries": checkpoint.grades[-1].tries})
+                          "tries": summary.tries})
+        mine = [r for r in checkpoint.history if r["grade"] == k]
+        self.curves += [{"grade": k, "epoch": [int(e) for e in c["epoch"]],
+                         "train_loss": c["train_loss"]}
+                        for c in summary.tries_history or [
+                            {n: [r[n] for r in mine] for n in ("epoch", "train_loss")}]]
         self.paused += time.perf_counter() - t
-        tries = checkpoint.grades[-1].tries
-        print(f"  grade {checkpoint.finished}: {float(value):.2f} dB at {minutes:.1f} min, "
+        tries = summary.tries
+        print(f"  grade {k}: {float(value):.2f} dB at {minutes:.1f} min, "
               f"training loss {self.rows[-1]['train_loss']:.1f}"
               + (f" (tries' losses {', '.join(f'{v:.1f}' for v in tries)})" if tries else ""),
               flush=True)
         if tries:
-            race(checkpoint.finished, [c for c in self.curves
-                                       if c["grade"] == checkpoint.finished][-len(tries):])
+            race(k, summary.tries_history)
 
 
 def race(grade: int, curves: list[dict]) -> None:
     """Each try's training loss at a quarter, half and all of its budget, and the try of
-    least loss at each (what a race stopped there would keep)."""
+    least loss at each (what a race stopped there would keep: `train.tries_at`)."""
     for part in (0.25, 0.5, 1.0):
-        at = [c["train_loss"][max(0, round(part * len(c["train_loss"])) - 1)]
-              for c in curves]
+        at = tries_at(curves, part)
         print(f"    grade {grade} at {part:.0%} of its epochs: tries' losses "
               f"{', '.join(f'{v:.1f}' for v in at)}; least: try {int(np.argmin(at)) + 1}",
               flush=True)

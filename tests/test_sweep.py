@@ -97,6 +97,9 @@ def test_a_row_lists_each_tried_grades_losses_and_names_the_machine(tmp_path):
     assert [float(t) for t in row["grade2_tries"].split()] == pytest.approx(g2["tries"],
                                                                              rel=1e-5)
     assert row["grade2_kept_try"] == g2["kept_try"] == 1 + int(np.argmin(g2["tries"]))
+    # the race's leader: the least loss at the record a quarter of the way through
+    quarter = [c["train_loss"][round(len(c["epoch"]) / 4) - 1] for c in g2["tries_history"]]
+    assert row["grade2_lead_at_quarter"] == 1 + int(np.argmin(quarter))
     env = runs.read_json(tmp_path / "r" / runs.ENVIRONMENT)
     assert (row["cpu"], row["cores"]) == (env["cpu"], env["cores"])
     assert row["cores"] == len(runs.cores()) >= 1

@@ -3,6 +3,7 @@ its own initialisation, the least training loss is kept, and an interrupted run 
 inside any try (float64, exact equality)."""
 
 import dataclasses
+import math
 
 import jax
 import numpy as np
@@ -14,7 +15,7 @@ from multigrade.experiments.checkpoints import checkpoint_arrays, load_checkpoin
 from multigrade.metrics import feature_stats
 from multigrade.problems import denoising
 from multigrade.selection import Discrepancy
-from multigrade.train import FitInterrupted
+from multigrade.train import FitInterrupted, tries_at
 from test_checkpoint import StopAfter, assert_same_run
 
 KW = dict(optimizer=optax.adam(5e-2), epochs=60, key=jax.random.key(0), record_every=5,
@@ -61,6 +62,26 @@ def test_each_try_is_the_grade_fitted_from_its_own_start_and_the_least_loss_is_k
         a.params[0], problem.inputs["train"]))) for a in alone]
     np.testing.assert_allclose(g2.tries_erank, [s["erank"] for s in stats], rtol=1e-9)
     assert g2.tries_dead == [s["dead"] for s in stats]
+    # and every try's records, as the try alone recorded them
+    for curve, a in zip(g2.tries_history, alone, strict=True):
+        mine = a.history["grade"] == 2
+        assert set(curve) == set(a.history) - {"grade"}
+        for name, column in curve.items():
+            np.testing.assert_array_equal(column, a.history[name][mine])
+
+
+def test_tries_at_reads_each_try_where_a_race_would_stop_it(tried):
+    curves = tried.grades[1].tries_history
+    for part, epoch in ((0.25, 15), (0.5, 30), (0.3, 15), (1.0, 60)):
+        expect = [c["train_loss"][c["epoch"].index(epoch)] for c in curves]
+        assert tries_at(curves, part) == expect
+    assert tries_at(curves, 1.0) == tried.grades[1].tries  # the end: each try's kept loss
+    # a try that diverged (its loss NaN, its records ended) reads inf after its end
+    cut = [{"epoch": [5, 10], "train_loss": [3.0, math.nan]},
+           {"epoch": [5, 10, 15, 20], "train_loss": [4.0, 3.0, 2.0, 1.0]}]
+    assert tries_at(cut, 0.25) == [3.0, 4.0] and tries_at(cut, 0.75) == [math.inf, 2.0]
+    with pytest.raises(ValueError, match=r"part must be in \(0, 1\], got 0"):
+        tries_at(cut, 0)
 
 
 def test_the_erank_rule_keeps_the_try_of_highest_effective_rank(model, problem, tried):
@@ -88,8 +109,9 @@ def test_a_run_interrupted_inside_a_try_resumes_to_the_same_result(model, proble
     for start in (ckpt, read):
         resumed = mg.fit(model, problem, tries=(1, 3, 1), start=start, **KW)
         assert_same_run(resumed, tried)
-        assert [(g.tries, g.kept_try, g.tries_erank) for g in resumed.grades] == \
-            [(g.tries, g.kept_try, g.tries_erank) for g in tried.grades]
+        assert [(g.tries, g.kept_try, g.tries_erank, g.tries_history)
+                for g in resumed.grades] == \
+            [(g.tries, g.kept_try, g.tries_erank, g.tries_history) for g in tried.grades]
 
 
 def test_tries_with_a_selector_compare_the_kept_records_loss(model, problem):

@@ -27,7 +27,7 @@ from multigrade.train import (
 )
 
 _HELD_META = ("loss", "trial", "rows", "summary", "status", "losses", "seconds",
-              "compile_seconds", "features")
+              "compile_seconds", "features", "curves")
 
 
 def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
@@ -67,6 +67,20 @@ def checkpoint_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
 
 def _none_to_nan(d: dict) -> dict:
     return {k: float("nan") if v is None else v for k, v in d.items()}
+
+
+def _columns_nan(columns: dict) -> dict:
+    """Records as columns (a try's: `GradeSummary.tries_history`) with JSON's nulls as NaN."""
+    return {k: [float("nan") if v is None else v for v in col] for k, col in columns.items()}
+
+
+def _summary(g: dict) -> GradeSummary:
+    """A grade's summary from its JSON (a missing metric or scale written as null)."""
+    return GradeSummary(**{
+        **g, "metrics": _none_to_nan(g["metrics"]),
+        "scale": float("nan") if g["scale"] is None else g["scale"],
+        "tries_history": None if g.get("tries_history") is None else
+        [_columns_nan(c) for c in g["tries_history"]]})
 
 
 def load_checkpoint(run_dir: Path, model, problem: Problem | Curriculum | Sequence,
@@ -112,9 +126,7 @@ def load_checkpoint(run_dir: Path, model, problem: Problem | Curriculum | Sequen
     cols = {n[len("history/"):]: v for n, v in arrays.items() if n.startswith("history/")}
     n_rows = len(next(iter(cols.values()))) if cols else 0
     history = [{n: v[i].item() for n, v in cols.items()} for i in range(n_rows)]
-    grades = [GradeSummary(**{**g, "metrics": _none_to_nan(g["metrics"]),
-                              "scale": float("nan") if g["scale"] is None else g["scale"]})
-              for g in meta["grades"]]
+    grades = [_summary(g) for g in meta["grades"]]
     return Checkpoint(params, [g.scale for g in grades], grades, history, aux, pending,
                       tangent)
 
@@ -148,7 +160,8 @@ def _held(meta: dict, state: GradeState, tangent) -> Held:
                 tangent, nan(meta["rows"]), meta["summary"], meta["status"],
                 tuple(math.inf if v is None else v for v in meta["losses"]),
                 meta["seconds"], meta["compile_seconds"],
-                tuple(_none_to_nan(f) for f in meta.get("features", ())))
+                tuple(_none_to_nan(f) for f in meta.get("features", ())),
+                tuple(_columns_nan(c) for c in meta.get("curves", ())))
 
 
 def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:

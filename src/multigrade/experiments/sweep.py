@@ -207,9 +207,13 @@ def _row(run_dir: Path) -> dict:
     several grades each grade's PSNR / SSIM on every split and its seconds
     (`grade2_test_psnr`, `grade2_seconds`), so a seed table per grade is one `groups.csv`,
     and for a grade trained from several starts each try's training loss, space-separated
-    (`grade2_tries`; "nan" a diverged try), and the one kept (`grade2_kept_try`, from 1);
-    and the machine it last ran on (`cpu`, `cores`: its environment.json), so its seconds
-    carry their machine."""
+    (`grade2_tries`; "nan" a diverged try), the one kept (`grade2_kept_try`, from 1) and
+    the one of least loss at a quarter of the grade's epochs (`grade2_lead_at_quarter`:
+    what a race of the tries stopped there would keep, `train.tries_at`); and the machine
+    it last ran on (`cpu`, `cores`: its environment.json), so its seconds carry their
+    machine."""
+    from multigrade.train import tries_at
+
     metrics = runs.read_summary(run_dir)
     row = {"status": "diverged" if metrics["diverged"] else "completed",
            "epochs": metrics["epochs"], "seconds": metrics["seconds"],
@@ -224,6 +228,9 @@ def _row(run_dir: Path) -> dict:
             row[f"grade{k}_tries"] = " ".join(
                 "nan" if t is None else f"{t:.6g}" for t in g["tries"])
             row[f"grade{k}_kept_try"] = g["kept_try"]
+            if g.get("tries_history"):
+                row[f"grade{k}_lead_at_quarter"] = 1 + int(np.argmin(
+                    tries_at(g["tries_history"], 0.25)))
     with contextlib.suppress(OSError, ValueError, runs.RunDirError):
         env = runs.read_json(run_dir / runs.ENVIRONMENT)
         row.update(cpu=env.get("cpu"), cores=env.get("cores"))

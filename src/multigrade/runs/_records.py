@@ -35,6 +35,8 @@ class GradeRecord(TypedDict, total=False):
     kept_try: int | None  # and the one kept (1-based)
     tries_dead: list[float] | None  # and each try's dead units and effective rank
     tries_erank: list[float] | None
+    # and each try's records as columns (epoch, train_loss, ...; null: not finite)
+    tries_history: list[dict[str, list[float | None]]] | None
 
 
 class RunSummary(TypedDict, total=False):

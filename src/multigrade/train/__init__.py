@@ -49,6 +49,7 @@ from multigrade.train._rules import (
     learning_rate,
     should_stop,
     stop_index,
+    tries_at,
     with_learning_rate,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "should_stop",
     "StepSize",
     "stop_index",
+    "tries_at",
     "with_learning_rate",
     "zero_tangent",
 ]

@@ -151,8 +151,9 @@ def fit(
             restart against an unlucky start). The history keeps the chosen try's
             records; its `GradeSummary` has every try's loss (`tries`), its features'
             dead fraction and effective rank on the grade's grid (`tries_dead`,
-            `tries_erank`: `metrics.feature_stats`), which it kept (`kept_try`) and the
-            seconds of all of them.
+            `tries_erank`: `metrics.feature_stats`), every try's records as columns
+            (`tries_history`; `tries_at` reads them as a race would), which it kept
+            (`kept_try`) and the seconds of all of them.
         try_rule: which try a grade of several keeps: `"loss"` (least training loss) or
             `"erank"` (the highest effective rank of its features: what the next grade
             learns from; a diverged try is never kept while another is not).

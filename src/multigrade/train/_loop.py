@@ -216,8 +216,8 @@ class _Loop:
         """Grade k trained `tries[k]` times, from its own initialisation and then from
         `fold_in(grade key, t)` for try t: the try whose kept state is best by `try_rule`
         (least training loss, or highest effective rank of its features; no reference
-        needed) is the grade; the history keeps its rows, the summary every try's loss and
-        features' dead fraction and effective rank. Each try is a grade's training as
+        needed) is the grade; the history keeps its rows, the summary every try's loss,
+        features' dead fraction and effective rank, and records. Each try is a grade's training as
         `_train_grade` runs it; a checkpoint within a try holds the best finished try so
         far (`Pending.held`)."""
         n = 1 if self.tries is None else self.tries[k]
@@ -239,23 +239,25 @@ class _Loop:
                                                             frozen.feats["train"]))
             before = () if held is None else held.losses
             seen = () if held is None else held.features
+            curves = (() if held is None else held.curves) + (_columns(mine),)
             sec = summary["seconds"] + (0.0 if held is None else held.seconds)
             csec = summary["compile_seconds"] + (0.0 if held is None else held.compile_seconds)
             score = _try_score(self.try_rule, loss, feats)
             if held is None or score < _try_score(self.try_rule, held.loss,
                                                   held.features[held.trial]):
                 held = Held(loss, t, state, tstate, mine, summary, status[0], before + (loss,),
-                            sec, csec, seen + (feats,))
+                            sec, csec, seen + (feats,), curves)
             else:
                 held = held._replace(losses=before + (loss,), seconds=sec, compile_seconds=csec,
-                                     features=seen + (feats,))
+                                     features=seen + (feats,), curves=curves)
         rows[0].extend(held.rows)
         alive[:] = alive0 & (held.status != "diverged")
         summary = {**held.summary, "seconds": held.seconds,
                    "compile_seconds": held.compile_seconds, "tries": list(held.losses),
                    "kept_try": held.trial + 1,
                    "tries_dead": [f["dead"] for f in held.features],
-                   "tries_erank": [f["erank"] for f in held.features]}
+                   "tries_erank": [f["erank"] for f in held.features],
+                   "tries_history": list(held.curves)}
         return held.state, held.tangent, [held.status], summary
 
     def _train_grade(self, k, frozen: _Frozen, step0, pending, rows, alive, params_out,
@@ -476,6 +478,12 @@ def _try_score(rule: str, loss: float, feats: dict) -> float:
         return loss
     erank = feats["erank"]
     return -erank if math.isfinite(erank) else math.inf
+
+
+def _columns(rows: list[dict]) -> dict[str, list[float]]:
+    """A try's history rows as columns (`GradeSummary.tries_history`), its grade left out."""
+    names = [n for n in dict.fromkeys(n for r in rows for n in r) if n != "grade"]
+    return {n: [float(r.get(n, math.nan)) for r in rows] for n in names}
 
 
 def _kept_loss(rows: list[dict], summary: dict, status: str) -> float:

@@ -41,6 +41,9 @@ class GradeSummary:
     # effective rank (`analysis.feature_stats`; what the next grade learns from)
     tries_dead: list[float] | None = None
     tries_erank: list[float] | None = None
+    # and each try's records, as columns (`epoch`, `train_loss`, ... as in the history):
+    # how the tries compared along the way, the kept one's rows being in the history too
+    tries_history: list[dict[str, list[float]]] | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -75,8 +78,8 @@ class Pending:
 class Held(NamedTuple):
     """The best finished try so far of a grade trained several times (`fit(tries=...)`):
     its training loss, index (0-based), kept state, history rows, summary and status,
-    with every finished try's loss, the seconds they all took and every finished try's
-    `analysis.feature_stats` (dead units, effective rank)."""
+    with every finished try's loss, the seconds they all took, every finished try's
+    `analysis.feature_stats` (dead units, effective rank) and records (as columns)."""
 
     loss: float
     trial: int
@@ -89,6 +92,7 @@ class Held(NamedTuple):
     seconds: float
     compile_seconds: float
     features: tuple[dict, ...] = ()
+    curves: tuple[dict, ...] = ()
 
 
 class Best(NamedTuple):

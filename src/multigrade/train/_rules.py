@@ -1,5 +1,6 @@
 """Rules checked between compiled chunks: the paper's stopping rule, the selector's
-interface, adaptive grades' gain and GD's step from the Hessian (the `StepSize` protocol)."""
+interface, adaptive grades' gain, GD's step from the Hessian (the `StepSize` protocol),
+and what a race of a grade's tries would compare (`tries_at`)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,26 @@ class Selector:
     def settings(self) -> dict[str, float]:
         """The rule's own constants, for the record (the discrepancy principle's τ)."""
         return {}
+
+
+def tries_at(tries_history: Sequence[dict], part: float) -> list[float]:
+    """Each try's training loss at its last record within `part` (in (0, 1]) of the grade's
+    epochs (the longest try's last record), from `GradeSummary.tries_history`: what a race
+    of the tries stopped there would compare (`argmin` + 1 is the try it would keep). A
+    try that ended before that point (diverged, or stopped) reads its last record; a
+    missing or non-finite loss reads inf."""
+    if not 0 < part <= 1:
+        raise ValueError(f"part must be in (0, 1], got {part}")
+    if not tries_history:
+        return []
+    end = max((c["epoch"][-1] for c in tries_history if c.get("epoch")), default=0)
+    out = []
+    for c in tries_history:
+        epochs, loss = np.asarray(c.get("epoch", []), float), c.get("train_loss", [])
+        i = int(np.searchsorted(epochs, part * end, side="right")) - 1
+        value = loss[i] if 0 <= i < len(loss) and loss[i] is not None else math.inf
+        out.append(float(value) if math.isfinite(value) else math.inf)
+    return out
 
 
 def grade_gain(before: float, after: float) -> float:
