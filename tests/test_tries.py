@@ -3,6 +3,7 @@ its own initialisation, the least training loss is kept, and an interrupted run 
 inside any try (float64, exact equality)."""
 
 import dataclasses
+import json
 import math
 
 import jax
@@ -141,3 +142,23 @@ def test_a_grade_summary_with_tries_survives_the_checkpoint(model, problem, trie
     read = load_checkpoint(tmp_path, model, problem, [KW["optimizer"]] * 3)
     assert [dataclasses.asdict(g) for g in read.grades] == \
         [dataclasses.asdict(g) for g in tried.grades]
+
+
+def test_a_checkpoint_from_before_tries_history_resumes_with_the_lost_try_unrecorded(
+        model, problem, tried, tmp_path):
+    """A checkpoint written before `tries_history` existed (its held try has no `curves`)
+    resumes to the same run; the finished try's records, not kept then, read empty."""
+    with pytest.raises(FitInterrupted) as info:
+        mg.fit(model, problem, tries=(1, 3, 1), callbacks=[StopAfter(2, 7)], **KW)
+    arrays = checkpoint_arrays(info.value.checkpoint)
+    meta = json.loads(str(arrays["meta"]))
+    del meta["pending"]["held"]["curves"]
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "checkpoint.npz", **arrays)
+    read = load_checkpoint(tmp_path, model, problem, [KW["optimizer"]] * 3)
+    resumed = mg.fit(model, problem, tries=(1, 3, 1), start=read, **KW)
+    assert_same_run(resumed, tried)
+    g2, want = resumed.grades[1], tried.grades[1]
+    assert (g2.tries, g2.kept_try) == (want.tries, want.kept_try)
+    assert g2.tries_history == [{}, *want.tries_history[1:]]
+    assert tries_at(g2.tries_history, 0.25)[0] == math.inf

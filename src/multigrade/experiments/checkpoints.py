@@ -156,12 +156,13 @@ def _held(meta: dict, state: GradeState, tangent) -> Held:
     and a missing metric, were written as null) and arrays."""
     def nan(rows):
         return [_none_to_nan(r) for r in rows]
+    losses = tuple(math.inf if v is None else v for v in meta["losses"])
+    curves = tuple(_columns_nan(c) for c in meta.get("curves", ()))
+    curves += ({},) * (len(losses) - len(curves))  # an older checkpoint's: not recorded
     return Held(math.inf if meta["loss"] is None else meta["loss"], meta["trial"], state,
-                tangent, nan(meta["rows"]), meta["summary"], meta["status"],
-                tuple(math.inf if v is None else v for v in meta["losses"]),
+                tangent, nan(meta["rows"]), meta["summary"], meta["status"], losses,
                 meta["seconds"], meta["compile_seconds"],
-                tuple(_none_to_nan(f) for f in meta.get("features", ())),
-                tuple(_columns_nan(c) for c in meta.get("curves", ())))
+                tuple(_none_to_nan(f) for f in meta.get("features", ())), curves)
 
 
 def _tangent_from(arrays: dict, probes: int, aux_like, source: str) -> dict:
