@@ -90,3 +90,30 @@ def test_a_run_continued_elsewhere_names_every_machine_its_seconds_came_from(tmp
                               "--overwrite"])
     assert res.exit_code == 0, res.output
     assert "earlier" not in runs.read_json(out / runs.ENVIRONMENT)
+
+
+def test_the_tries_a_grade_did_not_keep_are_drawn_thin_from_the_summary(tmp_path):
+    """`--grade-tries 1,3`: history.png's panels draw grade 2's two tries not kept, their
+    records as metrics.json has them, beside the history's kept curve."""
+    import matplotlib.pyplot
+
+    from multigrade.report import curves_figure, history_curves, plot_history
+
+    out = tmp_path / "t"
+    res = runner.invoke(app, ["fit", "denoise", *BASE, "--grades", "2", "--grade-tries",
+                              "1,3", "--lr", "1e-2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    g2 = runs.read_summary(out)["grades"][1]
+    others = [c for t, c in enumerate(g2["tries_history"], start=1) if t != g2["kept_try"]]
+    assert len(others) == 2
+    fig = curves_figure(*history_curves({"mgdl": out}))
+    loss, psnr = fig.axes
+    for ax, name in ((loss, "train_loss"), (psnr, "test_psnr")):
+        thin = [ln for ln in ax.lines if ln.get_linewidth() == 0.7]
+        assert len(thin) == 2
+        for ln, c in zip(thin, others, strict=True):
+            np.testing.assert_array_equal(ln.get_xdata(), c["step"])
+            np.testing.assert_allclose(ln.get_ydata(), c[name], rtol=1e-6)
+    matplotlib.pyplot.close(fig)
+    plot_history({"mgdl": out}, tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0

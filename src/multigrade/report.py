@@ -146,8 +146,16 @@ def plot_history(run_dirs: dict[str, str | os.PathLike], path: Target) -> None:
     """Loss (log scale) and PSNR against epochs of one or more run directories (read from
     their `history.csv` and `metrics.json`), grade boundaries dotted. Restoration adds the
     residual ‖A(P) − y‖²/N to the loss panel (with the discrepancy principle's level τσ²
-    when the run stopped by it) and SURE's estimate of the PSNR beside the true PSNR."""
-    curves, levels = {}, {}
+    when the run stopped by it) and SURE's estimate of the PSNR beside the true PSNR. A
+    grade trained from several starts draws the tries it did not keep as thin lines."""
+    curves, levels, others = history_curves(run_dirs)
+    plot_curves(curves, path, levels, others)
+
+
+def history_curves(run_dirs: dict[str, str | os.PathLike]) -> tuple[dict, dict, dict]:
+    """What `plot_history` draws of run directories: `(curves, levels, others)` as
+    `curves_figure` takes them."""
+    curves, levels, others = {}, {}, {}
     for label, d in run_dirs.items():
         d = Path(d)
         metrics = runs.read_summary(d)
@@ -157,13 +165,28 @@ def plot_history(run_dirs: dict[str, str | os.PathLike], path: Target) -> None:
         sel = metrics.get("selection") or {}
         if sel.get("mode") == "discrepancy":
             levels[label] = sel["tau"] * (sel["noise_level"] / 255) ** 2
-    plot_curves(curves, path, levels)
+        others[label] = [{k: np.asarray(v, dtype=float) for k, v in c.items()}
+                         for g in grades
+                         for t, c in enumerate(g.get("tries_history") or [], start=1)
+                         if t != g.get("kept_try") and c.get("step")]
+    return curves, levels, others
 
 
 def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: Target,
-                levels: dict[str, float] | None = None) -> None:
+                levels: dict[str, float] | None = None,
+                others: dict[str, list[dict]] | None = None) -> None:
     """`{label: (history columns, grade-boundary steps)}` as loss and PSNR panels;
-    `levels` draws a residual level per label (the discrepancy principle's τσ²)."""
+    `levels` draws a residual level per label (the discrepancy principle's τσ²), `others`
+    the records of tries a grade did not keep (`GradeSummary.tries_history`) thin."""
+    fig = curves_figure(curves, levels, others)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def curves_figure(curves: dict[str, tuple[dict, np.ndarray]],
+                  levels: dict[str, float] | None = None,
+                  others: dict[str, list[dict]] | None = None):
+    """`plot_curves`'s figure, not saved."""
     plt = _pyplot()
     has_psnr = any(k.endswith("psnr") for h, _ in curves.values() for k in h)
     ncols = 2 if has_psnr else 1
@@ -188,6 +211,13 @@ def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: Target,
         if has_psnr and "sure_psnr" in h:
             axes[0, 1].plot(h["step"], h["sure_psnr"], ":", color=color,
                             label=f"{label} SURE estimate")
+        for j, c in enumerate((others or {}).get(label, [])):
+            name = f"{label} tries not kept" if j == 0 else None
+            axes[0, 0].semilogy(c["step"], c["train_loss"], "-", color=color, lw=0.7,
+                                alpha=0.45, label=name)
+            if has_psnr and "test_psnr" in c:
+                axes[0, 1].plot(c["step"], c["test_psnr"], "-", color=color, lw=0.7,
+                                alpha=0.45, label=name)
         for ax in axes[0]:
             for e in ends:
                 ax.axvline(e, color=color, ls=":", lw=0.8)
@@ -200,8 +230,7 @@ def plot_curves(curves: dict[str, tuple[dict, np.ndarray]], path: Target,
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def plot_sweep_axes(rows: list[dict], axes: list[str], metric: str,
