@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from multigrade import runs
+from multigrade.cli.studies import race_lines
 from multigrade.experiments.sweep import aggregate, load_sweep, run_id, run_sweep
 
 pytestmark = pytest.mark.xdist_group("sweep")  # its tests on one worker: one LocalCluster
@@ -100,6 +101,13 @@ def test_a_row_lists_each_tried_grades_losses_and_names_the_machine(tmp_path):
     # the race's leader: the least loss at the record a quarter of the way through
     quarter = [c["train_loss"][round(len(c["epoch"]) / 4) - 1] for c in g2["tries_history"]]
     assert row["grade2_lead_at_quarter"] == 1 + int(np.argmin(quarter))
+    # what `mgdl sweep` says of the race over its runs (a run whose leader differs counts out)
+    other = {**row, "grade2_lead_at_quarter": row["grade2_kept_try"] % 3 + 1}
+    same = int(row["grade2_lead_at_quarter"] == row["grade2_kept_try"])
+    assert race_lines([row, other, {**row, "status": "failed"}]) == [
+        f"grade 2's tries: the try leading at a quarter of the epochs is the try kept in "
+        f"{same} of 2 runs"]
+    assert race_lines([{"status": "completed", "test_psnr": 1.0}]) == []
     env = runs.read_json(tmp_path / "r" / runs.ENVIRONMENT)
     assert (row["cpu"], row["cores"]) == (env["cpu"], env["cores"])
     assert row["cores"] == len(runs.cores()) >= 1

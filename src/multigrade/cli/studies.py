@@ -330,6 +330,23 @@ def _grade_means(groups: list[dict], metric: str) -> list[list[float]]:
     return out
 
 
+def race_lines(rows: list[dict]) -> list[str]:
+    """Per grade trained from several starts, in how many completed runs the try leading a
+    quarter of the way through was the try kept (`gradeK_lead_at_quarter` against
+    `gradeK_kept_try`): whether a race of the tries stopped there would change a run."""
+    out = []
+    for k in sorted({int(n[len("grade"):-len("_kept_try")]) for r in rows for n in r
+                     if n.startswith("grade") and n.endswith("_kept_try")}):
+        both = [r for r in rows if r.get("status") == "completed"
+                and r.get(f"grade{k}_lead_at_quarter") is not None
+                and r.get(f"grade{k}_kept_try") is not None]
+        if both:
+            same = sum(r[f"grade{k}_lead_at_quarter"] == r[f"grade{k}_kept_try"] for r in both)
+            out.append(f"grade {k}'s tries: the try leading at a quarter of the epochs is "
+                       f"the try kept in {same} of {len(both)} runs")
+    return out
+
+
 def _print_sweep(outcome) -> None:
     spec, metric = outcome.spec, outcome.spec.best_by
     table = Table(title=f"sweep: {len(outcome.rows)} runs ({outcome.ran} trained now), "
@@ -349,6 +366,8 @@ def _print_sweep(outcome) -> None:
                       *([" / ".join(f"{v:.4g}" for v in grades) or "-"] if any(graded) else []),
                       "-" if best is None else f"{best:.4g}", g.get("best_run", "-"))
     console.print(table)
+    for line in race_lines(outcome.rows):
+        console.print(line)
     for r in outcome.rows:
         if r["status"] == "failed":
             console.print(f"failed: {r['run']}: {r.get('error', '')}")
