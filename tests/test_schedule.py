@@ -135,6 +135,12 @@ def test_grade_tries_train_a_grade_from_several_starts_and_keep_the_least_loss(t
     assert [g["tries"] for g in grades] == [g.tries for g in direct.grades]
     assert len(grades[1]["tries"]) == 2 and grades[1]["kept_try"] == direct.grades[1].kept_try
     assert grades[1]["tries_erank"] == direct.grades[1].tries_erank
+    g2 = direct.grades[1]  # what the run says of its tries, in one line
+    # a quarter of 20 epochs is before the first record (epoch 10): the first is read
+    quarter = [c["train_loss"][c["epoch"].index(10)] for c in g2.tries_history]
+    assert (f"mgdl grade 2: 2 tries, training loss {quarter[0]:.4g} / {quarter[1]:.4g} at a "
+            f"quarter, {g2.tries[0]:.4g} / {g2.tries[1]:.4g} at the end; kept try "
+            f"{g2.kept_try}") in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["fit", *args, "--try-rule", "erank", "--out",
                                    str(tmp_path / "e")])
     assert res.exit_code == 0, res.output

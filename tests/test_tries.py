@@ -81,6 +81,8 @@ def test_tries_at_reads_each_try_where_a_race_would_stop_it(tried):
     cut = [{"epoch": [5, 10], "train_loss": [3.0, math.nan]},
            {"epoch": [5, 10, 15, 20], "train_loss": [4.0, 3.0, 2.0, 1.0]}]
     assert tries_at(cut, 0.25) == [3.0, 4.0] and tries_at(cut, 0.75) == [math.inf, 2.0]
+    assert tries_at(cut, 0.1) == [3.0, 4.0]  # before any record: the first
+    assert tries_at([{}, cut[1]], 0.5) == [math.inf, 3.0]  # a try not recorded
     with pytest.raises(ValueError, match=r"part must be in \(0, 1\], got 0"):
         tries_at(cut, 0)
 

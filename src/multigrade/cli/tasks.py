@@ -192,6 +192,7 @@ def print_outcome(outcome) -> None:
     console.print(table)
     _print_settings(outcome)
     _print_adaptive(outcome)
+    _print_tries(outcome)
     _print_networks(outcome)
     _print_selection(outcome)
     console.print(f"run directory: {outcome.run_dir}")
@@ -253,6 +254,26 @@ def _print_adaptive(outcome) -> None:
                   f"gain of grades 2…: {gains or '-'} dB"
                   + (f"; grade {a['dropped'][0]} dropped, kept in dropped.npz)"
                      if a["dropped"] else ")"))
+
+
+def _print_tries(outcome) -> None:
+    """A grade trained from several starts: each try's training loss a quarter of the way
+    through and at the end, and the try kept."""
+    from multigrade.train import tries_at
+
+    for name, r in outcome.results.items():
+        for g in r.grades:
+            if not g.tries or len(g.tries) < 2:
+                continue
+            quarter = tries_at(g.tries_history, 0.25) if g.tries_history else None
+            console.print(
+                f"{name} grade {g.grade}: {len(g.tries)} tries, training loss "
+                + (f"{_losses(quarter)} at a quarter, " if quarter else "")
+                + f"{_losses(g.tries)} at the end; kept try {g.kept_try}")
+
+
+def _losses(values) -> str:
+    return " / ".join("diverged" if not math.isfinite(v) else f"{v:.4g}" for v in values)
 
 
 def _label(name: str, result, info: dict | None) -> str:

@@ -78,10 +78,11 @@ class Selector:
 
 def tries_at(tries_history: Sequence[dict], part: float) -> list[float]:
     """Each try's training loss at its last record within `part` (in (0, 1]) of the grade's
-    epochs (the longest try's last record), from `GradeSummary.tries_history`: what a race
-    of the tries stopped there would compare (`argmin` + 1 is the try it would keep). A
-    try that ended before that point (diverged, or stopped) reads its last record; a
-    missing or non-finite loss reads inf."""
+    epochs (the longest try's last record; its first record where none is that early),
+    from `GradeSummary.tries_history`: what a race of the tries stopped there would
+    compare (`argmin` + 1 is the try it would keep). A try that ended before that point
+    (diverged, or stopped) reads its last record; a missing or non-finite loss reads
+    inf."""
     if not 0 < part <= 1:
         raise ValueError(f"part must be in (0, 1], got {part}")
     if not tries_history:
@@ -90,7 +91,7 @@ def tries_at(tries_history: Sequence[dict], part: float) -> list[float]:
     out = []
     for c in tries_history:
         epochs, loss = np.asarray(c.get("epoch", []), float), c.get("train_loss", [])
-        i = int(np.searchsorted(epochs, part * end, side="right")) - 1
+        i = max(int(np.searchsorted(epochs, part * end, side="right")) - 1, 0)
         value = loss[i] if 0 <= i < len(loss) and loss[i] is not None else math.inf
         out.append(float(value) if math.isfinite(value) else math.inf)
     return out
