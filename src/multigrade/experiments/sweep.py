@@ -202,7 +202,7 @@ def _differs(d: dict, default: dict) -> dict:
 # One run, on a worker
 
 
-def _row(run_dir: Path) -> dict:
+def run_row(run_dir: Path) -> dict:
     """A finished run's row: its status, epochs, seconds and final metrics; for a run of
     several grades each grade's PSNR / SSIM on every split and its seconds
     (`grade2_test_psnr`, `grade2_seconds`), so a seed table per grade is one `groups.csv`,
@@ -268,7 +268,7 @@ def run_one(cfg_data: dict, run_dir: str) -> dict:
             if state is not None:
                 runs.adopt(run_dir)  # a run of an older version: mark it the store's
             runner.execute(cfg, run_dir, overwrite=run_dir.is_dir() and any(run_dir.iterdir()))
-        row = _row(run_dir)
+        row = run_row(run_dir)
     except Exception as e:  # a run's failure is a result of the sweep, not its end
         row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
     return {**row, "trained": trained, "task_seconds": time.perf_counter() - t0}
@@ -404,7 +404,7 @@ def _run_sweep(spec: SweepSpec, out: Path, *, scheduler, workers, client,
     for cfg, rid in zip(configs, ids):
         run_dir = out / "runs" / rid
         if runs.is_run_dir(run_dir) and runs.read_status(run_dir)["state"] == "completed":
-            rows[rid] = {**_row(run_dir), "trained": False}
+            rows[rid] = {**run_row(run_dir), "trained": False}
         else:
             todo.append((cfg, rid))
     report = _reporter(spec, rows, len(configs), progress)
