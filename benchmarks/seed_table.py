@@ -77,9 +77,10 @@ def summary(finals: list[float], bar: float, target: float) -> str:
     v = np.asarray(finals, dtype=float)
     std = float(v.std(ddof=1)) if v.size > 1 else 0.0
     mean = float(v.mean())
-    return (f"{v.size} runs: {mean:.2f} ± {std:.2f} dB (mean ± sample std), least "
-            f"{v.min():.2f}; {int((v >= bar).sum())} of {v.size} at or over {bar:g} dB; "
-            f"the mean is {'at or over' if mean >= target else 'under'} {target:g} dB")
+    return (f"{v.size} run{'s' if v.size > 1 else ''}: {mean:.2f} ± {std:.2f} dB (mean ± "
+            f"sample std), least {v.min():.2f}; {int((v >= bar).sum())} of {v.size} at or "
+            f"over {bar:g} dB; the mean is "
+            f"{'at or over' if mean >= target else 'under'} {target:g} dB")
 
 
 def _db(v) -> str:
